@@ -1,0 +1,156 @@
+//! Wiring: state shared by handlers, the HTTP app, and the serve loop.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use secrecy::ExposeSecret;
+use tokio::sync::Notify;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::ca::Ca;
+use crate::config::{CommonArgs, OrchestratorKind, ServeArgs};
+use crate::domain::token;
+use crate::error::ApiError;
+use crate::http;
+use crate::orchestrator::local::{LocalOrchestrator, LocalSettings};
+use crate::orchestrator::Orchestrator;
+use crate::reconcile::Reconciler;
+use crate::store::Store;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// SHA-256 of the admin token; the token itself is not kept.
+    pub admin_token_hash: String,
+    pub ca: Arc<Ca>,
+    /// Wakes the reconciler after a spec change.
+    pub reconcile: Arc<Notify>,
+}
+
+/// The HTTP application: `/api/v1/…`, its OpenAPI document and health.
+pub fn router(state: Arc<AppState>) -> Router {
+    let (api, doc) = http::router();
+    let doc = Arc::new(doc);
+    let api = api.route(
+        "/openapi.json",
+        get(move || http::serve_openapi(doc.clone())),
+    );
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(RequestBodyLimitLayer::new(http::json::MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The admin token: given, or read from / generated into `DATA_DIR/admin-token`.
+/// Returns the token and whether it should be printed (it was not given by the operator).
+fn admin_token(serve: &ServeArgs, data_dir: &Path) -> anyhow::Result<(String, bool)> {
+    if let Some(token) = &serve.admin_token {
+        let token = token.expose_secret().trim().to_owned();
+        anyhow::ensure!(token.len() >= 16, "the admin token must be at least 16 characters");
+        return Ok((token, false));
+    }
+    let path = data_dir.join("admin-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_owned();
+        if !existing.is_empty() {
+            return Ok((existing, true));
+        }
+    }
+    let generated = token::generate("ska_");
+    std::fs::write(&path, format!("{generated}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok((generated, true))
+}
+
+fn default_broker_bin() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("locating the skyport executable")?;
+    Ok(exe.with_file_name("skyport-broker"))
+}
+
+/// Runs the control plane until SIGINT or SIGTERM.
+pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&common.data_dir)
+        .with_context(|| format!("creating data dir {}", common.data_dir.display()))?;
+    let store = crate::store::connect(&common.database_url()).await?;
+    store.migrate().await.context("applying migrations")?;
+    let ca = Arc::new(Ca::load_or_create(store.as_ref()).await?);
+    let (admin_token, print_token) = admin_token(serve, &common.data_dir)?;
+
+    let orchestrator: Arc<dyn Orchestrator> = match serve.orchestrator {
+        OrchestratorKind::Local => {
+            let broker_bin = match &serve.broker_bin {
+                Some(path) => path.clone(),
+                None => default_broker_bin()?,
+            };
+            anyhow::ensure!(
+                broker_bin.exists(),
+                "broker executable {} not found: build it (cargo build --release --bin skyport-broker) or pass --broker-bin",
+                broker_bin.display()
+            );
+            Arc::new(LocalOrchestrator::new(
+                LocalSettings {
+                    deployments_dir: common.data_dir.join("deployments"),
+                    broker_bin,
+                    listen_ip: serve.broker_listen_ip,
+                    public_host: serve.public_host.clone(),
+                },
+                ca.clone(),
+            )?)
+        }
+        OrchestratorKind::Kubernetes => anyhow::bail!(
+            "the kubernetes orchestrator is not available in this build yet; use --orchestrator local"
+        ),
+    };
+
+    let wake = Arc::new(Notify::new());
+    let reconciler = Reconciler::new(store.clone(), orchestrator, wake.clone());
+    let reconcile_task = tokio::spawn(reconciler.run());
+
+    let state = Arc::new(AppState {
+        store,
+        admin_token_hash: token::hash(&admin_token),
+        ca,
+        reconcile: wake,
+    });
+    let listener = tokio::net::TcpListener::bind(serve.listen)
+        .await
+        .with_context(|| format!("binding {}", serve.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Skyport control plane listening on http://{addr}");
+    println!("  API:     http://{addr}/api/v1");
+    println!("  OpenAPI: http://{addr}/api/v1/openapi.json");
+    if print_token {
+        println!(
+            "  Admin token: {admin_token}  (kept in {})",
+            common.data_dir.join("admin-token").display()
+        );
+    } else {
+        println!("  Admin token: as given by --admin-token / SKYPORT_ADMIN_TOKEN");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    reconcile_task.abort();
+    tracing::info!("control plane stopped; brokers keep running and are re-adopted on next start");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

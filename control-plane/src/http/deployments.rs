@@ -1,0 +1,399 @@
+//! `/deployments`: MQTT broker deployments of the caller's project.
+//!
+//! Handlers only record intent (the spec) and answer; the reconciler does the work and
+//! reports status. Writes that start work answer 202 with the transitional status.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::auth::ProjectKey;
+use super::json::{ApiJson, ApiQuery};
+use super::page::{PageQuery, Paged};
+use super::projects::path_id;
+use super::Problems;
+use crate::app::AppState;
+use crate::domain::{DeploymentName, DesiredState, Endpoints, Id, Plan, Status, Tier};
+use crate::error::{ApiError, ApiResult};
+use crate::store::{Deployment, DeploymentPatch, StoreError};
+
+/// Broker versions this control plane can run.
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1"];
+
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_deployment, list_deployments))
+        .routes(routes!(get_deployment, patch_deployment, delete_deployment))
+        .routes(routes!(stop_deployment))
+        .routes(routes!(start_deployment))
+        .routes(routes!(get_ca))
+}
+
+/// Body of `POST /deployments`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeployment {
+    /// Name, unique in the project: 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+    pub name: String,
+    pub plan: Plan,
+    /// Capacity; defaults to the plan's smallest tier.
+    pub tier: Option<Tier>,
+    /// Broker version; defaults to the newest supported.
+    pub version: Option<String>,
+}
+
+/// Body of `PATCH /deployments/{id}`: fields present are changed.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDeployment {
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    pub tier: Option<Tier>,
+    pub version: Option<String>,
+}
+
+/// A deployment: its spec, and the status the reconciler observed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentView {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    pub plan: Plan,
+    pub tier: Tier,
+    pub version: String,
+    /// What the deployment was asked to be doing.
+    pub desired_state: DesiredState,
+    pub status: Status,
+    /// Why the status is what it is, e.g. the failure reason.
+    pub status_reason: Option<String>,
+    /// Bumped on every spec change.
+    pub generation: i64,
+    /// The generation the running broker reflects.
+    pub observed_generation: i64,
+    /// Where clients connect; absent until the broker first runs.
+    pub endpoints: Option<Endpoints>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Deployment> for DeploymentView {
+    fn from(d: Deployment) -> Self {
+        Self {
+            id: d.id.to_string(),
+            project_id: d.project_id.to_string(),
+            name: d.name,
+            plan: d.plan,
+            tier: d.tier,
+            version: d.version,
+            desired_state: d.desired_state,
+            status: d.status,
+            status_reason: d.status_reason,
+            generation: d.generation,
+            observed_generation: d.observed_generation,
+            endpoints: d.endpoints,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+fn parse_name(raw: &str) -> ApiResult<DeploymentName> {
+    DeploymentName::parse(raw)
+        .map_err(|msg| ApiError::unprocessable("invalid_name", msg).with_field("name"))
+}
+
+fn parse_tier(tier: Tier) -> ApiResult<Tier> {
+    tier.validate()
+        .map_err(|msg| ApiError::unprocessable("invalid_tier", msg).with_field("tier"))
+}
+
+fn parse_version(raw: &str) -> ApiResult<String> {
+    if SUPPORTED_VERSIONS.contains(&raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::unprocessable(
+            "unsupported_version",
+            format!(
+                "version `{raw}` is not supported; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+        )
+        .with_field("version"))
+    }
+}
+
+fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
+    move |err| match err {
+        StoreError::Conflict(_) => ApiError::conflict(
+            "name_taken",
+            format!("a deployment named `{name}` already exists in this project"),
+        )
+        .with_field("name"),
+        other => ApiError::from_store(other, "deployment"),
+    }
+}
+
+fn accepted(deployment: Deployment) -> Response {
+    let location = format!("/api/v1/deployments/{}", deployment.id);
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(DeploymentView::from(deployment)),
+    )
+        .into_response()
+}
+
+async fn load(state: &AppState, key: &ProjectKey, raw_id: &str) -> ApiResult<Deployment> {
+    let id = path_id(raw_id, "deployment")?;
+    state
+        .store
+        .get_deployment(key.0.project_id, id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "deployment"))
+}
+
+fn refuse_if_deleting(d: &Deployment) -> ApiResult<()> {
+    if d.status == Status::Deleting {
+        return Err(ApiError::conflict(
+            "deployment_deleting",
+            "the deployment is being deleted",
+        ));
+    }
+    Ok(())
+}
+
+/// Create a deployment. Answers 202 with status `provisioning`; poll until `running`.
+#[utoipa::path(post, path = "/deployments", tag = "deployments",
+    request_body = CreateDeployment,
+    responses((status = 202, description = "Deployment accepted and provisioning", body = DeploymentView), Problems),
+    security(("bearer" = [])))]
+async fn create_deployment(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    ApiJson(body): ApiJson<CreateDeployment>,
+) -> ApiResult<Response> {
+    let name = parse_name(&body.name)?;
+    let tier = parse_tier(body.tier.unwrap_or_else(|| body.plan.default_tier()))?;
+    let version = parse_version(body.version.as_deref().unwrap_or(SUPPORTED_VERSIONS[0]))?;
+    let now = Utc::now();
+    let deployment = Deployment {
+        id: Id::new(),
+        project_id: key.0.project_id,
+        name: name.to_string(),
+        plan: body.plan,
+        tier,
+        version,
+        desired_state: DesiredState::Running,
+        status: Status::Provisioning,
+        status_reason: None,
+        generation: 1,
+        observed_generation: 0,
+        endpoints: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .create_deployment(&deployment)
+        .await
+        .map_err(name_taken(name.as_str()))?;
+    tracing::info!(deployment.id = %deployment.id, plan = deployment.plan.as_str(), "deployment created");
+    state.reconcile.notify_one();
+    Ok(accepted(deployment))
+}
+
+/// List the project's deployments.
+#[utoipa::path(get, path = "/deployments", tag = "deployments",
+    params(PageQuery),
+    responses((status = 200, description = "One page of deployments", body = Paged<DeploymentView>), Problems),
+    security(("bearer" = [])))]
+async fn list_deployments(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paged<DeploymentView>>> {
+    let page = query.parse()?;
+    let rows = state
+        .store
+        .list_deployments(key.0.project_id, page.after, page.limit + 1)
+        .await?;
+    Ok(Json(Paged::from_rows(rows, &page, |d| d.id, DeploymentView::from)))
+}
+
+/// Get a deployment with its status and endpoints.
+#[utoipa::path(get, path = "/deployments/{deployment_id}", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The deployment", body = DeploymentView), Problems),
+    security(("bearer" = [])))]
+async fn get_deployment(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path(deployment_id): Path<String>,
+) -> ApiResult<Json<DeploymentView>> {
+    Ok(Json(load(&state, &key, &deployment_id).await?.into()))
+}
+
+/// Change a deployment: rename (200), or change plan, tier or version (202: the broker
+/// is reconfigured and the status goes through `updating`).
+#[utoipa::path(patch, path = "/deployments/{deployment_id}", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id")),
+    request_body = UpdateDeployment,
+    responses(
+        (status = 200, description = "Renamed; nothing to roll out", body = DeploymentView),
+        (status = 202, description = "Change accepted and rolling out", body = DeploymentView),
+        Problems),
+    security(("bearer" = [])))]
+async fn patch_deployment(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path(deployment_id): Path<String>,
+    ApiJson(body): ApiJson<UpdateDeployment>,
+) -> ApiResult<Response> {
+    let name = body.name.as_deref().map(parse_name).transpose()?;
+    let tier = body.tier.map(parse_tier).transpose()?;
+    let version = body.version.as_deref().map(parse_version).transpose()?;
+    let current = load(&state, &key, &deployment_id).await?;
+    refuse_if_deleting(&current)?;
+
+    let rolls_out = body.plan.is_some_and(|p| p != current.plan)
+        || tier.is_some_and(|t| t != current.tier)
+        || version.as_ref().is_some_and(|v| *v != current.version);
+    let renames = name.as_ref().is_some_and(|n| n.as_str() != current.name);
+    if !rolls_out && !renames {
+        return Ok(Json(DeploymentView::from(current)).into_response());
+    }
+    let status = (rolls_out && current.desired_state == DesiredState::Running)
+        .then_some(Status::Updating);
+    let patch = DeploymentPatch {
+        name: name.as_ref().map(|n| n.to_string()),
+        plan: body.plan,
+        tier,
+        version,
+        status,
+        ..Default::default()
+    };
+    let name_for_error = patch.name.clone().unwrap_or_default();
+    let updated = state
+        .store
+        .patch_deployment(current.project_id, current.id, &patch)
+        .await
+        .map_err(name_taken(&name_for_error))?;
+    tracing::info!(deployment.id = %updated.id, generation = updated.generation, "deployment updated");
+    state.reconcile.notify_one();
+    if rolls_out {
+        Ok(accepted(updated))
+    } else {
+        Ok(Json(DeploymentView::from(updated)).into_response())
+    }
+}
+
+/// Delete a deployment: its broker is stopped and its data removed. Answers 202 with
+/// status `deleting`; the deployment then disappears (404).
+#[utoipa::path(delete, path = "/deployments/{deployment_id}", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id")),
+    responses((status = 202, description = "Deletion accepted", body = DeploymentView), Problems),
+    security(("bearer" = [])))]
+async fn delete_deployment(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path(deployment_id): Path<String>,
+) -> ApiResult<Response> {
+    let current = load(&state, &key, &deployment_id).await?;
+    if current.status == Status::Deleting {
+        return Ok(accepted(current));
+    }
+    let patch = DeploymentPatch {
+        desired_state: Some(DesiredState::Stopped),
+        status: Some(Status::Deleting),
+        ..Default::default()
+    };
+    let updated = state
+        .store
+        .patch_deployment(current.project_id, current.id, &patch)
+        .await
+        .map_err(|e| ApiError::from_store(e, "deployment"))?;
+    tracing::info!(deployment.id = %updated.id, "deployment deletion requested");
+    state.reconcile.notify_one();
+    Ok(accepted(updated))
+}
+
+async fn set_desired(
+    state: &AppState,
+    key: &ProjectKey,
+    raw_id: &str,
+    desired: DesiredState,
+    transitional: Status,
+) -> ApiResult<Response> {
+    let current = load(state, key, raw_id).await?;
+    refuse_if_deleting(&current)?;
+    if current.desired_state == desired {
+        return Ok(accepted(current));
+    }
+    let patch = DeploymentPatch {
+        desired_state: Some(desired),
+        status: Some(transitional),
+        ..Default::default()
+    };
+    let updated = state
+        .store
+        .patch_deployment(current.project_id, current.id, &patch)
+        .await
+        .map_err(|e| ApiError::from_store(e, "deployment"))?;
+    tracing::info!(deployment.id = %updated.id, desired = desired.as_str(), "desired state changed");
+    state.reconcile.notify_one();
+    Ok(accepted(updated))
+}
+
+/// Stop a deployment's broker. Sessions and configuration are kept.
+#[utoipa::path(post, path = "/deployments/{deployment_id}/stop", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id")),
+    responses((status = 202, description = "Stop accepted", body = DeploymentView), Problems),
+    security(("bearer" = [])))]
+async fn stop_deployment(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path(deployment_id): Path<String>,
+) -> ApiResult<Response> {
+    set_desired(&state, &key, &deployment_id, DesiredState::Stopped, Status::Stopping).await
+}
+
+/// Start a stopped deployment.
+#[utoipa::path(post, path = "/deployments/{deployment_id}/start", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id")),
+    responses((status = 202, description = "Start accepted", body = DeploymentView), Problems),
+    security(("bearer" = [])))]
+async fn start_deployment(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path(deployment_id): Path<String>,
+) -> ApiResult<Response> {
+    set_desired(&state, &key, &deployment_id, DesiredState::Running, Status::Starting).await
+}
+
+/// The CA certificate (PEM) that signs the deployment's server certificates: give it to
+/// clients as their trust anchor (`mosquitto_pub --cafile ca.pem`).
+#[utoipa::path(get, path = "/deployments/{deployment_id}/ca.pem", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "PEM-encoded CA certificate", body = String, content_type = "application/x-pem-file"), Problems),
+    security(("bearer" = [])))]
+async fn get_ca(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path(deployment_id): Path<String>,
+) -> ApiResult<Response> {
+    load(&state, &key, &deployment_id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        state.ca.cert_pem().to_owned(),
+    )
+        .into_response())
+}

@@ -1,0 +1,97 @@
+//! The `/api/v1` REST API: one module per resource, assembled with utoipa-axum so every
+//! route is in the OpenAPI document by construction.
+
+pub mod api_keys;
+pub mod auth;
+pub mod deployments;
+pub mod json;
+pub mod page;
+pub mod projects;
+
+use std::sync::Arc;
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+use crate::error::Problem;
+
+/// Error answers every endpoint may give, as problem documents.
+#[derive(IntoResponses)]
+pub enum Problems {
+    /// Malformed JSON, bad query parameter or cursor.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// Missing or invalid bearer token.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The token may not perform this operation.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// No such resource in the caller's project.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The request conflicts with the current state (e.g. `name_taken`).
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// The body is not JSON.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// The body is JSON but invalid (e.g. `invalid_name`, `unknown_field`).
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Skyport control plane API",
+        description = "Create and manage MQTT broker deployments. Authenticate with \
+            `Authorization: Bearer <token>`: the admin token manages projects and their API \
+            keys; a project API key manages that project's deployments.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    servers((url = "/api/v1")),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "projects", description = "Tenants and their API keys"),
+        (name = "deployments", description = "MQTT broker deployments"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API router (paths relative to `/api/v1`) and its OpenAPI document.
+pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(projects::router())
+        .merge(api_keys::router())
+        .merge(deployments::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document as committed in `openapi/skyport.json`.
+pub fn openapi_json() -> String {
+    let (_, doc) = router();
+    let mut text = doc.to_pretty_json().expect("the OpenAPI document serialises");
+    text.push('\n');
+    text
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn serve_openapi(doc: Arc<utoipa::openapi::OpenApi>) -> Json<utoipa::openapi::OpenApi> {
+    Json((*doc).clone())
+}

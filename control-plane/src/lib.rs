@@ -1,0 +1,39 @@
+//! Skyport control plane: REST API, store, reconciler, orchestrators and CA.
+
+pub mod app;
+pub mod ca;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod orchestrator;
+pub mod reconcile;
+pub mod store;
+pub mod telemetry;
+
+use config::{Cli, Command, MigrateDirection};
+
+/// Runs the command the CLI names.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            telemetry::init(cli.common.log_format);
+            app::serve(&cli.common, &cli.serve).await
+        }
+        Command::Migrate { direction } => {
+            telemetry::init(cli.common.log_format);
+            std::fs::create_dir_all(&cli.common.data_dir)?;
+            let store = store::connect(&cli.common.database_url()).await?;
+            match direction.unwrap_or(MigrateDirection::Up) {
+                MigrateDirection::Up => store.migrate().await?,
+                MigrateDirection::Down { target } => store.migrate_down(target).await?,
+            }
+            println!("migrations done");
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", http::openapi_json());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! On-disk layout of a local deployment: `<data-dir>/deployments/<id>/`.
+//!
+//! ```text
+//! config.json      broker configuration (rewritten on every apply)
+//! ports.json       host ports allocated once, so endpoints survive restarts
+//! runtime.json     pid and generation of the running broker, for re-adoption
+//! tls/server.pem   server certificate chain issued by Skyport's CA
+//! tls/server.key   its private key (mode 0600)
+//! broker.log       the broker's stdout and stderr
+//! ```
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Id;
+use crate::orchestrator::OrchestratorError;
+
+/// Host ports of one deployment's listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    pub tcp: u16,
+    pub tls: u16,
+    pub ws: u16,
+    pub wss: u16,
+    pub api: u16,
+}
+
+/// What is needed to re-adopt a running broker after a control-plane restart.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuntimeRecord {
+    pub pid: u32,
+    pub generation: i64,
+    pub config_hash: String,
+}
+
+/// Paths of one deployment's files.
+#[derive(Clone, Debug)]
+pub struct DeploymentDir {
+    pub root: PathBuf,
+}
+
+impl DeploymentDir {
+    pub fn new(deployments_root: &Path, id: Id) -> Self {
+        Self {
+            root: deployments_root.join(id.to_string()),
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+    pub fn ports(&self) -> PathBuf {
+        self.root.join("ports.json")
+    }
+    pub fn runtime(&self) -> PathBuf {
+        self.root.join("runtime.json")
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.root.join("tls").join("server.pem")
+    }
+    pub fn key(&self) -> PathBuf {
+        self.root.join("tls").join("server.key")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("broker.log")
+    }
+
+    /// The ports allocated to this deployment, allocating free ones on first use.
+    pub fn ports_or_allocate(&self, ip: IpAddr) -> Result<Ports, OrchestratorError> {
+        if let Some(ports) = read_json::<Ports>(&self.ports()) {
+            return Ok(ports);
+        }
+        let ports = allocate_ports(ip).map_err(OrchestratorError::io("allocating ports"))?;
+        write_atomic(&self.ports(), &serde_json::to_vec_pretty(&ports).unwrap_or_default())?;
+        Ok(ports)
+    }
+
+    pub fn read_runtime(&self) -> Option<RuntimeRecord> {
+        read_json(&self.runtime())
+    }
+
+    pub fn write_runtime(&self, record: &RuntimeRecord) -> Result<(), OrchestratorError> {
+        write_atomic(&self.runtime(), &serde_json::to_vec(record).unwrap_or_default())
+    }
+
+    pub fn clear_runtime(&self) {
+        let _ = std::fs::remove_file(self.runtime());
+    }
+
+    /// The last lines the broker printed: the reason it exited, usually.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes a file so readers see the old or the new content, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OrchestratorError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(OrchestratorError::io(format!("creating {}", dir.display())))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(OrchestratorError::io(format!("writing {}", tmp.display())))?;
+    set_private(&tmp);
+    std::fs::rename(&tmp, path).map_err(OrchestratorError::io(format!("renaming to {}", path.display())))
+}
+
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+/// Picks five distinct free ports by binding port 0 and releasing it.
+fn allocate_ports(ip: IpAddr) -> std::io::Result<Ports> {
+    let listeners = (0..5)
+        .map(|_| TcpListener::bind(SocketAddr::new(ip, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let port = |i: usize| listeners[i].local_addr().map(|a| a.port());
+    Ok(Ports {
+        tcp: port(0)?,
+        tls: port(1)?,
+        ws: port(2)?,
+        wss: port(3)?,
+        api: port(4)?,
+    })
+}

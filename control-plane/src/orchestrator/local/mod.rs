@@ -1,0 +1,391 @@
+//! The local orchestrator: one `skyport-broker` child process per deployment.
+//!
+//! Brokers run in their own process group, so they outlive a control-plane restart (the
+//! data plane does not depend on the control plane being up); on start the orchestrator
+//! re-adopts them from `runtime.json`, checking pid and command line.
+
+mod layout;
+mod process;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::process::Child;
+use tokio::sync::Mutex;
+
+use self::layout::{write_atomic, DeploymentDir, Ports, RuntimeRecord};
+use super::{Applied, Observed, Orchestrator, OrchestratorError};
+use crate::ca::Ca;
+use crate::domain::{Endpoints, Id};
+use crate::store::Deployment;
+
+/// How long a broker gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Longest wait between restarts of a failing broker.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Settings of the local orchestrator.
+#[derive(Clone, Debug)]
+pub struct LocalSettings {
+    /// `<data-dir>/deployments`.
+    pub deployments_dir: PathBuf,
+    /// The `skyport-broker` executable.
+    pub broker_bin: PathBuf,
+    /// Address brokers listen on.
+    pub listen_ip: IpAddr,
+    /// Host name or address put in endpoint URLs and certificates.
+    pub public_host: String,
+}
+
+/// A broker process this orchestrator started or adopted.
+struct Running {
+    pid: u32,
+    /// Our child, when we spawned it (`None` when adopted after a restart).
+    child: Option<Child>,
+    generation: i64,
+    config_hash: String,
+    ports: Ports,
+    api: SocketAddr,
+}
+
+/// Crash bookkeeping between restarts.
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    last_exit: Option<String>,
+    retry_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    running: HashMap<Id, Running>,
+    failures: HashMap<Id, Failures>,
+}
+
+pub struct LocalOrchestrator {
+    settings: LocalSettings,
+    ca: Arc<Ca>,
+    http: reqwest::Client,
+    state: Mutex<State>,
+}
+
+impl LocalOrchestrator {
+    /// Creates the orchestrator and re-adopts brokers left running by a previous run.
+    pub fn new(settings: LocalSettings, ca: Arc<Ca>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.deployments_dir)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .no_proxy()
+            .build()?;
+        let orchestrator = Self {
+            settings,
+            ca,
+            http,
+            state: Mutex::new(State::default()),
+        };
+        orchestrator.adopt_survivors()?;
+        Ok(orchestrator)
+    }
+
+    fn dir(&self, id: Id) -> DeploymentDir {
+        DeploymentDir::new(&self.settings.deployments_dir, id)
+    }
+
+    fn adopt_survivors(&self) -> anyhow::Result<()> {
+        let mut state = self.state.try_lock().expect("no one else holds the state yet");
+        for id in self.dir_ids() {
+            let dir = self.dir(id);
+            let Some(record) = dir.read_runtime() else {
+                continue;
+            };
+            let config = dir.config();
+            if !process::is_our_broker(record.pid, &config.to_string_lossy()) {
+                dir.clear_runtime();
+                continue;
+            }
+            let Ok(ports) = dir.ports_or_allocate(self.settings.listen_ip) else {
+                continue;
+            };
+            tracing::info!(deployment.id = %id, pid = record.pid, "re-adopted running broker");
+            state.running.insert(
+                id,
+                Running {
+                    pid: record.pid,
+                    child: None,
+                    generation: record.generation,
+                    config_hash: record.config_hash,
+                    api: SocketAddr::new(self.settings.listen_ip, ports.api),
+                    ports,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn dir_ids(&self) -> Vec<Id> {
+        let Ok(entries) = std::fs::read_dir(&self.settings.deployments_dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect()
+    }
+
+    fn endpoints(&self, deployment: &Deployment, ports: Ports) -> Endpoints {
+        let host = &self.settings.public_host;
+        let plain = deployment.plan.exposes_plaintext();
+        Endpoints {
+            host: host.clone(),
+            mqtt: plain.then(|| format!("mqtt://{host}:{}", ports.tcp)),
+            mqtts: Some(format!("mqtts://{host}:{}", ports.tls)),
+            ws: plain.then(|| format!("ws://{host}:{}/mqtt", ports.ws)),
+            wss: Some(format!("wss://{host}:{}/mqtt", ports.wss)),
+            api: format!("http://{host}:{}", ports.api),
+        }
+    }
+
+    /// The broker configuration for the deployment's spec.
+    fn broker_config(&self, deployment: &Deployment, ports: Ports, dir: &DeploymentDir) -> Vec<u8> {
+        let ip = self.settings.listen_ip;
+        let addr = |port: u16| SocketAddr::new(ip, port).to_string();
+        let plain = deployment.plan.exposes_plaintext();
+        let config = json!({
+            "deployment_id": deployment.id.to_string(),
+            "listeners": {
+                "tcp": plain.then(|| addr(ports.tcp)),
+                "tls": addr(ports.tls),
+                "ws": plain.then(|| addr(ports.ws)),
+                "wss": addr(ports.wss),
+                "api": addr(ports.api),
+            },
+            "tls": {
+                "cert_file": dir.cert(),
+                "key_file": dir.key(),
+            },
+            "limits": {
+                "max_sessions": deployment.tier.max_sessions,
+                "max_tps": deployment.tier.max_tps,
+            },
+        });
+        serde_json::to_vec_pretty(&config).unwrap_or_default()
+    }
+
+    fn certificate_names(&self) -> Vec<String> {
+        let mut names = vec![self.settings.public_host.clone()];
+        for extra in ["localhost", "127.0.0.1"] {
+            if !names.iter().any(|n| n == extra) {
+                names.push(extra.to_owned());
+            }
+        }
+        if !self.settings.listen_ip.is_unspecified() {
+            let ip = self.settings.listen_ip.to_string();
+            if !names.contains(&ip) {
+                names.push(ip);
+            }
+        }
+        names
+    }
+
+    async fn spawn(
+        &self,
+        deployment: &Deployment,
+        dir: &DeploymentDir,
+        ports: Ports,
+        config: Vec<u8>,
+        config_hash: String,
+    ) -> Result<Running, OrchestratorError> {
+        let issued = self
+            .ca
+            .issue_server_cert(&self.certificate_names())
+            .map_err(|e| OrchestratorError::Certificate(e.to_string()))?;
+        write_atomic(&dir.cert(), issued.chain_pem.as_bytes())?;
+        write_atomic(&dir.key(), issued.key_pem.as_bytes())?;
+        write_atomic(&dir.config(), &config)?;
+
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.log())
+            .map_err(OrchestratorError::io("opening broker.log"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(OrchestratorError::io("opening broker.log"))?;
+        let child = tokio::process::Command::new(&self.settings.broker_bin)
+            .arg("--config")
+            .arg(dir.config())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            // Own process group: a Ctrl-C aimed at the control plane leaves brokers running.
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(OrchestratorError::io(format!(
+                "starting {}",
+                self.settings.broker_bin.display()
+            )))?;
+        let pid = child.id().unwrap_or_default();
+        dir.write_runtime(&RuntimeRecord {
+            pid,
+            generation: deployment.generation,
+            config_hash: config_hash.clone(),
+        })?;
+        tracing::info!(deployment.id = %deployment.id, pid, "broker started");
+        Ok(Running {
+            pid,
+            child: Some(child),
+            generation: deployment.generation,
+            config_hash,
+            api: SocketAddr::new(self.settings.listen_ip, ports.api),
+            ports,
+        })
+    }
+}
+
+/// Whether a broker process is alive; reaps it if it is our child and has exited.
+fn check_alive(running: &mut Running, config_path: &str) -> Result<(), String> {
+    match running.child.as_mut() {
+        Some(child) => match child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(format!("broker exited ({status})")),
+            Err(err) => Err(format!("broker status unknown: {err}")),
+        },
+        None if process::is_our_broker(running.pid, config_path) => Ok(()),
+        None => Err("broker process is gone".into()),
+    }
+}
+
+async fn stop_running(mut running: Running, config_path: &str) {
+    let pid = running.pid;
+    process::terminate(pid, STOP_GRACE, || {
+        check_alive(&mut running, config_path).is_ok()
+    })
+    .await;
+}
+
+#[async_trait]
+impl Orchestrator for LocalOrchestrator {
+    async fn observe(&self, deployment: &Deployment) -> Observed {
+        let dir = self.dir(deployment.id);
+        let config_path = dir.config().to_string_lossy().into_owned();
+        let mut state = self.state.lock().await;
+        let State { running, failures } = &mut *state;
+        let Some(proc_) = running.get_mut(&deployment.id) else {
+            let f = failures.get(&deployment.id);
+            return Observed::Down {
+                last_exit: f.and_then(|f| f.last_exit.clone()),
+                failures: f.map_or(0, |f| f.count),
+            };
+        };
+        if let Err(reason) = check_alive(proc_, &config_path) {
+            running.remove(&deployment.id);
+            dir.clear_runtime();
+            let f = failures.entry(deployment.id).or_default();
+            f.count += 1;
+            let tail = dir.log_tail(3);
+            let reason = if tail.is_empty() { reason } else { format!("{reason}: {tail}") };
+            tracing::warn!(deployment.id = %deployment.id, %reason, failures = f.count, "broker went down");
+            let backoff = Duration::from_millis(250 * 2u64.pow(f.count.min(8))).min(MAX_BACKOFF);
+            f.retry_at = Some(Instant::now() + backoff);
+            f.last_exit = Some(reason.clone());
+            return Observed::Down {
+                last_exit: Some(reason),
+                failures: f.count,
+            };
+        }
+        let (api, generation, ports) = (proc_.api, proc_.generation, proc_.ports);
+        drop(state);
+        let ready = self
+            .http
+            .get(format!("http://{api}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !ready {
+            return Observed::Starting;
+        }
+        self.state.lock().await.failures.remove(&deployment.id);
+        Observed::Ready {
+            generation,
+            endpoints: self.endpoints(deployment, ports),
+        }
+    }
+
+    async fn apply(&self, deployment: &Deployment) -> Result<Applied, OrchestratorError> {
+        let dir = self.dir(deployment.id);
+        let config_path = dir.config().to_string_lossy().into_owned();
+        let ports = dir.ports_or_allocate(self.settings.listen_ip)?;
+        let config = self.broker_config(deployment, ports, &dir);
+        let config_hash = hex::encode(Sha256::digest(&config));
+
+        let mut state = self.state.lock().await;
+        if let Some(running) = state.running.get_mut(&deployment.id) {
+            if running.config_hash == config_hash {
+                if running.generation != deployment.generation {
+                    running.generation = deployment.generation;
+                    dir.write_runtime(&RuntimeRecord {
+                        pid: running.pid,
+                        generation: running.generation,
+                        config_hash,
+                    })?;
+                }
+                return Ok(Applied::Unchanged);
+            }
+            // The configuration changed: roll the broker over to the new one.
+            let old = state.running.remove(&deployment.id).expect("present above");
+            tracing::info!(deployment.id = %deployment.id, "configuration changed; restarting broker");
+            stop_running(old, &config_path).await;
+            dir.clear_runtime();
+        } else if state
+            .failures
+            .get(&deployment.id)
+            .and_then(|f| f.retry_at)
+            .is_some_and(|at| Instant::now() < at)
+        {
+            return Ok(Applied::BackingOff);
+        }
+        let running = self.spawn(deployment, &dir, ports, config, config_hash).await?;
+        state.running.insert(deployment.id, running);
+        Ok(Applied::Started)
+    }
+
+    async fn stop(&self, id: Id) -> Result<(), OrchestratorError> {
+        let dir = self.dir(id);
+        let running = {
+            let mut state = self.state.lock().await;
+            state.failures.remove(&id);
+            state.running.remove(&id)
+        };
+        if let Some(running) = running {
+            tracing::info!(deployment.id = %id, pid = running.pid, "stopping broker");
+            stop_running(running, &dir.config().to_string_lossy()).await;
+        }
+        dir.clear_runtime();
+        Ok(())
+    }
+
+    async fn remove(&self, id: Id) -> Result<(), OrchestratorError> {
+        self.stop(id).await?;
+        let dir = self.dir(id);
+        match std::fs::remove_dir_all(&dir.root) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(OrchestratorError::Io {
+                context: format!("removing {}", dir.root.display()),
+                source: err,
+            }),
+        }
+    }
+
+    async fn runtimes(&self) -> Vec<Id> {
+        self.dir_ids()
+    }
+}

@@ -1,0 +1,60 @@
+//! OS process handling for local brokers: liveness by pid, signals, graceful stop.
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The name the broker binary's command line must contain to be ours.
+const BROKER_MARK: &str = "skyport-broker";
+
+/// Whether `pid` is a live (not zombie) `skyport-broker` whose command line names `needle`
+/// (its config path): guards against pid reuse after a reboot or a long outage.
+pub fn is_our_broker(pid: u32, needle: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the first field after the parenthesised command name.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, None | Some('Z') | Some('X')) {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    cmdline.contains(BROKER_MARK) && cmdline.contains(needle)
+}
+
+fn signal(pid: u32, sig: Signal) {
+    if let Ok(raw) = i32::try_from(pid) {
+        // ESRCH (already gone) is the outcome we want anyway.
+        let _ = kill(Pid::from_raw(raw), sig);
+    }
+}
+
+/// Asks the broker to stop (SIGTERM), then forces it (SIGKILL) after `grace`.
+/// `alive` reports liveness (for children it must also reap them).
+pub async fn terminate(pid: u32, grace: Duration, mut alive: impl FnMut() -> bool) {
+    if !alive() {
+        return;
+    }
+    signal(pid, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        if !alive() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tracing::warn!(pid, "broker ignored SIGTERM; killing it");
+    signal(pid, Signal::SIGKILL);
+    for _ in 0..200 {
+        if !alive() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,67 @@
+//! Orchestrators run deployments' brokers: as local processes, or (later) on Kubernetes.
+//!
+//! The reconciler drives them; every method is idempotent and safe to call again after a
+//! crash at any point.
+
+pub mod local;
+
+use async_trait::async_trait;
+
+use crate::domain::{Endpoints, Id};
+use crate::store::Deployment;
+
+/// What the orchestrator observes of one deployment's broker.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Observed {
+    /// No broker runs. `last_exit` says why the last one ended, if it ended on its own.
+    Down { last_exit: Option<String>, failures: u32 },
+    /// A broker runs but is not ready yet.
+    Starting,
+    /// A broker runs, is ready, and reflects spec `generation`.
+    Ready { generation: i64, endpoints: Endpoints },
+}
+
+/// Outcome of [`Orchestrator::apply`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied {
+    /// The running broker already matches the spec.
+    Unchanged,
+    /// A broker was started (or restarted with the new configuration).
+    Started,
+    /// The broker keeps failing; the next attempt waits for the back-off.
+    BackingOff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("issuing the server certificate: {0}")]
+    Certificate(String),
+}
+
+impl OrchestratorError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| OrchestratorError::Io { context, source }
+    }
+}
+
+/// A way to run brokers.
+#[async_trait]
+pub trait Orchestrator: Send + Sync + 'static {
+    /// Looks at the deployment's broker without changing anything.
+    async fn observe(&self, deployment: &Deployment) -> Observed;
+    /// Makes the broker run the deployment's current spec.
+    async fn apply(&self, deployment: &Deployment) -> Result<Applied, OrchestratorError>;
+    /// Stops the broker, keeping its data.
+    async fn stop(&self, id: Id) -> Result<(), OrchestratorError>;
+    /// Stops the broker and removes everything it had.
+    async fn remove(&self, id: Id) -> Result<(), OrchestratorError>;
+    /// Deployments the orchestrator holds anything for (to collect orphans).
+    async fn runtimes(&self) -> Vec<Id>;
+}

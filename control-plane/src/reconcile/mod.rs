@@ -1,0 +1,191 @@
+//! The reconciler: converges observed state (the orchestrator) on desired state (the
+//! store). Level-triggered: each pass looks at everything afresh, so a missed
+//! notification, a crash mid-pass or a restart only delays convergence.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::Notify;
+
+use crate::domain::{DesiredState, Status};
+use crate::orchestrator::{Applied, Observed, Orchestrator};
+use crate::store::{Deployment, StatusUpdate, Store, StoreError};
+
+/// Pause between passes while some deployment is in transition.
+const BUSY_INTERVAL: Duration = Duration::from_millis(200);
+/// Pause between passes when everything has converged (crash detection latency).
+const IDLE_INTERVAL: Duration = Duration::from_secs(1);
+/// Consecutive broker failures after which the deployment is shown as `failed`.
+const FAILED_AFTER: u32 = 3;
+/// Deployments reconciled at once.
+const CONCURRENCY: usize = 8;
+
+pub struct Reconciler {
+    store: Arc<dyn Store>,
+    orchestrator: Arc<dyn Orchestrator>,
+    wake: Arc<Notify>,
+}
+
+impl Reconciler {
+    pub fn new(store: Arc<dyn Store>, orchestrator: Arc<dyn Orchestrator>, wake: Arc<Notify>) -> Self {
+        Self {
+            store,
+            orchestrator,
+            wake,
+        }
+    }
+
+    /// Runs passes until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            let busy = match self.pass().await {
+                Ok(busy) => busy,
+                Err(err) => {
+                    tracing::error!(error = %err, "reconcile pass failed");
+                    true
+                }
+            };
+            let pause = if busy { BUSY_INTERVAL } else { IDLE_INTERVAL };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// One pass over every deployment; true if any is still converging.
+    pub async fn pass(&self) -> Result<bool, StoreError> {
+        let deployments = self.store.all_deployments().await?;
+        let known: HashSet<_> = deployments.iter().map(|d| d.id).collect();
+        let busy = futures::stream::iter(deployments)
+            .map(|d| async move {
+                match self.reconcile(&d).await {
+                    Ok(busy) => busy,
+                    Err(err) => {
+                        tracing::error!(deployment.id = %d.id, error = %err, "reconcile failed");
+                        true
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .fold(false, |acc, busy| async move { acc || busy })
+            .await;
+        for orphan in self.orchestrator.runtimes().await {
+            if !known.contains(&orphan) {
+                tracing::info!(deployment.id = %orphan, "removing runtime of a deployment that no longer exists");
+                if let Err(err) = self.orchestrator.remove(orphan).await {
+                    tracing::error!(deployment.id = %orphan, error = %err, "removing orphan failed");
+                }
+            }
+        }
+        Ok(busy)
+    }
+
+    /// Converges one deployment; true while it is still in transition.
+    async fn reconcile(&self, d: &Deployment) -> anyhow::Result<bool> {
+        if d.status == Status::Deleting {
+            self.orchestrator.remove(d.id).await?;
+            match self.store.delete_deployment(d.id, d.generation).await {
+                Ok(()) => tracing::info!(deployment.id = %d.id, "deployment deleted"),
+                Err(StoreError::Stale) => return Ok(true),
+                Err(err) => return Err(err.into()),
+            }
+            return Ok(false);
+        }
+        match d.desired_state {
+            DesiredState::Stopped => {
+                if !matches!(self.orchestrator.observe(d).await, Observed::Down { .. }) {
+                    self.orchestrator.stop(d.id).await?;
+                }
+                self.report(d, Status::Stopped, None, d.generation, d.endpoints.clone())
+                    .await?;
+                Ok(false)
+            }
+            DesiredState::Running => self.converge_running(d).await,
+        }
+    }
+
+    async fn converge_running(&self, d: &Deployment) -> anyhow::Result<bool> {
+        let observed = self.orchestrator.observe(d).await;
+        if let Observed::Ready { generation, endpoints } = &observed {
+            if *generation == d.generation {
+                self.report(d, Status::Running, None, *generation, Some(endpoints.clone()))
+                    .await?;
+                return Ok(false);
+            }
+        }
+        if observed == Observed::Starting {
+            return Ok(true);
+        }
+        let applied = match self.orchestrator.apply(d).await {
+            Ok(applied) => applied,
+            Err(err) => {
+                self.report(d, Status::Failed, Some(err.to_string()), d.observed_generation, d.endpoints.clone())
+                    .await?;
+                return Ok(true);
+            }
+        };
+        let (last_exit, failures) = match observed {
+            Observed::Down { last_exit, failures } => (last_exit, failures),
+            _ => (None, 0),
+        };
+        let (status, reason) = match applied {
+            Applied::Unchanged => return Ok(true),
+            _ if failures >= FAILED_AFTER => (
+                Status::Failed,
+                Some(format!(
+                    "broker failed {failures} times in a row; retrying with back-off. Last: {}",
+                    last_exit.unwrap_or_default()
+                )),
+            ),
+            Applied::Started | Applied::BackingOff => {
+                let status = match d.status {
+                    Status::Running | Status::Failed if last_exit.is_some() => Status::Starting,
+                    Status::Running => Status::Updating,
+                    other => other,
+                };
+                (status, last_exit.map(|e| format!("restarting after: {e}")))
+            }
+        };
+        self.report(d, status, reason, d.observed_generation, d.endpoints.clone())
+            .await?;
+        Ok(true)
+    }
+
+    /// Writes status if it changed and the spec did not move meanwhile.
+    async fn report(
+        &self,
+        d: &Deployment,
+        status: Status,
+        reason: Option<String>,
+        observed_generation: i64,
+        endpoints: Option<crate::domain::Endpoints>,
+    ) -> Result<(), StoreError> {
+        if d.status == status
+            && d.status_reason == reason
+            && d.observed_generation == observed_generation
+            && d.endpoints == endpoints
+        {
+            return Ok(());
+        }
+        let update = StatusUpdate {
+            status,
+            reason,
+            observed_generation,
+            endpoints,
+        };
+        match self.store.update_status(d.id, d.generation, &update).await {
+            Ok(()) => {
+                if d.status != status {
+                    tracing::info!(deployment.id = %d.id, from = d.status.as_str(), to = status.as_str(), "status changed");
+                }
+                Ok(())
+            }
+            // The spec changed under us; the next pass sees the new one.
+            Err(StoreError::Stale) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Persistence: one trait, one implementation per database backend.
+//!
+//! Both backends share their SQL text (see [`sql`]); each backend file only says how to
+//! connect and migrate. The backend is chosen once, from the database URL's scheme.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{DesiredState, Endpoints, Id, Plan, Status, Tier};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the store, independent of the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint refused the write; nothing was written.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The row was changed by someone else since it was read.
+    #[error("stale write")]
+    Stale,
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A tenant: owns API keys and deployments.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub id: Id,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A project API key; the secret itself is never stored, only its hash.
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    pub id: Id,
+    pub project_id: Id,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A deployment: spec (what the user asked for) and status (what the reconciler saw).
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub id: Id,
+    pub project_id: Id,
+    pub name: String,
+    pub plan: Plan,
+    pub tier: Tier,
+    pub version: String,
+    pub desired_state: DesiredState,
+    pub status: Status,
+    pub status_reason: Option<String>,
+    /// Bumped on every spec change (including stop/start/delete).
+    pub generation: i64,
+    /// The generation the running broker reflects.
+    pub observed_generation: i64,
+    pub endpoints: Option<Endpoints>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A change to a deployment's spec; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct DeploymentPatch {
+    pub name: Option<String>,
+    pub plan: Option<Plan>,
+    pub tier: Option<Tier>,
+    pub version: Option<String>,
+    pub desired_state: Option<DesiredState>,
+    /// Status to show right away, e.g. `stopping` after a stop request.
+    pub status: Option<Status>,
+}
+
+/// What the reconciler observed, written only if the spec did not change meanwhile.
+#[derive(Clone, Debug)]
+pub struct StatusUpdate {
+    pub status: Status,
+    pub reason: Option<String>,
+    pub observed_generation: i64,
+    pub endpoints: Option<Endpoints>,
+}
+
+/// Skyport's certificate authority, kept in the database so every replica shares it.
+#[derive(Clone, Debug)]
+pub struct CaRecord {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Every use case the control plane has for persistent state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Reverts migrations down to (excluding) `target` version; 0 reverts all.
+    async fn migrate_down(&self, target: i64) -> StoreResult<()>;
+
+    async fn create_project(&self, project: &Project) -> StoreResult<()>;
+    async fn get_project(&self, id: Id) -> StoreResult<Project>;
+    async fn list_projects(&self, after: Option<Id>, limit: i64) -> StoreResult<Vec<Project>>;
+
+    async fn create_api_key(&self, key: &ApiKey, secret_hash: &str) -> StoreResult<()>;
+    async fn list_api_keys(&self, project_id: Id) -> StoreResult<Vec<ApiKey>>;
+    async fn delete_api_key(&self, project_id: Id, key_id: Id) -> StoreResult<()>;
+    /// The key whose secret hashes to `secret_hash`, if any.
+    async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
+
+    async fn create_deployment(&self, deployment: &Deployment) -> StoreResult<()>;
+    async fn get_deployment(&self, project_id: Id, id: Id) -> StoreResult<Deployment>;
+    async fn list_deployments(
+        &self,
+        project_id: Id,
+        after: Option<Id>,
+        limit: i64,
+    ) -> StoreResult<Vec<Deployment>>;
+    /// Every deployment of every project: the reconciler's desired state.
+    async fn all_deployments(&self) -> StoreResult<Vec<Deployment>>;
+    /// Applies a spec change, bumping `generation`; returns the new row.
+    async fn patch_deployment(
+        &self,
+        project_id: Id,
+        id: Id,
+        patch: &DeploymentPatch,
+    ) -> StoreResult<Deployment>;
+    /// Records observed status if the deployment is still at `generation`; else `Stale`.
+    async fn update_status(
+        &self,
+        id: Id,
+        generation: i64,
+        update: &StatusUpdate,
+    ) -> StoreResult<()>;
+    /// Removes a deployment whose runtime is gone, if still at `generation`.
+    async fn delete_deployment(&self, id: Id, generation: i64) -> StoreResult<()>;
+
+    async fn load_ca(&self) -> StoreResult<Option<CaRecord>>;
+    /// Stores the CA unless one exists (`Conflict` then).
+    async fn insert_ca(&self, ca: &CaRecord) -> StoreResult<()>;
+}
+
+/// Opens the store named by `url` (`sqlite:` or `postgres:`), creating a SQLite file if needed.
+pub async fn connect(url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(PgStore::connect(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme in `{url}`: use sqlite: or postgres:")
+    }
+}
