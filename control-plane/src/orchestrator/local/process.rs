@@ -24,8 +24,9 @@ pub fn is_our_broker(pid: u32, needle: &str) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    cmdline.contains(BROKER_MARK) && cmdline.contains(needle)
+    let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+    let program_is_broker = args.next().is_some_and(|a| a.ends_with(BROKER_MARK));
+    program_is_broker && args.any(|a| a.contains(needle))
 }
 
 fn signal(pid: u32, sig: Signal) {
