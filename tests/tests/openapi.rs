@@ -56,6 +56,10 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
+            !stdout.contains("Unresolvable references"),
+            "the spec has unresolvable references:\n{stdout}"
+        );
+        assert!(
             out.status.success(),
             "schemathesis found problems:\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)

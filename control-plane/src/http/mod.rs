@@ -54,6 +54,7 @@ pub enum Problems {
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "/api/v1")),
+    components(schemas(Problem)),
     modifiers(&BearerAuth),
     tags(
         (name = "projects", description = "Tenants and their API keys"),
