@@ -116,6 +116,12 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     let wake = Arc::new(Notify::new());
     let reconciler = Reconciler::new(store.clone(), orchestrator, wake.clone());
     let reconcile_task = tokio::spawn(reconciler.run());
+    let purge_task = tokio::spawn(crate::events::run_purger(
+        store.clone(),
+        Arc::new(crate::events::SystemClock),
+        serve.event_retention,
+        serve.event_purge_interval,
+    ));
 
     let state = Arc::new(AppState {
         store,
@@ -142,6 +148,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     reconcile_task.abort();
+    purge_task.abort();
     tracing::info!("control plane stopped; brokers keep running and are re-adopted on next start");
     Ok(())
 }

@@ -100,6 +100,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_BROKER_LISTEN_IP", default_value = "127.0.0.1")]
     pub broker_listen_ip: IpAddr,
 
+    /// How long deployment events are kept before they are purged (e.g. `7d`, `36h`).
+    #[arg(long, env = "SKYPORT_EVENT_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub event_retention: std::time::Duration,
+
+    /// How often expired events are purged.
+    #[arg(long, env = "SKYPORT_EVENT_PURGE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub event_purge_interval: std::time::Duration,
+
     /// The skyport-broker executable for the local orchestrator. Defaults to the one next
     /// to this executable.
     #[arg(long, env = "SKYPORT_BROKER_BIN")]

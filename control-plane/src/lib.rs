@@ -5,6 +5,7 @@ pub mod ca;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod orchestrator;
 pub mod reconcile;

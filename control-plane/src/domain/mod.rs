@@ -1,8 +1,10 @@
 //! Domain types that parse at the edge: once a value exists it is valid.
 
 pub mod deployment;
+pub mod event;
 pub mod id;
 pub mod token;
 
 pub use deployment::{DeploymentName, DesiredState, Endpoints, Plan, Status, Tier};
+pub use event::{Actor, EventType};
 pub use id::Id;

@@ -20,9 +20,11 @@ use super::page::{PageQuery, Paged};
 use super::projects::path_id;
 use super::Problems;
 use crate::app::AppState;
-use crate::domain::{DeploymentName, DesiredState, Endpoints, Id, Plan, Status, Tier};
+use crate::domain::{
+    Actor, DeploymentName, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier,
+};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Deployment, DeploymentPatch, StoreError};
+use crate::store::{Deployment, DeploymentPatch, Event, StoreError};
 
 /// Broker versions this control plane can run.
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.1"];
@@ -142,6 +144,10 @@ fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
     }
 }
 
+fn actor(key: &ProjectKey) -> Actor {
+    Actor::ApiKey(key.0.id)
+}
+
 fn accepted(deployment: Deployment) -> Response {
     let location = format!("/api/v1/deployments/{}", deployment.id);
     (
@@ -201,9 +207,20 @@ async fn create_deployment(
         created_at: now,
         updated_at: now,
     };
+    let event = Event::new(
+        &deployment,
+        EventType::DeploymentCreated,
+        &actor(&key),
+        serde_json::json!({
+            "name": deployment.name,
+            "plan": deployment.plan,
+            "tier": deployment.tier,
+            "version": deployment.version,
+        }),
+    );
     state
         .store
-        .create_deployment(&deployment)
+        .create_deployment(&deployment, &event)
         .await
         .map_err(name_taken(name.as_str()))?;
     tracing::info!(deployment.id = %deployment.id, plan = deployment.plan.as_str(), "deployment created");
@@ -281,10 +298,26 @@ async fn patch_deployment(
         status,
         ..Default::default()
     };
+    let mut events = Vec::new();
+    if rolls_out {
+        events.push(Event::new(
+            &current,
+            EventType::DeploymentTierChanged,
+            &actor(&key),
+            serde_json::json!({
+                "from": { "plan": current.plan, "tier": current.tier, "version": current.version },
+                "to": {
+                    "plan": patch.plan.unwrap_or(current.plan),
+                    "tier": patch.tier.unwrap_or(current.tier),
+                    "version": patch.version.as_deref().unwrap_or(&current.version),
+                },
+            }),
+        ));
+    }
     let name_for_error = patch.name.clone().unwrap_or_default();
     let updated = state
         .store
-        .patch_deployment(current.project_id, current.id, &patch)
+        .patch_deployment(current.project_id, current.id, &patch, &events)
         .await
         .map_err(name_taken(&name_for_error))?;
     tracing::info!(deployment.id = %updated.id, generation = updated.generation, "deployment updated");
@@ -316,9 +349,15 @@ async fn delete_deployment(
         status: Some(Status::Deleting),
         ..Default::default()
     };
+    let event = Event::new(
+        &current,
+        EventType::DeploymentDeleted,
+        &actor(&key),
+        serde_json::json!({ "name": current.name }),
+    );
     let updated = state
         .store
-        .patch_deployment(current.project_id, current.id, &patch)
+        .patch_deployment(current.project_id, current.id, &patch, &[event])
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
     tracing::info!(deployment.id = %updated.id, "deployment deletion requested");
@@ -332,6 +371,7 @@ async fn set_desired(
     raw_id: &str,
     desired: DesiredState,
     transitional: Status,
+    kind: EventType,
 ) -> ApiResult<Response> {
     let current = load(state, key, raw_id).await?;
     refuse_if_deleting(&current)?;
@@ -343,9 +383,10 @@ async fn set_desired(
         status: Some(transitional),
         ..Default::default()
     };
+    let event = Event::new(&current, kind, &actor(key), serde_json::json!({}));
     let updated = state
         .store
-        .patch_deployment(current.project_id, current.id, &patch)
+        .patch_deployment(current.project_id, current.id, &patch, &[event])
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
     tracing::info!(deployment.id = %updated.id, desired = desired.as_str(), "desired state changed");
@@ -363,7 +404,7 @@ async fn stop_deployment(
     key: ProjectKey,
     Path(deployment_id): Path<String>,
 ) -> ApiResult<Response> {
-    set_desired(&state, &key, &deployment_id, DesiredState::Stopped, Status::Stopping).await
+    set_desired(&state, &key, &deployment_id, DesiredState::Stopped, Status::Stopping, EventType::DeploymentStopped).await
 }
 
 /// Start a stopped deployment.
@@ -376,7 +417,7 @@ async fn start_deployment(
     key: ProjectKey,
     Path(deployment_id): Path<String>,
 ) -> ApiResult<Response> {
-    set_desired(&state, &key, &deployment_id, DesiredState::Running, Status::Starting).await
+    set_desired(&state, &key, &deployment_id, DesiredState::Running, Status::Starting, EventType::DeploymentStarted).await
 }
 
 /// The CA certificate (PEM) that signs the deployment's server certificates: give it to

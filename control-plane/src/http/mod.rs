@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod deployments;
+pub mod events;
 pub mod json;
 pub mod page;
 pub mod projects;
@@ -81,6 +82,7 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .merge(projects::router())
         .merge(api_keys::router())
         .merge(deployments::router())
+        .merge(events::router())
         .split_for_parts()
 }
 

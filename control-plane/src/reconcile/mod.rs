@@ -9,9 +9,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::Notify;
 
-use crate::domain::{DesiredState, Status};
+use crate::domain::{Actor, DesiredState, EventType, Status};
 use crate::orchestrator::{Applied, Observed, Orchestrator};
-use crate::store::{Deployment, StatusUpdate, Store, StoreError};
+use crate::store::{Deployment, Event, StatusUpdate, Store, StoreError};
 
 /// Pause between passes while some deployment is in transition.
 const BUSY_INTERVAL: Duration = Duration::from_millis(200);
@@ -87,7 +87,7 @@ impl Reconciler {
     async fn reconcile(&self, d: &Deployment) -> anyhow::Result<bool> {
         if d.status == Status::Deleting {
             self.orchestrator.remove(d.id).await?;
-            match self.store.delete_deployment(d.id, d.generation).await {
+            match self.store.delete_deployment(d.id, d.generation, &[]).await {
                 Ok(()) => tracing::info!(deployment.id = %d.id, "deployment deleted"),
                 Err(StoreError::Stale) => return Ok(true),
                 Err(err) => return Err(err.into()),
@@ -99,7 +99,7 @@ impl Reconciler {
                 if !matches!(self.orchestrator.observe(d).await, Observed::Down { .. }) {
                     self.orchestrator.stop(d.id).await?;
                 }
-                self.report(d, Status::Stopped, None, d.generation, d.endpoints.clone())
+                self.report(d, Status::Stopped, None, d.generation, d.endpoints.clone(), vec![])
                     .await?;
                 Ok(false)
             }
@@ -111,7 +111,7 @@ impl Reconciler {
         let observed = self.orchestrator.observe(d).await;
         if let Observed::Ready { generation, endpoints } = &observed {
             if *generation == d.generation {
-                self.report(d, Status::Running, None, *generation, Some(endpoints.clone()))
+                self.report(d, Status::Running, None, *generation, Some(endpoints.clone()), vec![])
                     .await?;
                 return Ok(false);
             }
@@ -122,7 +122,7 @@ impl Reconciler {
         let applied = match self.orchestrator.apply(d).await {
             Ok(applied) => applied,
             Err(err) => {
-                self.report(d, Status::Failed, Some(err.to_string()), d.observed_generation, d.endpoints.clone())
+                self.report(d, Status::Failed, Some(err.to_string()), d.observed_generation, d.endpoints.clone(), vec![])
                     .await?;
                 return Ok(true);
             }
@@ -131,6 +131,14 @@ impl Reconciler {
             Observed::Down { last_exit, failures } => (last_exit, failures),
             _ => (None, 0),
         };
+        let mut events = Vec::new();
+        if applied == Applied::Started {
+            if let Some(exit) = &last_exit {
+                events.push(system_event(d, EventType::BrokerRestarted, serde_json::json!({ "reason": exit })));
+            } else if d.status == Status::Provisioning {
+                events.push(system_event(d, EventType::DeploymentProvisioning, serde_json::json!({})));
+            }
+        }
         let (status, reason) = match applied {
             Applied::Unchanged => return Ok(true),
             _ if failures >= FAILED_AFTER => (
@@ -149,7 +157,7 @@ impl Reconciler {
                 (status, last_exit.map(|e| format!("restarting after: {e}")))
             }
         };
-        self.report(d, status, reason, d.observed_generation, d.endpoints.clone())
+        self.report(d, status, reason, d.observed_generation, d.endpoints.clone(), events)
             .await?;
         Ok(true)
     }
@@ -162,8 +170,21 @@ impl Reconciler {
         reason: Option<String>,
         observed_generation: i64,
         endpoints: Option<crate::domain::Endpoints>,
+        mut events: Vec<Event>,
     ) -> Result<(), StoreError> {
-        if d.status == status
+        if d.status != status {
+            match status {
+                Status::Running => events.push(system_event(d, EventType::DeploymentRunning, serde_json::json!({}))),
+                Status::Failed => events.push(system_event(
+                    d,
+                    EventType::DeploymentFailed,
+                    serde_json::json!({ "reason": reason }),
+                )),
+                _ => {}
+            }
+        }
+        if events.is_empty()
+            && d.status == status
             && d.status_reason == reason
             && d.observed_generation == observed_generation
             && d.endpoints == endpoints
@@ -176,7 +197,7 @@ impl Reconciler {
             observed_generation,
             endpoints,
         };
-        match self.store.update_status(d.id, d.generation, &update).await {
+        match self.store.update_status(d.id, d.generation, &update, &events).await {
             Ok(()) => {
                 if d.status != status {
                     tracing::info!(deployment.id = %d.id, from = d.status.as_str(), to = status.as_str(), "status changed");
@@ -188,4 +209,8 @@ impl Reconciler {
             Err(err) => Err(err),
         }
     }
+}
+
+fn system_event(d: &Deployment, kind: EventType, details: serde_json::Value) -> Event {
+    Event::new(d, kind, &Actor::System, details)
 }

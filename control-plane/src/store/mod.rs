@@ -7,10 +7,11 @@ mod postgres;
 mod sql;
 mod sqlite;
 
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{DesiredState, Endpoints, Id, Plan, Status, Tier};
+use crate::domain::{Actor, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -109,6 +110,44 @@ pub struct StatusUpdate {
     pub endpoints: Option<Endpoints>,
 }
 
+/// One entry of a deployment's event log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub id: Id,
+    pub deployment_id: Id,
+    pub project_id: Id,
+    pub kind: EventType,
+    /// `api_key:<id>` or `system`.
+    pub actor: String,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Event {
+    /// A new event about `deployment`, happening now.
+    pub fn new(deployment: &Deployment, kind: EventType, actor: &Actor, details: serde_json::Value) -> Self {
+        Self {
+            id: Id::new(),
+            deployment_id: deployment.id,
+            project_id: deployment.project_id,
+            kind,
+            actor: actor.render(),
+            details,
+            created_at: Utc::now(),
+        }
+    }
+}
+
+/// Which events to list.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub kind: Option<EventType>,
+    /// Inclusive lower bound.
+    pub since: Option<DateTime<Utc>>,
+    /// Exclusive upper bound.
+    pub until: Option<DateTime<Utc>>,
+}
+
 /// Skyport's certificate authority, kept in the database so every replica shares it.
 #[derive(Clone, Debug)]
 pub struct CaRecord {
@@ -134,7 +173,8 @@ pub trait Store: Send + Sync + 'static {
     /// The key whose secret hashes to `secret_hash`, if any.
     async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKey>>;
 
-    async fn create_deployment(&self, deployment: &Deployment) -> StoreResult<()>;
+    /// Creates the deployment and records `event` in the same transaction.
+    async fn create_deployment(&self, deployment: &Deployment, event: &Event) -> StoreResult<()>;
     async fn get_deployment(&self, project_id: Id, id: Id) -> StoreResult<Deployment>;
     async fn list_deployments(
         &self,
@@ -144,22 +184,41 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Deployment>>;
     /// Every deployment of every project: the reconciler's desired state.
     async fn all_deployments(&self) -> StoreResult<Vec<Deployment>>;
-    /// Applies a spec change, bumping `generation`; returns the new row.
+    /// Applies a spec change, bumping `generation`, and records `events` in the same
+    /// transaction (their ids and times are kept; deployment fields are filled in);
+    /// returns the new row.
     async fn patch_deployment(
         &self,
         project_id: Id,
         id: Id,
         patch: &DeploymentPatch,
+        events: &[Event],
     ) -> StoreResult<Deployment>;
-    /// Records observed status if the deployment is still at `generation`; else `Stale`.
+    /// Records observed status if the deployment is still at `generation` (else `Stale`,
+    /// and nothing is written), with `events` in the same transaction.
     async fn update_status(
         &self,
         id: Id,
         generation: i64,
         update: &StatusUpdate,
+        events: &[Event],
     ) -> StoreResult<()>;
-    /// Removes a deployment whose runtime is gone, if still at `generation`.
-    async fn delete_deployment(&self, id: Id, generation: i64) -> StoreResult<()>;
+    /// Removes a deployment whose runtime is gone, if still at `generation`, recording
+    /// `events` in the same transaction.
+    async fn delete_deployment(&self, id: Id, generation: i64, events: &[Event]) -> StoreResult<()>;
+
+    /// A deployment's events, oldest first, scoped to the project (readable after the
+    /// deployment itself is deleted).
+    async fn list_events(
+        &self,
+        project_id: Id,
+        deployment_id: Id,
+        filter: &EventFilter,
+        after: Option<Id>,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>>;
+    /// Deletes events created before `before`; returns how many.
+    async fn purge_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     async fn load_ca(&self) -> StoreResult<Option<CaRecord>>;
     /// Stores the CA unless one exists (`Conflict` then).

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::{ApiKey, Deployment, Project, StoreError};
+use super::{ApiKey, Deployment, Event, Project, StoreError};
 use crate::domain::{Endpoints, Tier};
 
 #[derive(sqlx::FromRow)]
@@ -41,6 +41,34 @@ pub(super) struct DeploymentRow {
     pub endpoints: Option<Json<Endpoints>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    pub id: String,
+    pub deployment_id: String,
+    pub project_id: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub actor: String,
+    pub details: Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, Self::Error> {
+        Ok(Event {
+            id: parse("event id", &row.id)?,
+            deployment_id: parse("deployment id", &row.deployment_id)?,
+            project_id: parse("project id", &row.project_id)?,
+            kind: parse("event type", &row.kind)?,
+            actor: row.actor,
+            details: row.details.0,
+            created_at: row.created_at,
+        })
+    }
 }
 
 fn parse<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, StoreError> {
@@ -111,6 +139,30 @@ where
 pub(super) const DEPLOYMENT_COLUMNS: &str = "id, project_id, name, plan, max_sessions, max_tps, \
      version, desired_state, status, status_reason, generation, observed_generation, endpoints, \
      created_at, updated_at";
+
+/// Inserts events inside the transaction `$tx`.
+macro_rules! insert_events {
+    ($tx:ident, $events:expr) => {
+        for event in $events {
+            sqlx::query(
+                "INSERT INTO deployment_events \
+                   (id, deployment_id, project_id, type, actor, details, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(event.id.to_string())
+            .bind(event.deployment_id.to_string())
+            .bind(event.project_id.to_string())
+            .bind(event.kind.as_str())
+            .bind(&event.actor)
+            .bind(sqlx::types::Json(&event.details))
+            .bind(event.created_at)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+
+pub(super) use insert_events;
 
 /// Implements [`super::Store`] for a backend struct with a `pool` field.
 macro_rules! sql_store {
@@ -234,7 +286,9 @@ macro_rules! sql_store {
             async fn create_deployment(
                 &self,
                 d: &$crate::store::Deployment,
+                event: &$crate::store::Event,
             ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(&format!(
                     "INSERT INTO deployments ({}) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -255,8 +309,10 @@ macro_rules! sql_store {
                 .bind(d.endpoints.clone().map(sqlx::types::Json))
                 .bind(d.created_at)
                 .bind(d.updated_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                $crate::store::sql::insert_events!(tx, std::slice::from_ref(event));
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -312,7 +368,9 @@ macro_rules! sql_store {
                 project_id: $crate::domain::Id,
                 id: $crate::domain::Id,
                 patch: &$crate::store::DeploymentPatch,
+                events: &[$crate::store::Event],
             ) -> $crate::store::StoreResult<$crate::store::Deployment> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE deployments SET \
                        name = COALESCE($3, name), \
@@ -337,11 +395,13 @@ macro_rules! sql_store {
                 .bind(patch.desired_state.map(|s| s.as_str()))
                 .bind(patch.status.map(|s| s.as_str()))
                 .bind(chrono::Utc::now())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::store::StoreError::NotFound);
                 }
+                $crate::store::sql::insert_events!(tx, events);
+                tx.commit().await?;
                 self.get_deployment(project_id, id).await
             }
 
@@ -350,7 +410,9 @@ macro_rules! sql_store {
                 id: $crate::domain::Id,
                 generation: i64,
                 update: &$crate::store::StatusUpdate,
+                events: &[$crate::store::Event],
             ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE deployments SET status = $3, status_reason = $4, \
                        observed_generation = $5, endpoints = $6, updated_at = $7 \
@@ -363,11 +425,13 @@ macro_rules! sql_store {
                 .bind(update.observed_generation)
                 .bind(update.endpoints.clone().map(sqlx::types::Json))
                 .bind(chrono::Utc::now())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::store::StoreError::Stale);
                 }
+                $crate::store::sql::insert_events!(tx, events);
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -375,16 +439,60 @@ macro_rules! sql_store {
                 &self,
                 id: $crate::domain::Id,
                 generation: i64,
+                events: &[$crate::store::Event],
             ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query("DELETE FROM deployments WHERE id = $1 AND generation = $2")
                     .bind(id.to_string())
                     .bind(generation)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::store::StoreError::Stale);
                 }
+                $crate::store::sql::insert_events!(tx, events);
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn list_events(
+                &self,
+                project_id: $crate::domain::Id,
+                deployment_id: $crate::domain::Id,
+                filter: &$crate::store::EventFilter,
+                after: Option<$crate::domain::Id>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Event>> {
+                let rows: Vec<$crate::store::sql::EventRow> = sqlx::query_as(
+                    "SELECT id, deployment_id, project_id, type, actor, details, created_at \
+                     FROM deployment_events \
+                     WHERE project_id = $1 AND deployment_id = $2 AND id > $3 \
+                       AND ($4 IS NULL OR type = $4) \
+                       AND ($5 IS NULL OR created_at >= $5) \
+                       AND ($6 IS NULL OR created_at < $6) \
+                     ORDER BY id LIMIT $7",
+                )
+                .bind(project_id.to_string())
+                .bind(deployment_id.to_string())
+                .bind(after.map(|id| id.to_string()).unwrap_or_default())
+                .bind(filter.kind.map(|k| k.as_str()))
+                .bind(filter.since)
+                .bind(filter.until)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                $crate::store::sql::convert(rows)
+            }
+
+            async fn purge_events(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                let done = sqlx::query("DELETE FROM deployment_events WHERE created_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn load_ca(

@@ -1,0 +1,3 @@
+DROP INDEX deployment_events_by_time;
+DROP INDEX deployment_events_by_deployment;
+DROP TABLE deployment_events;
