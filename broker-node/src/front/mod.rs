@@ -1,0 +1,182 @@
+//! Skyport's client-facing MQTT listeners: plain TCP, TLS, WebSocket and
+//! WebSocket over TLS. Each accepted client is relayed to the engine.
+
+pub mod proxy;
+pub mod tls;
+pub mod ws;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::config::Listeners;
+use proxy::Upstreams;
+
+/// How long a client may take for its TLS or WebSocket handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The kinds of MQTT listener, named as in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Tls => "tls",
+            Kind::Ws => "ws",
+            Kind::Wss => "wss",
+        }
+    }
+
+    fn uses_tls(self) -> bool {
+        matches!(self, Kind::Tls | Kind::Wss)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the {listener} listener on {addr}: {source}")]
+pub struct BindError {
+    pub listener: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds `addr` for the listener called `listener`.
+pub async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr).await.map_err(|source| BindError {
+        listener,
+        addr,
+        source,
+    })
+}
+
+/// Binds every enabled MQTT listener.
+pub async fn bind_all(config: &Listeners) -> Result<Vec<(Kind, TcpListener)>, BindError> {
+    let mut bound = Vec::new();
+    for (kind, addr) in [
+        (Kind::Tcp, config.tcp),
+        (Kind::Tls, config.tls),
+        (Kind::Ws, config.ws),
+        (Kind::Wss, config.wss),
+    ] {
+        if let Some(addr) = addr {
+            bound.push((kind, bind(kind.name(), addr).await?));
+        }
+    }
+    Ok(bound)
+}
+
+/// Starts an accept loop per listener; dropping (or aborting) the set closes them.
+pub fn serve_all(
+    listeners: Vec<(Kind, TcpListener)>,
+    tls: Option<TlsAcceptor>,
+    upstreams: Upstreams,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    for (kind, listener) in listeners {
+        let tls = if kind.uses_tls() { tls.clone() } else { None };
+        if let Ok(addr) = listener.local_addr() {
+            info!(listener = %kind, %addr, "listening for MQTT clients");
+        }
+        tasks.spawn(accept_loop(kind, listener, tls, upstreams));
+    }
+    tasks
+}
+
+async fn accept_loop(
+    kind: Kind,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    upstreams: Upstreams,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Usually file-descriptor exhaustion; back off instead of spinning.
+                warn!(listener = %kind, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let tls = tls.clone();
+        let span = tracing::debug_span!("client", listener = %kind, %peer);
+        tokio::spawn(
+            async move {
+                match serve(kind, stream, tls, upstreams).await {
+                    Ok(()) => debug!("connection closed"),
+                    Err(e) => debug!(error = format!("{e:#}"), "connection ended"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn serve(
+    kind: Kind,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    upstreams: Upstreams,
+) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    match (kind, tls) {
+        (Kind::Tcp, _) => relay(stream, upstreams).await,
+        (Kind::Ws, _) => relay(ws_handshake(stream).await?, upstreams).await,
+        (Kind::Tls, Some(tls)) => relay(tls_handshake(&tls, stream).await?, upstreams).await,
+        (Kind::Wss, Some(tls)) => {
+            let stream = tls_handshake(&tls, stream).await?;
+            relay(ws_handshake(stream).await?, upstreams).await
+        }
+        (Kind::Tls | Kind::Wss, None) => anyhow::bail!("{kind} listener without TLS acceptor"),
+    }
+}
+
+async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    upstreams: Upstreams,
+) -> anyhow::Result<()> {
+    let version = proxy::relay(stream, upstreams).await?;
+    debug!(?version, "client finished");
+    Ok(())
+}
+
+async fn tls_handshake(
+    tls: &TlsAcceptor,
+    stream: TcpStream,
+) -> anyhow::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream))
+        .await
+        .context("TLS handshake timed out")?
+        .context("TLS handshake failed")
+}
+
+async fn ws_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+) -> anyhow::Result<ws::WsByteStream<S>> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept(stream))
+        .await
+        .context("WebSocket handshake timed out")?
+        .context("WebSocket handshake failed")
+}

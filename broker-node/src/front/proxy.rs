@@ -1,0 +1,323 @@
+//! Reads a client's CONNECT, picks the engine listener for its protocol
+//! version and relays bytes both ways.
+//!
+//! The relay is the place where a later change parses, meters and authorises
+//! packets; for now it copies bytes untouched once the CONNACK has passed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::engine::MAX_PACKET_SIZE;
+
+/// How long a new connection may take to send its CONNECT (as rumqttd's own limit).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// MQTT protocol versions, by CONNECT protocol level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// MQTT 3.1, protocol name `MQIsdp`, level 3.
+    V3_1,
+    /// MQTT 3.1.1, level 4.
+    V3_1_1,
+    /// MQTT 5.0, level 5.
+    V5,
+}
+
+/// Where the engine listens, per wire format.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstreams {
+    pub v4: SocketAddr,
+    pub v5: SocketAddr,
+}
+
+/// Why a client connection ended before or while relaying.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no CONNECT or CONNACK within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("expected a packet starting {expected:#04x}, got {got:#04x}")]
+    UnexpectedPacket { expected: u8, got: u8 },
+    #[error("malformed CONNECT: {0}")]
+    Malformed(&'static str),
+    #[error("CONNECT of {0} bytes exceeds the packet size limit")]
+    TooLarge(usize),
+    #[error("unsupported protocol {name:?} level {level}")]
+    UnsupportedProtocol { name: String, level: u8 },
+    #[error("engine listener {addr} unreachable: {source}")]
+    Upstream {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves one client connection until either side closes.
+pub async fn relay<S>(mut client: S, upstreams: Upstreams) -> Result<Version, ProxyError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let connect =
+        match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut client, CONNECT)).await {
+            Ok(packet) => packet?,
+            Err(_) => return Err(ProxyError::ConnectTimeout(CONNECT_TIMEOUT)),
+        };
+    let (version, connect) = match Connect::parse(&connect) {
+        Ok(parsed) => (parsed.version, parsed.into_engine_bytes(&connect)),
+        Err(err) => {
+            if let ProxyError::UnsupportedProtocol { .. } = err {
+                // MQTT 3.1.1 §3.2.2.3: CONNACK 0x01, unacceptable protocol version.
+                let _ = client.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                let _ = client.shutdown().await;
+            }
+            return Err(err);
+        }
+    };
+    let addr = match version {
+        Version::V3_1 | Version::V3_1_1 => upstreams.v4,
+        Version::V5 => upstreams.v5,
+    };
+    let mut upstream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| ProxyError::Upstream { addr, source })?;
+    upstream.set_nodelay(true)?;
+    upstream.write_all(&connect).await?;
+    // Hold the engine connection open until its CONNACK, even if the client
+    // is already gone: rumqttd leaves a stale will handler behind when a
+    // connection dies before its CONNACK is written, and a later CONNECT with
+    // the same client id then breaks the whole engine listener.
+    let connack =
+        match tokio::time::timeout(CONNECT_TIMEOUT, read_packet(&mut upstream, CONNACK)).await {
+            Ok(packet) => packet?,
+            Err(_) => return Err(ProxyError::ConnectTimeout(CONNECT_TIMEOUT)),
+        };
+    client.write_all(&connack).await?;
+    // TLS and WebSocket streams buffer writes until flushed.
+    client.flush().await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(version)
+}
+
+const CONNECT: u8 = 0x10;
+const CONNACK: u8 = 0x20;
+
+/// Reads one whole MQTT packet (fixed header included) whose first byte must be `first`.
+///
+/// Reads exactly the packet's bytes, so whatever follows stays in the socket for the relay.
+async fn read_packet<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    first: u8,
+) -> Result<Vec<u8>, ProxyError> {
+    let got = stream.read_u8().await?;
+    if got != first {
+        return Err(ProxyError::UnexpectedPacket {
+            expected: first,
+            got,
+        });
+    }
+    let mut packet = vec![got];
+    let mut remaining = 0usize;
+    for i in 0..4 {
+        let byte = stream.read_u8().await?;
+        packet.push(byte);
+        remaining |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            break;
+        }
+        if i == 3 {
+            return Err(ProxyError::Malformed(
+                "remaining length longer than 4 bytes",
+            ));
+        }
+    }
+    if remaining > MAX_PACKET_SIZE {
+        return Err(ProxyError::TooLarge(remaining));
+    }
+    let header_len = packet.len();
+    packet.resize(header_len + remaining, 0);
+    stream.read_exact(&mut packet[header_len..]).await?;
+    Ok(packet)
+}
+
+/// What the front needs to know about a CONNECT.
+#[derive(Debug)]
+struct Connect {
+    version: Version,
+    /// Offset of the variable header (just past the fixed header).
+    body_start: usize,
+    /// Offset of the keep-alive field.
+    keep_alive_at: usize,
+}
+
+impl Connect {
+    fn parse(packet: &[u8]) -> Result<Self, ProxyError> {
+        let body_start = packet[1..]
+            .iter()
+            .position(|b| b & 0x80 == 0)
+            .map(|i| i + 2)
+            .ok_or(ProxyError::Malformed("bad remaining length"))?;
+        let body = &packet[body_start..];
+        let name_len = usize::from(u16::from_be_bytes(
+            body.get(..2)
+                .ok_or(ProxyError::Malformed("truncated protocol name"))?
+                .try_into()
+                .expect("two bytes"),
+        ));
+        let name = body
+            .get(2..2 + name_len)
+            .ok_or(ProxyError::Malformed("truncated protocol name"))?;
+        let level = *body
+            .get(2 + name_len)
+            .ok_or(ProxyError::Malformed("missing protocol level"))?;
+        // Flags byte, then the two keep-alive bytes.
+        let keep_alive_at = body_start + 2 + name_len + 2;
+        if packet.len() < keep_alive_at + 2 {
+            return Err(ProxyError::Malformed("truncated variable header"));
+        }
+        let version = match (name, level) {
+            (b"MQIsdp", 3) => Version::V3_1,
+            (b"MQTT", 4) => Version::V3_1_1,
+            (b"MQTT", 5) => Version::V5,
+            (b"MQIsdp" | b"MQTT", _) => {
+                return Err(ProxyError::UnsupportedProtocol {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    level,
+                })
+            }
+            _ => return Err(ProxyError::Malformed("unknown protocol name")),
+        };
+        Ok(Self {
+            version,
+            body_start,
+            keep_alive_at,
+        })
+    }
+
+    /// The CONNECT as the engine will accept it.
+    ///
+    /// rumqttd only parses MQTT 3.1.1 and 5.0 and refuses a keep-alive of 0, so
+    /// the front closes those gaps: an MQTT 3.1 CONNECT is re-labelled as 3.1.1
+    /// (the packets after CONNECT are the same on the wire), and a keep-alive
+    /// of 0 ("never time out") becomes the largest one the protocol can express.
+    fn into_engine_bytes(self, packet: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(packet.len());
+        let mut body = match self.version {
+            Version::V3_1 => {
+                // Replace the 8-byte "\0\x06MQIsdp" + level 3 with "\0\x04MQTT" + level 4.
+                let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4];
+                body.extend_from_slice(&packet[self.body_start + 9..]);
+                body
+            }
+            Version::V3_1_1 | Version::V5 => packet[self.body_start..].to_vec(),
+        };
+        let keep_alive_at = self.keep_alive_at
+            - self.body_start
+            - if self.version == Version::V3_1 { 2 } else { 0 };
+        if body[keep_alive_at..keep_alive_at + 2] == [0, 0] {
+            body[keep_alive_at..keep_alive_at + 2].copy_from_slice(&u16::MAX.to_be_bytes());
+        }
+        out.push(packet[0]);
+        encode_remaining_length(body.len(), &mut out);
+        out.extend(body);
+        out
+    }
+}
+
+fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(name: &[u8], level: u8, keep_alive: u16, payload: &[u8]) -> Vec<u8> {
+        let mut body = (name.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(name);
+        body.push(level);
+        body.push(0b10);
+        body.extend_from_slice(&keep_alive.to_be_bytes());
+        body.extend_from_slice(payload);
+        let mut packet = vec![0x10];
+        encode_remaining_length(body.len(), &mut packet);
+        packet.extend(body);
+        packet
+    }
+
+    #[test]
+    fn detects_each_version() {
+        for (name, level, version) in [
+            (&b"MQIsdp"[..], 3, Version::V3_1),
+            (b"MQTT", 4, Version::V3_1_1),
+            (b"MQTT", 5, Version::V5),
+        ] {
+            let packet = connect(name, level, 60, b"\0\x01c");
+            assert_eq!(Connect::parse(&packet).unwrap().version, version);
+        }
+    }
+
+    #[test]
+    fn mqtt_3_1_connect_becomes_3_1_1() {
+        let packet = connect(b"MQIsdp", 3, 60, b"\0\x01c");
+        let parsed = Connect::parse(&packet).unwrap();
+        assert_eq!(
+            parsed.into_engine_bytes(&packet),
+            connect(b"MQTT", 4, 60, b"\0\x01c")
+        );
+    }
+
+    #[test]
+    fn zero_keep_alive_becomes_maximum() {
+        let payload = vec![b'x'; 200]; // two-byte remaining length
+        for (name, level, out_name, out_level) in [
+            (&b"MQTT"[..], 5, &b"MQTT"[..], 5),
+            (b"MQIsdp", 3, b"MQTT", 4),
+        ] {
+            let packet = connect(name, level, 0, &payload);
+            let parsed = Connect::parse(&packet).unwrap();
+            assert_eq!(
+                parsed.into_engine_bytes(&packet),
+                connect(out_name, out_level, u16::MAX, &payload)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_level_is_unsupported() {
+        let packet = connect(b"MQTT", 6, 60, b"");
+        assert!(matches!(
+            Connect::parse(&packet),
+            Err(ProxyError::UnsupportedProtocol { level: 6, .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_connect_is_malformed() {
+        let packet = vec![0x10, 3, 0, 4, b'M'];
+        assert!(matches!(
+            Connect::parse(&packet),
+            Err(ProxyError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn reads_packet_with_multi_byte_length() {
+        let packet = connect(b"MQTT", 4, 60, &[b'y'; 300]);
+        let mut stream = &packet[..];
+        assert_eq!(read_packet(&mut stream, CONNECT).await.unwrap(), packet);
+    }
+}

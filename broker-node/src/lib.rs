@@ -1,0 +1,91 @@
+//! Skyport broker node: rumqttd as the MQTT engine behind Skyport's own
+//! TCP, TLS, WebSocket and WSS listeners, plus the deployment HTTP API.
+
+pub mod api;
+pub mod config;
+mod engine;
+pub mod front;
+pub mod telemetry;
+
+use std::future::IntoFuture;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+
+use config::{Config, ConfigError};
+use engine::{Engine, EngineError};
+use front::proxy::Upstreams;
+use front::tls::TlsError;
+use front::BindError;
+
+/// How long rumqttd may take to answer on its internal listeners.
+const ENGINE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the node could not start or had to stop; each kind has its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+impl RunError {
+    /// Process exit code: 2 bad configuration, 3 bind failure, 1 anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Config(_) | RunError::Tls(_) => 2,
+            RunError::Bind(_) => 3,
+            RunError::Engine(_) | RunError::Signals(_) => 1,
+        }
+    }
+}
+
+/// Runs the node until SIGTERM or SIGINT (`Ok`) or a fatal error.
+#[tracing::instrument(skip_all, fields(deployment.id = %config.deployment_id))]
+pub async fn run(config: Config) -> Result<(), RunError> {
+    let tls = config.tls.as_ref().map(front::tls::acceptor).transpose()?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+
+    let api_listener = front::bind("api", config.listeners.api).await?;
+    let mqtt_listeners = front::bind_all(&config.listeners).await?;
+
+    let readiness = api::Readiness::default();
+    info!(addr = %config.listeners.api, "serving the deployment API");
+    let api_server =
+        tokio::spawn(axum::serve(api_listener, api::router(readiness.clone())).into_future());
+
+    let (engine, stopped) = Engine::start()?;
+    let stopped = stopped.wait();
+    tokio::pin!(stopped);
+    tokio::select! {
+        ready = engine.wait_ready(ENGINE_START_TIMEOUT) => ready?,
+        e = &mut stopped => return Err(e.into()),
+    }
+    let upstreams = Upstreams {
+        v4: engine.v4_addr(),
+        v5: engine.v5_addr(),
+    };
+    info!(v4 = %upstreams.v4, v5 = %upstreams.v5, "MQTT engine ready");
+    let fronts = front::serve_all(mqtt_listeners, tls, upstreams);
+    readiness.set_ready();
+
+    let outcome = tokio::select! {
+        _ = sigterm.recv() => { info!("SIGTERM received, shutting down"); Ok(()) }
+        _ = sigint.recv() => { info!("SIGINT received, shutting down"); Ok(()) }
+        e = &mut stopped => { error!(error = %e, "MQTT engine stopped"); Err(e.into()) }
+        e = engine.watch() => { error!(error = %e, "MQTT engine stopped answering"); Err(e.into()) }
+    };
+    // Close the listeners before the process exits; rumqttd itself cannot be stopped.
+    drop(fronts);
+    api_server.abort();
+    outcome
+}
