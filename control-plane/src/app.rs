@@ -16,6 +16,7 @@ use crate::config::{CommonArgs, OrchestratorKind, ServeArgs};
 use crate::domain::token;
 use crate::error::ApiError;
 use crate::http;
+use crate::orchestrator::kubernetes::KubernetesOrchestrator;
 use crate::orchestrator::local::{LocalOrchestrator, LocalSettings};
 use crate::orchestrator::Orchestrator;
 use crate::reconcile::Reconciler;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub ca: Arc<Ca>,
     /// Wakes the reconciler after a spec change.
     pub reconcile: Arc<Notify>,
+    /// Prometheus metrics, served at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The HTTP application: `/api/v1/…`, its OpenAPI document and health.
@@ -41,8 +44,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     );
     Router::new()
         .nest("/api/v1", api)
+        .nest(http::reports::BASE, http::reports::router())
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(crate::metrics::serve))
         .fallback(|| async { ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(RequestBodyLimitLayer::new(http::json::MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -53,7 +62,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 fn admin_token(serve: &ServeArgs, data_dir: &Path) -> anyhow::Result<(String, bool)> {
     if let Some(token) = &serve.admin_token {
         let token = token.expose_secret().trim().to_owned();
-        anyhow::ensure!(token.len() >= 16, "the admin token must be at least 16 characters");
+        anyhow::ensure!(
+            token.len() >= 16,
+            "the admin token must be at least 16 characters"
+        );
         return Ok((token, false));
     }
     let path = data_dir.join("admin-token");
@@ -86,6 +98,18 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     store.migrate().await.context("applying migrations")?;
     let ca = Arc::new(Ca::load_or_create(store.as_ref()).await?);
     let (admin_token, print_token) = admin_token(serve, &common.data_dir)?;
+    // Bound before the orchestrator starts: brokers are told the actual address (port 0).
+    let listener = tokio::net::TcpListener::bind(serve.listen)
+        .await
+        .with_context(|| format!("binding {}", serve.listen))?;
+    let addr = listener.local_addr()?;
+    let internal_url = crate::metering::internal_url(serve.internal_url.as_deref(), addr)?;
+    let reporting = crate::metering::ReportingTarget::new(
+        &internal_url,
+        serve.metering_interval,
+        store.clone(),
+    )?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
 
     let orchestrator: Arc<dyn Orchestrator> = match serve.orchestrator {
         OrchestratorKind::Local => {
@@ -98,23 +122,27 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
                 "broker executable {} not found: build it (cargo build --release --bin skyport-broker) or pass --broker-bin",
                 broker_bin.display()
             );
-            Arc::new(LocalOrchestrator::new(
-                LocalSettings {
-                    deployments_dir: common.data_dir.join("deployments"),
-                    broker_bin,
-                    listen_ip: serve.broker_listen_ip,
-                    public_host: serve.public_host.clone(),
-                },
-                ca.clone(),
-            )?)
+            Arc::new(
+                LocalOrchestrator::new(
+                    LocalSettings {
+                        deployments_dir: common.data_dir.join("deployments"),
+                        broker_bin,
+                        listen_ip: serve.broker_listen_ip,
+                        public_host: serve.public_host.clone(),
+                    },
+                    ca.clone(),
+                )?
+                .with_metering(reporting.clone()),
+            )
         }
-        OrchestratorKind::Kubernetes => anyhow::bail!(
-            "the kubernetes orchestrator is not available in this build yet; use --orchestrator local"
-        ),
+        OrchestratorKind::Kubernetes => {
+            Arc::new(KubernetesOrchestrator::connect(serve.kube.settings(), ca.clone()).await?)
+        }
     };
 
     let wake = Arc::new(Notify::new());
-    let reconciler = Reconciler::new(store.clone(), orchestrator, wake.clone());
+    let reconciler =
+        Reconciler::new(store.clone(), orchestrator, wake.clone()).with_metrics(metrics.clone());
     let reconcile_task = tokio::spawn(reconciler.run());
     let purge_task = tokio::spawn(crate::events::run_purger(
         store.clone(),
@@ -123,16 +151,23 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         serve.event_purge_interval,
     ));
 
+    let metering_purge_task = tokio::spawn(crate::metering::retention::run_purger(
+        store.clone(),
+        Arc::new(crate::events::SystemClock),
+        crate::metering::retention::Retention {
+            minutes: serve.metering_minute_retention,
+            hours: serve.metering_hour_retention,
+        },
+        serve.metering_purge_interval,
+    ));
+
     let state = Arc::new(AppState {
         store,
         admin_token_hash: token::hash(&admin_token),
         ca,
         reconcile: wake,
+        metrics,
     });
-    let listener = tokio::net::TcpListener::bind(serve.listen)
-        .await
-        .with_context(|| format!("binding {}", serve.listen))?;
-    let addr = listener.local_addr()?;
     println!("Skyport control plane listening on http://{addr}");
     println!("  API:     http://{addr}/api/v1");
     println!("  OpenAPI: http://{addr}/api/v1/openapi.json");
@@ -149,6 +184,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         .await?;
     reconcile_task.abort();
     purge_task.abort();
+    metering_purge_task.abort();
     tracing::info!("control plane stopped; brokers keep running and are re-adopted on next start");
     Ok(())
 }

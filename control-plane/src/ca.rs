@@ -58,6 +58,11 @@ impl Ca {
         }
     }
 
+    /// A throwaway CA that is never stored (for `render-manifests`).
+    pub fn ephemeral() -> anyhow::Result<Self> {
+        Self::from_record(&Self::generate()?)
+    }
+
     fn generate() -> anyhow::Result<CaRecord> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
+use crate::orchestrator::kubernetes::{InternalLbProvider, KubernetesSettings};
+
 /// Skyport: a self-hostable managed-MQTT cloud.
 ///
 /// Without a subcommand, runs the control plane: the REST API under /api/v1 and the
@@ -34,6 +36,22 @@ pub enum Command {
     },
     /// Print the OpenAPI document of the REST API (as committed in openapi/skyport.json).
     Openapi,
+    /// Print, as multi-document YAML, the Kubernetes objects the kubernetes orchestrator
+    /// would apply for a deployment, then exit.
+    ///
+    /// The objects are exactly the driver's, with two values only a cluster and the
+    /// control plane's database can supply: the TLS Secret holds a certificate from a
+    /// throwaway CA generated for this run (the driver uses Skyport's own CA), and owner
+    /// references carry the all-zero UID where the API server assigns the root
+    /// ConfigMap's. The pod template's content hash follows from the certificate.
+    RenderManifests {
+        /// JSON of the deployment, as `GET /api/v1/deployments/{id}` returns it.
+        #[arg(long)]
+        deployment_file: PathBuf,
+
+        #[command(flatten)]
+        kube: KubeArgs,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -53,12 +71,22 @@ pub enum MigrateDirection {
 pub struct CommonArgs {
     /// Directory for Skyport's state: the SQLite database, the admin token and each local
     /// deployment's configuration, certificates and logs.
-    #[arg(long, env = "SKYPORT_DATA_DIR", default_value = "./skyport-data", global = true)]
+    #[arg(
+        long,
+        env = "SKYPORT_DATA_DIR",
+        default_value = "./skyport-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`. Defaults to SQLite at
     /// DATA_DIR/skyport.db.
-    #[arg(long, env = "SKYPORT_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SKYPORT_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Log format on stderr.
@@ -69,9 +97,9 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// The database URL, defaulting to SQLite in the data dir.
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("skyport.db").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("skyport.db").display()))
     }
 }
 
@@ -108,17 +136,89 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_EVENT_PURGE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub event_purge_interval: std::time::Duration,
 
+    /// Base URL at which brokers reach this control plane's internal API (where they send
+    /// usage reports). Defaults to `http://` and the address the API listens on, with
+    /// 127.0.0.1 for an unspecified address.
+    #[arg(long, env = "SKYPORT_INTERNAL_URL")]
+    pub internal_url: Option<String>,
+
+    /// How often each broker reports its usage (e.g. `10s`).
+    #[arg(long, env = "SKYPORT_METERING_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub metering_interval: std::time::Duration,
+
+    /// How long per-minute usage is kept (e.g. `7d`).
+    #[arg(long, env = "SKYPORT_METERING_MINUTE_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub metering_minute_retention: std::time::Duration,
+
+    /// How long hourly usage is kept (e.g. `90d`); monthly usage is kept for ever.
+    #[arg(long, env = "SKYPORT_METERING_HOUR_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub metering_hour_retention: std::time::Duration,
+
+    /// How often expired usage rows are purged.
+    #[arg(long, env = "SKYPORT_METERING_PURGE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub metering_purge_interval: std::time::Duration,
+
     /// The skyport-broker executable for the local orchestrator. Defaults to the one next
     /// to this executable.
     #[arg(long, env = "SKYPORT_BROKER_BIN")]
     pub broker_bin: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+/// Options of the kubernetes orchestrator (and of `render-manifests`). The cluster is
+/// the in-cluster configuration, or KUBECONFIG's current context.
+#[derive(Debug, Clone, Args)]
+pub struct KubeArgs {
+    /// Namespace holding every deployment's objects. It must exist and be dedicated to
+    /// this control plane: objects there of deployments unknown to it are deleted.
+    #[arg(long, env = "SKYPORT_KUBE_NAMESPACE", default_value = "skyport")]
+    pub kube_namespace: String,
+
+    /// Container image of the broker pods.
+    #[arg(long, env = "SKYPORT_BROKER_IMAGE", default_value = concat!("skyport/skyport-broker:", env!("CARGO_PKG_VERSION")))]
+    pub broker_image: String,
+
+    /// Storage class of each deployment's session-data volume (the cluster's default when
+    /// unset). Applies to new deployments: a volume keeps the class it was created with.
+    #[arg(long, env = "SKYPORT_STORAGE_CLASS")]
+    pub storage_class: Option<String>,
+
+    /// Size of each deployment's session-data volume. Applies to new deployments.
+    #[arg(long, env = "SKYPORT_BROKER_STORAGE_SIZE", default_value = "1Gi")]
+    pub broker_storage_size: String,
+
+    /// Cloud provider of internal load balancers (for the internal endpoint add-on).
+    #[arg(long, env = "SKYPORT_INTERNAL_LB_PROVIDER", value_enum)]
+    pub internal_lb_provider: Option<InternalLbProvider>,
+
+    /// Base domain of deployments' host names: each deployment is reached at
+    /// `<id>.<base-domain>`, which its server certificate covers and its Service asks
+    /// external-dns to publish. Unset, clients use the load balancer's address.
+    #[arg(long, env = "SKYPORT_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+}
+
+impl KubeArgs {
+    /// The orchestrator's settings.
+    pub fn settings(&self) -> KubernetesSettings {
+        KubernetesSettings {
+            namespace: self.kube_namespace.clone(),
+            broker_image: self.broker_image.clone(),
+            storage_class: self.storage_class.clone(),
+            storage_size: self.broker_storage_size.clone(),
+            internal_lb_provider: self.internal_lb_provider,
+            base_domain: self.base_domain.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OrchestratorKind {
     /// Each deployment's broker is a child process on this host.
     Local,
-    /// Each deployment is a set of Kubernetes objects (not in this build yet).
+    /// Each deployment is a set of Kubernetes objects in --kube-namespace.
     Kubernetes,
 }
 

@@ -23,14 +23,26 @@ impl Clock for SystemClock {
 }
 
 /// Deletes events older than `retention` as of `clock`'s now; returns how many.
-pub async fn purge_once(store: &dyn Store, clock: &dyn Clock, retention: Duration) -> StoreResult<u64> {
+pub async fn purge_once(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    retention: Duration,
+) -> StoreResult<u64> {
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-    let cutoff = clock.now().checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let cutoff = clock
+        .now()
+        .checked_sub_signed(retention)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     store.purge_events(cutoff).await
 }
 
 /// Runs [`purge_once`] every `every` until the task is dropped.
-pub async fn run_purger(store: Arc<dyn Store>, clock: Arc<dyn Clock>, retention: Duration, every: Duration) {
+pub async fn run_purger(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;

@@ -7,6 +7,8 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod metering;
+pub mod metrics;
 pub mod orchestrator;
 pub mod reconcile;
 pub mod store;
@@ -36,5 +38,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", http::openapi_json());
             Ok(())
         }
+        Command::RenderManifests {
+            deployment_file,
+            kube,
+        } => orchestrator::kubernetes::render::run(&deployment_file, &kube.settings()),
     }
 }

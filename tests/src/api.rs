@@ -26,13 +26,22 @@ impl Reply {
     /// Asserts a problem document with `status` and `code`.
     #[track_caller]
     pub fn assert_problem(&self, status: u16, code: &str) {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
         assert_eq!(
             self.content_type, "application/problem+json",
             "errors are problem documents; body: {}",
             self.text
         );
-        assert_eq!(self.body["code"], code, "unexpected problem code; body: {}", self.text);
+        assert_eq!(
+            self.body["code"], code,
+            "unexpected problem code; body: {}",
+            self.text
+        );
         assert_eq!(self.body["status"], status);
     }
 }
@@ -73,7 +82,13 @@ impl Api {
     }
 
     /// Sends raw bytes with a content type.
-    pub async fn call_raw(&self, method: Method, path: &str, content_type: &str, body: &str) -> Reply {
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Reply {
         let req = self
             .http
             .request(method, format!("{}/api/v1{path}", self.base))
@@ -116,7 +131,10 @@ impl Api {
         assert_eq!(project.status, StatusCode::CREATED, "{}", project.text);
         let id = project.body["id"].as_str().expect("project id").to_owned();
         let key = self
-            .post(&format!("/projects/{id}/api-keys"), json!({ "name": "test" }))
+            .post(
+                &format!("/projects/{id}/api-keys"),
+                json!({ "name": "test" }),
+            )
             .await;
         assert_eq!(key.status, StatusCode::CREATED, "{}", key.text);
         let secret = key.body["secret"].as_str().expect("secret").to_owned();

@@ -5,6 +5,7 @@
 //! spawned (found through the data dir's `runtime.json` files), and the database.
 
 pub mod api;
+pub mod fake_kube;
 pub mod mqtt;
 pub mod postgres;
 pub mod process;
@@ -70,6 +71,7 @@ pub struct ControlPlane {
     database: Option<postgres::TestDatabase>,
     child: Option<Child>,
     extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
 }
 
 impl ControlPlane {
@@ -80,6 +82,11 @@ impl ControlPlane {
 
     /// Starts a control plane on `backend` with extra command-line arguments.
     pub fn start_with(backend: Backend, extra_args: &[&str]) -> Self {
+        Self::start_with_env(backend, extra_args, &[])
+    }
+
+    /// Starts a control plane with extra arguments and environment variables.
+    pub fn start_with_env(backend: Backend, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let data_dir = tempfile::Builder::new()
             .prefix("skyport-test-")
             .tempdir()
@@ -102,6 +109,10 @@ impl ControlPlane {
             database,
             child: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         cp.spawn("127.0.0.1:0");
         cp
@@ -118,6 +129,7 @@ impl ControlPlane {
             .arg("--broker-bin")
             .arg(binary("skyport-broker"))
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("SKYPORT_ADMIN_TOKEN", ADMIN_TOKEN)
             .env(
                 "RUST_LOG",
@@ -163,10 +175,7 @@ impl ControlPlane {
     /// Starts the control plane again on the same data dir, database and port.
     pub fn restart(&mut self) {
         self.crash();
-        let listen = self
-            .base_url
-            .trim_start_matches("http://")
-            .to_owned();
+        let listen = self.base_url.trim_start_matches("http://").to_owned();
         self.spawn(&listen);
     }
 

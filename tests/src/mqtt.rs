@@ -45,13 +45,32 @@ pub struct Exchange {
 /// Subscribes with `mosquitto_sub`, publishes with `mosquitto_pub` until the subscriber
 /// has the message (bounded), and returns what it received.
 /// `version` is `mqttv31`, `mqttv311` or `mqttv5`.
-pub fn mosquitto_exchange(target: &Target, version: &str, qos: u8, topic: &str, payload: &str) -> Exchange {
+pub fn mosquitto_exchange(
+    target: &Target,
+    version: &str,
+    qos: u8,
+    topic: &str,
+    payload: &str,
+) -> Exchange {
     let mut sub = Command::new("mosquitto_sub");
     target.mosquitto_args(&mut sub);
-    sub.args(["-V", version, "-q", &qos.to_string(), "-t", topic, "-C", "1", "-W", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let sub = sub.spawn().expect("mosquitto_sub is installed (Debian mosquitto-clients)");
+    sub.args([
+        "-V",
+        version,
+        "-q",
+        &qos.to_string(),
+        "-t",
+        topic,
+        "-C",
+        "1",
+        "-W",
+        "20",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let sub = sub
+        .spawn()
+        .expect("mosquitto_sub is installed (Debian mosquitto-clients)");
     let sub_pid = sub.id();
     // Publish repeatedly until the subscriber exits: it may not have subscribed yet.
     let publisher = {
@@ -65,7 +84,16 @@ pub fn mosquitto_exchange(target: &Target, version: &str, qos: u8, topic: &str, 
                 let mut publish = Command::new("mosquitto_pub");
                 target.mosquitto_args(&mut publish);
                 let _ = publish
-                    .args(["-V", &version, "-q", &qos.to_string(), "-t", &topic, "-m", &payload])
+                    .args([
+                        "-V",
+                        &version,
+                        "-q",
+                        &qos.to_string(),
+                        "-t",
+                        &topic,
+                        "-m",
+                        &payload,
+                    ])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status();
@@ -97,7 +125,14 @@ pub fn paho_exchange(
     cmd.arg(script)
         .args(["--host", &target.host, "--port", &target.port.to_string()])
         .args(["--transport", transport, "--version", version])
-        .args(["--qos", &qos.to_string(), "--topic", topic, "--payload", payload]);
+        .args([
+            "--qos",
+            &qos.to_string(),
+            "--topic",
+            topic,
+            "--payload",
+            payload,
+        ]);
     if let Some(ca) = &target.cafile {
         cmd.arg("--cafile").arg(ca);
     }

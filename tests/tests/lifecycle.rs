@@ -10,7 +10,11 @@ async fn ca_file(api: &skyport_tests::Api, id: &str, dir: &std::path::Path) -> s
     let ca = api.get(&format!("/deployments/{id}/ca.pem")).await;
     assert_eq!(ca.status, StatusCode::OK);
     assert_eq!(ca.content_type, "application/x-pem-file");
-    assert!(ca.text.starts_with("-----BEGIN CERTIFICATE-----"), "{}", ca.text);
+    assert!(
+        ca.text.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{}",
+        ca.text
+    );
     let path = dir.join(format!("{id}-ca.pem"));
     std::fs::write(&path, &ca.text).unwrap();
     path
@@ -31,7 +35,15 @@ async fn dedicated_deployment_serves_every_listener_and_protocol_version() {
     let ca = ca_file(&api, &id, cp.data_dir.path()).await;
     for key in ["mqtt", "mqtts", "ws", "wss", "api"] {
         let u = url(&d, key);
-        let port: u16 = u.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+        let port: u16 = u
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_ne!(port, 0, "{key} has a real port");
         assert_ne!(port, 1883, "1883 belongs to the machine's Mosquitto");
     }
@@ -43,8 +55,14 @@ async fn dedicated_deployment_serves_every_listener_and_protocol_version() {
         for (name, target) in [("tcp", &tcp), ("tls", &tls)] {
             for qos in [0u8, 1, 2] {
                 let payload = format!("{name}-{version}-q{qos}");
-                let got = mosquitto_exchange(target, version, qos, &format!("t/{payload}"), &payload);
-                assert_eq!(got.received.as_deref(), Some(payload.as_str()), "{name} {version} qos {qos}: {}", got.subscriber_stderr);
+                let got =
+                    mosquitto_exchange(target, version, qos, &format!("t/{payload}"), &payload);
+                assert_eq!(
+                    got.received.as_deref(),
+                    Some(payload.as_str()),
+                    "{name} {version} qos {qos}: {}",
+                    got.subscriber_stderr
+                );
             }
         }
     }
@@ -53,7 +71,14 @@ async fn dedicated_deployment_serves_every_listener_and_protocol_version() {
     for version in ["mqttv311", "mqttv5"] {
         for (name, target) in [("ws", &ws), ("wss", &wss)] {
             let payload = format!("{name}-{version}");
-            let got = paho_exchange(target, "websockets", version, 1, &format!("w/{payload}"), &payload);
+            let got = paho_exchange(
+                target,
+                "websockets",
+                version,
+                1,
+                &format!("w/{payload}"),
+                &payload,
+            );
             assert_eq!(got.as_deref(), Ok(payload.as_str()), "{name} {version}");
         }
     }
@@ -69,33 +94,56 @@ async fn dedicated_deployment_serves_every_listener_and_protocol_version() {
     // Stop: the broker process really ends, and clients are refused.
     let pids = cp.live_broker_pids();
     assert_eq!(pids.len(), 1, "one broker per deployment");
-    let stop = api.post(&format!("/deployments/{id}/stop"), json!({})).await;
+    let stop = api
+        .post(&format!("/deployments/{id}/stop"), json!({}))
+        .await;
     assert_eq!(stop.status, StatusCode::ACCEPTED, "{}", stop.text);
     assert_eq!(stop.body["status"], "stopping");
     api.wait_status(&id, "stopped").await;
     assert!(!process::is_alive(pids[0]), "stop ends the broker process");
     assert!(cp.broker_processes().is_empty());
     let got = mosquitto_exchange(&tcp, "mqttv311", 0, "t/stopped", "x");
-    assert_eq!(got.received, None, "a stopped deployment accepts no clients");
+    assert_eq!(
+        got.received, None,
+        "a stopped deployment accepts no clients"
+    );
 
     // Start again: same endpoints, traffic flows.
-    let start = api.post(&format!("/deployments/{id}/start"), json!({})).await;
+    let start = api
+        .post(&format!("/deployments/{id}/start"), json!({}))
+        .await;
     assert_eq!(start.status, StatusCode::ACCEPTED);
     assert_eq!(start.body["status"], "starting");
     let again = api.wait_status(&id, "running").await;
-    assert_eq!(again["endpoints"], d["endpoints"], "endpoints survive stop/start");
+    assert_eq!(
+        again["endpoints"], d["endpoints"],
+        "endpoints survive stop/start"
+    );
     let got = mosquitto_exchange(&tls, "mqttv5", 1, "t/restarted", "back");
-    assert_eq!(got.received.as_deref(), Some("back"), "{}", got.subscriber_stderr);
+    assert_eq!(
+        got.received.as_deref(),
+        Some("back"),
+        "{}",
+        got.subscriber_stderr
+    );
 
     // Delete: the broker ends and the deployment disappears.
     let pids = cp.live_broker_pids();
-    let del = api.call(reqwest::Method::DELETE, &format!("/deployments/{id}"), None).await;
+    let del = api
+        .call(reqwest::Method::DELETE, &format!("/deployments/{id}"), None)
+        .await;
     assert_eq!(del.status, StatusCode::ACCEPTED);
     assert_eq!(del.body["status"], "deleting");
     api.wait_gone(&id).await;
-    assert!(pids.iter().all(|pid| !process::is_alive(*pid)), "delete ends the broker");
+    assert!(
+        pids.iter().all(|pid| !process::is_alive(*pid)),
+        "delete ends the broker"
+    );
     assert!(cp.broker_processes().is_empty());
-    assert!(!cp.data_dir.path().join("deployments").join(&id).exists(), "delete removes its files");
+    assert!(
+        !cp.data_dir.path().join("deployments").join(&id).exists(),
+        "delete removes its files"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,17 +157,39 @@ async fn serverless_exposes_only_tls_listeners() {
     let ca = ca_file(&api, &id, cp.data_dir.path()).await;
     let tls = Target::from_url(url(&d, "mqtts"), Some(&ca));
     let got = mosquitto_exchange(&tls, "mqttv311", 1, "s/1", "secure");
-    assert_eq!(got.received.as_deref(), Some("secure"), "{}", got.subscriber_stderr);
+    assert_eq!(
+        got.received.as_deref(),
+        Some("secure"),
+        "{}",
+        got.subscriber_stderr
+    );
     let wss = Target::from_url(url(&d, "wss"), Some(&ca));
-    assert_eq!(paho_exchange(&wss, "websockets", "mqttv5", 1, "s/2", "wss").as_deref(), Ok("wss"));
+    assert_eq!(
+        paho_exchange(&wss, "websockets", "mqttv5", 1, "s/2", "wss").as_deref(),
+        Ok("wss")
+    );
 
     // The plain port the deployment owns is not listening.
     let config: Value = serde_json::from_slice(
-        &std::fs::read(cp.data_dir.path().join("deployments").join(&id).join("ports.json")).unwrap(),
+        &std::fs::read(
+            cp.data_dir
+                .path()
+                .join("deployments")
+                .join(&id)
+                .join("ports.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
-    let plain = Target { host: "127.0.0.1".into(), port: config["tcp"].as_u64().unwrap() as u16, cafile: None };
-    assert_eq!(mosquitto_exchange(&plain, "mqttv311", 0, "s/3", "x").received, None);
+    let plain = Target {
+        host: "127.0.0.1".into(),
+        port: config["tcp"].as_u64().unwrap() as u16,
+        cafile: None,
+    };
+    assert_eq!(
+        mosquitto_exchange(&plain, "mqttv311", 0, "s/3", "x").received,
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,23 +199,52 @@ async fn patch_renames_and_changes_tier_with_a_rollout() {
     let id = api.create_deployment("one", "dedicated").await;
     let before = api.wait_status(&id, "running").await;
 
-    let renamed = api.call(reqwest::Method::PATCH, &format!("/deployments/{id}"), Some(json!({"name": "renamed"}))).await;
+    let renamed = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/deployments/{id}"),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
     assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
     assert_eq!(renamed.body["name"], "renamed");
     let after_rename = api.wait_status(&id, "running").await;
-    assert_eq!(after_rename["generation"], before["generation"].as_i64().unwrap() + 1);
+    assert_eq!(
+        after_rename["generation"],
+        before["generation"].as_i64().unwrap() + 1
+    );
 
-    let tier = api.call(reqwest::Method::PATCH, &format!("/deployments/{id}"), Some(json!({"tier": {"max_sessions": 50, "max_tps": 20}}))).await;
+    let tier = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/deployments/{id}"),
+            Some(json!({"tier": {"max_sessions": 50, "max_tps": 20}})),
+        )
+        .await;
     assert_eq!(tier.status, StatusCode::ACCEPTED, "{}", tier.text);
     assert_eq!(tier.body["status"], "updating");
     let d = api.wait_status(&id, "running").await;
     assert_eq!(d["tier"], json!({"max_sessions": 50, "max_tps": 20}));
     let config: Value = serde_json::from_slice(
-        &std::fs::read(cp.data_dir.path().join("deployments").join(&id).join("config.json")).unwrap(),
+        &std::fs::read(
+            cp.data_dir
+                .path()
+                .join("deployments")
+                .join(&id)
+                .join("config.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
-    assert_eq!(config["limits"]["max_sessions"], 50, "the broker runs the new tier");
-    assert_eq!(cp.broker_processes().len(), 1, "the old broker was replaced, not duplicated");
+    assert_eq!(
+        config["limits"]["max_sessions"], 50,
+        "the broker runs the new tier"
+    );
+    assert_eq!(
+        cp.broker_processes().len(),
+        1,
+        "the old broker was replaced, not duplicated"
+    );
 
     let list = api.get("/deployments").await;
     assert_eq!(list.status, StatusCode::OK);

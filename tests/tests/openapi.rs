@@ -6,7 +6,10 @@ use skyport_tests::{binary, python, workspace_root, ControlPlane};
 
 #[test]
 fn committed_openapi_matches_the_code() {
-    let out = Command::new(binary("skyport")).arg("openapi").output().unwrap();
+    let out = Command::new(binary("skyport"))
+        .arg("openapi")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let generated = String::from_utf8(out.stdout).unwrap();
     let committed = std::fs::read_to_string(workspace_root().join("openapi/skyport.json")).unwrap();

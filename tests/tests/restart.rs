@@ -11,7 +11,8 @@ async fn brokers_are_readopted_after_a_control_plane_crash() {
     let b = api.create_deployment("b", "dedicated").await;
     let da = api.wait_status(&a, "running").await;
     api.wait_status(&b, "running").await;
-    api.post(&format!("/deployments/{b}/stop"), serde_json::json!({})).await;
+    api.post(&format!("/deployments/{b}/stop"), serde_json::json!({}))
+        .await;
     api.wait_status(&b, "stopped").await;
     let before = cp.broker_processes();
     assert_eq!(before.len(), 1);
@@ -24,7 +25,11 @@ async fn brokers_are_readopted_after_a_control_plane_crash() {
     api.wait_status(&b, "stopped").await;
     // A few reconcile passes later there is still exactly the same broker.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert_eq!(cp.broker_processes(), before, "the running broker was re-adopted, not duplicated");
+    assert_eq!(
+        cp.broker_processes(),
+        before,
+        "the running broker was re-adopted, not duplicated"
+    );
 
     let tcp = Target::from_url(again["endpoints"]["mqtt"].as_str().unwrap(), None);
     let got = mosquitto_exchange(&tcp, "mqttv311", 1, "r/1", "still-here");
@@ -54,7 +59,12 @@ async fn a_crashed_broker_is_restarted() {
     let again = api.wait_status(&id, "running").await;
     assert_eq!(again["endpoints"], d["endpoints"]);
     let tcp = Target::from_url(again["endpoints"]["mqtt"].as_str().unwrap(), None);
-    assert_eq!(mosquitto_exchange(&tcp, "mqttv5", 1, "c/1", "up").received.as_deref(), Some("up"));
+    assert_eq!(
+        mosquitto_exchange(&tcp, "mqttv5", 1, "c/1", "up")
+            .received
+            .as_deref(),
+        Some("up")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -113,7 +113,11 @@ impl DeploymentName {
                 Self::MAX_LEN
             ));
         }
-        if !raw.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
+        if !raw
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        {
             return Err("name must start with a letter or digit".into());
         }
         if let Some(bad) = raw
@@ -266,9 +270,24 @@ mod tests {
 
     #[test]
     fn tiers_are_bounded() {
-        assert!(Tier { max_sessions: 1, max_tps: 1 }.validate().is_ok());
-        assert!(Tier { max_sessions: 0, max_tps: 1 }.validate().is_err());
-        assert!(Tier { max_sessions: 1, max_tps: Tier::MAX + 1 }.validate().is_err());
+        assert!(Tier {
+            max_sessions: 1,
+            max_tps: 1
+        }
+        .validate()
+        .is_ok());
+        assert!(Tier {
+            max_sessions: 0,
+            max_tps: 1
+        }
+        .validate()
+        .is_err());
+        assert!(Tier {
+            max_sessions: 1,
+            max_tps: Tier::MAX + 1
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

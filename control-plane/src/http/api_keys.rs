@@ -30,7 +30,11 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// A label for the key: 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
+    )]
     pub name: String,
 }
 

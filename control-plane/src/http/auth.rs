@@ -28,6 +28,26 @@ impl Principal {
     }
 }
 
+/// The secret of the request's `Authorization: Bearer …` header.
+pub fn bearer_secret(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing_token", "send `Authorization: Bearer <token>`")
+        })?
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("invalid_token", "invalid bearer token"))?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized("invalid_token", "expected `Authorization: Bearer <token>`")
+        })
+}
+
 impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = ApiError;
 
@@ -35,23 +55,7 @@ impl FromRequestParts<Arc<AppState>> for Principal {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthorized("missing_token", "send `Authorization: Bearer <token>`")
-            })?
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("invalid_token", "invalid bearer token"))?;
-        let secret = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("invalid_token", "expected `Authorization: Bearer <token>`")
-            })?;
-        let hash = token::hash(secret);
+        let hash = token::hash(bearer_secret(parts)?);
         if hash == state.admin_token_hash {
             return Ok(Principal::Admin);
         }

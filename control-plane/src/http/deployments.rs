@@ -43,7 +43,11 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 #[serde(deny_unknown_fields)]
 pub struct CreateDeployment {
     /// Name, unique in the project: 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
+    )]
     pub name: String,
     pub plan: Plan,
     /// Capacity; defaults to the plan's smallest tier.
@@ -56,7 +60,11 @@ pub struct CreateDeployment {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateDeployment {
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
+    )]
     pub name: Option<String>,
     pub plan: Option<Plan>,
     pub tier: Option<Tier>,
@@ -64,7 +72,8 @@ pub struct UpdateDeployment {
 }
 
 /// A deployment: its spec, and the status the reconciler observed.
-#[derive(Debug, Serialize, ToSchema)]
+// Deserialize: `skyport render-manifests` reads this shape from a file.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentView {
     pub id: String,
     pub project_id: String,
@@ -243,7 +252,12 @@ async fn list_deployments(
         .store
         .list_deployments(key.0.project_id, page.after, page.limit + 1)
         .await?;
-    Ok(Json(Paged::from_rows(rows, &page, |d| d.id, DeploymentView::from)))
+    Ok(Json(Paged::from_rows(
+        rows,
+        &page,
+        |d| d.id,
+        DeploymentView::from,
+    )))
 }
 
 /// Get a deployment with its status and endpoints.
@@ -288,8 +302,8 @@ async fn patch_deployment(
     if !rolls_out && !renames {
         return Ok(Json(DeploymentView::from(current)).into_response());
     }
-    let status = (rolls_out && current.desired_state == DesiredState::Running)
-        .then_some(Status::Updating);
+    let status =
+        (rolls_out && current.desired_state == DesiredState::Running).then_some(Status::Updating);
     let patch = DeploymentPatch {
         name: name.as_ref().map(|n| n.to_string()),
         plan: body.plan,
@@ -404,7 +418,15 @@ async fn stop_deployment(
     key: ProjectKey,
     Path(deployment_id): Path<String>,
 ) -> ApiResult<Response> {
-    set_desired(&state, &key, &deployment_id, DesiredState::Stopped, Status::Stopping, EventType::DeploymentStopped).await
+    set_desired(
+        &state,
+        &key,
+        &deployment_id,
+        DesiredState::Stopped,
+        Status::Stopping,
+        EventType::DeploymentStopped,
+    )
+    .await
 }
 
 /// Start a stopped deployment.
@@ -417,7 +439,15 @@ async fn start_deployment(
     key: ProjectKey,
     Path(deployment_id): Path<String>,
 ) -> ApiResult<Response> {
-    set_desired(&state, &key, &deployment_id, DesiredState::Running, Status::Starting, EventType::DeploymentStarted).await
+    set_desired(
+        &state,
+        &key,
+        &deployment_id,
+        DesiredState::Running,
+        Status::Starting,
+        EventType::DeploymentStarted,
+    )
+    .await
 }
 
 /// The CA certificate (PEM) that signs the deployment's server certificates: give it to

@@ -71,13 +71,16 @@ impl From<Event> for EventView {
     }
 }
 
-fn parse_time(raw: Option<&str>, field: &str) -> ApiResult<Option<DateTime<Utc>>> {
+pub(super) fn parse_time(raw: Option<&str>, field: &str) -> ApiResult<Option<DateTime<Utc>>> {
     raw.map(|raw| {
         DateTime::parse_from_rfc3339(raw)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|err| {
-                ApiError::bad_request("invalid_time", format!("{field} is not an RFC 3339 time: {err}"))
-                    .with_field(field)
+                ApiError::bad_request(
+                    "invalid_time",
+                    format!("{field} is not an RFC 3339 time: {err}"),
+                )
+                .with_field(field)
             })
     })
     .transpose()
@@ -138,5 +141,10 @@ async fn list_events(
         .store
         .list_events(project_id, id, &filter, page.after, page.limit + 1)
         .await?;
-    Ok(Json(Paged::from_rows(rows, &page, |e| e.id, EventView::from)))
+    Ok(Json(Paged::from_rows(
+        rows,
+        &page,
+        |e| e.id,
+        EventView::from,
+    )))
 }

@@ -40,9 +40,9 @@ where
                 "the request body must be JSON (Content-Type: application/json)",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|err| {
-            ApiError::new(err.status(), "unreadable_body", err.body_text())
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|err| ApiError::new(err.status(), "unreadable_body", err.body_text()))?;
         parse_json(&bytes).map(ApiJson)
     }
 }

@@ -6,8 +6,10 @@ pub mod auth;
 pub mod deployments;
 pub mod events;
 pub mod json;
+pub mod metering;
 pub mod page;
 pub mod projects;
+pub mod reports;
 
 use std::sync::Arc;
 
@@ -60,6 +62,8 @@ pub enum Problems {
     tags(
         (name = "projects", description = "Tenants and their API keys"),
         (name = "deployments", description = "MQTT broker deployments"),
+        (name = "metering", description = "Usage: sessions, TPS, messages and traffic"),
+        (name = "internal", description = "Called by broker nodes, not by users; served under /internal/v1"),
     )
 )]
 struct ApiDoc;
@@ -78,18 +82,23 @@ impl Modify for BearerAuth {
 
 /// The API router (paths relative to `/api/v1`) and its OpenAPI document.
 pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(projects::router())
         .merge(api_keys::router())
         .merge(deployments::router())
         .merge(events::router())
-        .split_for_parts()
+        .merge(metering::router())
+        .split_for_parts();
+    reports::document(&mut doc);
+    (api, doc)
 }
 
 /// The OpenAPI document as committed in `openapi/skyport.json`.
 pub fn openapi_json() -> String {
     let (_, doc) = router();
-    let mut text = doc.to_pretty_json().expect("the OpenAPI document serialises");
+    let mut text = doc
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises");
     text.push('\n');
     text
 }

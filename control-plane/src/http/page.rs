@@ -47,7 +47,9 @@ fn decode_cursor(cursor: &str) -> Result<Id, ApiError> {
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|s| s.strip_prefix("after:").and_then(|id| id.parse().ok()))
-        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "the cursor is not one this API issued"))
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_cursor", "the cursor is not one this API issued")
+        })
 }
 
 fn encode_cursor(id: Id) -> String {
@@ -65,10 +67,17 @@ pub struct Paged<T> {
 impl<T> Paged<T> {
     /// Builds a page from rows fetched with `limit + 1`, so a full page knows whether
     /// another follows.
-    pub fn from_rows<R>(mut rows: Vec<R>, page: &Page, id: impl Fn(&R) -> Id, map: impl Fn(R) -> T) -> Self {
+    pub fn from_rows<R>(
+        mut rows: Vec<R>,
+        page: &Page,
+        id: impl Fn(&R) -> Id,
+        map: impl Fn(R) -> T,
+    ) -> Self {
         let more = rows.len() as i64 > page.limit;
         rows.truncate(page.limit as usize);
-        let next_cursor = more.then(|| rows.last().map(|r| encode_cursor(id(r)))).flatten();
+        let next_cursor = more
+            .then(|| rows.last().map(|r| encode_cursor(id(r))))
+            .flatten();
         Paged {
             items: rows.into_iter().map(map).collect(),
             next_cursor,

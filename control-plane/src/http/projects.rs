@@ -30,7 +30,11 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// Unique project name: 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
+    )]
     pub name: String,
 }
 
@@ -74,14 +78,18 @@ async fn create_project(
         name: name.to_string(),
         created_at: Utc::now(),
     };
-    state.store.create_project(&project).await.map_err(|err| match err {
-        StoreError::Conflict(_) => ApiError::conflict(
-            "name_taken",
-            format!("a project named `{name}` already exists"),
-        )
-        .with_field("name"),
-        other => ApiError::from_store(other, "project"),
-    })?;
+    state
+        .store
+        .create_project(&project)
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict(_) => ApiError::conflict(
+                "name_taken",
+                format!("a project named `{name}` already exists"),
+            )
+            .with_field("name"),
+            other => ApiError::from_store(other, "project"),
+        })?;
     tracing::info!(project.id = %project.id, "project created");
     Ok((StatusCode::CREATED, Json(project.into())))
 }
@@ -98,7 +106,12 @@ async fn list_projects(
 ) -> ApiResult<Json<Paged<ProjectView>>> {
     let page = query.parse()?;
     let rows = match principal {
-        Principal::Admin => state.store.list_projects(page.after, page.limit + 1).await?,
+        Principal::Admin => {
+            state
+                .store
+                .list_projects(page.after, page.limit + 1)
+                .await?
+        }
         Principal::Project(key) => {
             let own = state.store.get_project(key.project_id).await?;
             if page.after.is_some_and(|after| after >= own.id) {
@@ -108,7 +121,12 @@ async fn list_projects(
             }
         }
     };
-    Ok(Json(Paged::from_rows(rows, &page, |p| p.id, ProjectView::from)))
+    Ok(Json(Paged::from_rows(
+        rows,
+        &page,
+        |p| p.id,
+        ProjectView::from,
+    )))
 }
 
 /// Get one project.

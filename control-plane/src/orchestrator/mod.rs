@@ -1,8 +1,9 @@
-//! Orchestrators run deployments' brokers: as local processes, or (later) on Kubernetes.
+//! Orchestrators run deployments' brokers: as local processes, or on Kubernetes.
 //!
 //! The reconciler drives them; every method is idempotent and safe to call again after a
 //! crash at any point.
 
+pub mod kubernetes;
 pub mod local;
 
 use async_trait::async_trait;
@@ -14,11 +15,17 @@ use crate::store::Deployment;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Observed {
     /// No broker runs. `last_exit` says why the last one ended, if it ended on its own.
-    Down { last_exit: Option<String>, failures: u32 },
+    Down {
+        last_exit: Option<String>,
+        failures: u32,
+    },
     /// A broker runs but is not ready yet.
     Starting,
     /// A broker runs, is ready, and reflects spec `generation`.
-    Ready { generation: i64, endpoints: Endpoints },
+    Ready {
+        generation: i64,
+        endpoints: Endpoints,
+    },
 }
 
 /// Outcome of [`Orchestrator::apply`].
@@ -42,6 +49,15 @@ pub enum OrchestratorError {
     },
     #[error("issuing the server certificate: {0}")]
     Certificate(String),
+    /// Boxed: the API server's error is large, and local calls should not pay for it.
+    #[error(transparent)]
+    Kubernetes(Box<kubernetes::KubeError>),
+}
+
+impl From<kubernetes::KubeError> for OrchestratorError {
+    fn from(err: kubernetes::KubeError) -> Self {
+        OrchestratorError::Kubernetes(Box::new(err))
+    }
 }
 
 impl OrchestratorError {

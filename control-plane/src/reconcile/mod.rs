@@ -26,15 +26,27 @@ pub struct Reconciler {
     store: Arc<dyn Store>,
     orchestrator: Arc<dyn Orchestrator>,
     wake: Arc<Notify>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Reconciler {
-    pub fn new(store: Arc<dyn Store>, orchestrator: Arc<dyn Orchestrator>, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        orchestrator: Arc<dyn Orchestrator>,
+        wake: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             orchestrator,
             wake,
+            metrics: None,
         }
+    }
+
+    /// Counts each deployment's reconciliation outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs passes until the task is dropped.
@@ -61,7 +73,15 @@ impl Reconciler {
         let known: HashSet<_> = deployments.iter().map(|d| d.id).collect();
         let busy = futures::stream::iter(deployments)
             .map(|d| async move {
-                match self.reconcile(&d).await {
+                let result = self.reconcile(&d).await;
+                if let Some(metrics) = &self.metrics {
+                    metrics.reconciled(match &result {
+                        Ok(false) => "converged",
+                        Ok(true) => "progressing",
+                        Err(_) => "error",
+                    });
+                }
+                match result {
                     Ok(busy) => busy,
                     Err(err) => {
                         tracing::error!(deployment.id = %d.id, error = %err, "reconcile failed");
@@ -99,8 +119,15 @@ impl Reconciler {
                 if !matches!(self.orchestrator.observe(d).await, Observed::Down { .. }) {
                     self.orchestrator.stop(d.id).await?;
                 }
-                self.report(d, Status::Stopped, None, d.generation, d.endpoints.clone(), vec![])
-                    .await?;
+                self.report(
+                    d,
+                    Status::Stopped,
+                    None,
+                    d.generation,
+                    d.endpoints.clone(),
+                    vec![],
+                )
+                .await?;
                 Ok(false)
             }
             DesiredState::Running => self.converge_running(d).await,
@@ -109,10 +136,21 @@ impl Reconciler {
 
     async fn converge_running(&self, d: &Deployment) -> anyhow::Result<bool> {
         let observed = self.orchestrator.observe(d).await;
-        if let Observed::Ready { generation, endpoints } = &observed {
+        if let Observed::Ready {
+            generation,
+            endpoints,
+        } = &observed
+        {
             if *generation == d.generation {
-                self.report(d, Status::Running, None, *generation, Some(endpoints.clone()), vec![])
-                    .await?;
+                self.report(
+                    d,
+                    Status::Running,
+                    None,
+                    *generation,
+                    Some(endpoints.clone()),
+                    vec![],
+                )
+                .await?;
                 return Ok(false);
             }
         }
@@ -122,21 +160,39 @@ impl Reconciler {
         let applied = match self.orchestrator.apply(d).await {
             Ok(applied) => applied,
             Err(err) => {
-                self.report(d, Status::Failed, Some(err.to_string()), d.observed_generation, d.endpoints.clone(), vec![])
-                    .await?;
+                self.report(
+                    d,
+                    Status::Failed,
+                    Some(err.to_string()),
+                    d.observed_generation,
+                    d.endpoints.clone(),
+                    vec![],
+                )
+                .await?;
                 return Ok(true);
             }
         };
         let (last_exit, failures) = match observed {
-            Observed::Down { last_exit, failures } => (last_exit, failures),
+            Observed::Down {
+                last_exit,
+                failures,
+            } => (last_exit, failures),
             _ => (None, 0),
         };
         let mut events = Vec::new();
         if applied == Applied::Started {
             if let Some(exit) = &last_exit {
-                events.push(system_event(d, EventType::BrokerRestarted, serde_json::json!({ "reason": exit })));
+                events.push(system_event(
+                    d,
+                    EventType::BrokerRestarted,
+                    serde_json::json!({ "reason": exit }),
+                ));
             } else if d.status == Status::Provisioning {
-                events.push(system_event(d, EventType::DeploymentProvisioning, serde_json::json!({})));
+                events.push(system_event(
+                    d,
+                    EventType::DeploymentProvisioning,
+                    serde_json::json!({}),
+                ));
             }
         }
         let (status, reason) = match applied {
@@ -157,8 +213,15 @@ impl Reconciler {
                 (status, last_exit.map(|e| format!("restarting after: {e}")))
             }
         };
-        self.report(d, status, reason, d.observed_generation, d.endpoints.clone(), events)
-            .await?;
+        self.report(
+            d,
+            status,
+            reason,
+            d.observed_generation,
+            d.endpoints.clone(),
+            events,
+        )
+        .await?;
         Ok(true)
     }
 
@@ -174,7 +237,11 @@ impl Reconciler {
     ) -> Result<(), StoreError> {
         if d.status != status {
             match status {
-                Status::Running => events.push(system_event(d, EventType::DeploymentRunning, serde_json::json!({}))),
+                Status::Running => events.push(system_event(
+                    d,
+                    EventType::DeploymentRunning,
+                    serde_json::json!({}),
+                )),
                 Status::Failed => events.push(system_event(
                     d,
                     EventType::DeploymentFailed,
@@ -197,7 +264,11 @@ impl Reconciler {
             observed_generation,
             endpoints,
         };
-        match self.store.update_status(d.id, d.generation, &update, &events).await {
+        match self
+            .store
+            .update_status(d.id, d.generation, &update, &events)
+            .await
+        {
             Ok(()) => {
                 if d.status != status {
                     tracing::info!(deployment.id = %d.id, from = d.status.as_str(), to = status.as_str(), "status changed");

@@ -3,16 +3,17 @@
 //! Both backends share their SQL text (see [`sql`]); each backend file only says how to
 //! connect and migrate. The backend is chosen once, from the database URL's scheme.
 
+pub mod metering;
 mod postgres;
 mod sql;
 mod sqlite;
-
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Actor, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier};
 
+pub use metering::{DeploymentUsage, MeteringStore, UsageRow};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -125,7 +126,12 @@ pub struct Event {
 
 impl Event {
     /// A new event about `deployment`, happening now.
-    pub fn new(deployment: &Deployment, kind: EventType, actor: &Actor, details: serde_json::Value) -> Self {
+    pub fn new(
+        deployment: &Deployment,
+        kind: EventType,
+        actor: &Actor,
+        details: serde_json::Value,
+    ) -> Self {
         Self {
             id: Id::new(),
             deployment_id: deployment.id,
@@ -157,7 +163,7 @@ pub struct CaRecord {
 
 /// Every use case the control plane has for persistent state.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: MeteringStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Reverts migrations down to (excluding) `target` version; 0 reverts all.
@@ -184,9 +190,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Deployment>>;
     /// Every deployment of every project: the reconciler's desired state.
     async fn all_deployments(&self) -> StoreResult<Vec<Deployment>>;
-    /// Applies a spec change, bumping `generation`, and records `events` in the same
-    /// transaction (their ids and times are kept; deployment fields are filled in);
-    /// returns the new row.
+    /// Applies a spec change, bumping `generation`, and records `events` (built with
+    /// [`Event::new`] for this deployment) in the same transaction; returns the new row.
     async fn patch_deployment(
         &self,
         project_id: Id,
@@ -205,7 +210,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Removes a deployment whose runtime is gone, if still at `generation`, recording
     /// `events` in the same transaction.
-    async fn delete_deployment(&self, id: Id, generation: i64, events: &[Event]) -> StoreResult<()>;
+    async fn delete_deployment(&self, id: Id, generation: i64, events: &[Event])
+        -> StoreResult<()>;
 
     /// A deployment's events, oldest first, scoped to the project (readable after the
     /// deployment itself is deleted).

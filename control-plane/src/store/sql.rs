@@ -495,9 +495,7 @@ macro_rules! sql_store {
                 Ok(done.rows_affected())
             }
 
-            async fn load_ca(
-                &self,
-            ) -> $crate::store::StoreResult<Option<$crate::store::CaRecord>> {
+            async fn load_ca(&self) -> $crate::store::StoreResult<Option<$crate::store::CaRecord>> {
                 let row: Option<(String, String)> = sqlx::query_as(
                     "SELECT cert_pem, key_pem FROM certificate_authority WHERE id = 1",
                 )

@@ -29,3 +29,4 @@ impl SqliteStore {
 }
 
 super::sql::sql_store!(SqliteStore, sqlx::Sqlite, MIGRATOR);
+super::metering::metering_sql_store!(SqliteStore, "max");

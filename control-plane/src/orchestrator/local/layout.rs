@@ -6,6 +6,7 @@
 //! runtime.json     pid and generation of the running broker, for re-adoption
 //! tls/server.pem   server certificate chain issued by Skyport's CA
 //! tls/server.key   its private key (mode 0600)
+//! node-token       the broker's metering token (mode 0600), created once
 //! broker.log       the broker's stdout and stderr
 //! ```
 
@@ -66,6 +67,23 @@ impl DeploymentDir {
     pub fn log(&self) -> PathBuf {
         self.root.join("broker.log")
     }
+    pub fn node_token(&self) -> PathBuf {
+        self.root.join("node-token")
+    }
+
+    /// The deployment's node token, generated on first use and then kept, so brokers
+    /// (also re-adopted ones) keep authenticating with the same one.
+    pub fn node_token_or_create(&self) -> Result<String, OrchestratorError> {
+        if let Ok(existing) = std::fs::read_to_string(self.node_token()) {
+            let existing = existing.trim();
+            if !existing.is_empty() {
+                return Ok(existing.to_owned());
+            }
+        }
+        let token = crate::metering::generate_node_token();
+        write_atomic(&self.node_token(), format!("{token}\n").as_bytes())?;
+        Ok(token)
+    }
 
     /// The ports allocated to this deployment, allocating free ones on first use.
     pub fn ports_or_allocate(&self, ip: IpAddr) -> Result<Ports, OrchestratorError> {
@@ -73,7 +91,10 @@ impl DeploymentDir {
             return Ok(ports);
         }
         let ports = allocate_ports(ip).map_err(OrchestratorError::io("allocating ports"))?;
-        write_atomic(&self.ports(), &serde_json::to_vec_pretty(&ports).unwrap_or_default())?;
+        write_atomic(
+            &self.ports(),
+            &serde_json::to_vec_pretty(&ports).unwrap_or_default(),
+        )?;
         Ok(ports)
     }
 
@@ -82,7 +103,10 @@ impl DeploymentDir {
     }
 
     pub fn write_runtime(&self, record: &RuntimeRecord) -> Result<(), OrchestratorError> {
-        write_atomic(&self.runtime(), &serde_json::to_vec(record).unwrap_or_default())
+        write_atomic(
+            &self.runtime(),
+            &serde_json::to_vec(record).unwrap_or_default(),
+        )
     }
 
     pub fn clear_runtime(&self) {
@@ -105,11 +129,16 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
 /// Writes a file so readers see the old or the new content, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OrchestratorError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(OrchestratorError::io(format!("creating {}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(OrchestratorError::io(format!("creating {}", dir.display())))?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(OrchestratorError::io(format!("writing {}", tmp.display())))?;
+    std::fs::write(&tmp, bytes)
+        .map_err(OrchestratorError::io(format!("writing {}", tmp.display())))?;
     set_private(&tmp);
-    std::fs::rename(&tmp, path).map_err(OrchestratorError::io(format!("renaming to {}", path.display())))
+    std::fs::rename(&tmp, path).map_err(OrchestratorError::io(format!(
+        "renaming to {}",
+        path.display()
+    )))
 }
 
 fn set_private(path: &Path) {

@@ -24,6 +24,7 @@ use self::layout::{write_atomic, DeploymentDir, Ports, RuntimeRecord};
 use super::{Applied, Observed, Orchestrator, OrchestratorError};
 use crate::ca::Ca;
 use crate::domain::{Endpoints, Id};
+use crate::metering::ReportingTarget;
 use crate::store::Deployment;
 
 /// How long a broker gets to exit after SIGTERM before SIGKILL.
@@ -74,6 +75,8 @@ pub struct LocalOrchestrator {
     ca: Arc<Ca>,
     http: reqwest::Client,
     state: Mutex<State>,
+    /// Where brokers send usage reports; none configured, brokers do not report.
+    metering: Option<ReportingTarget>,
 }
 
 impl LocalOrchestrator {
@@ -89,9 +92,37 @@ impl LocalOrchestrator {
             ca,
             http,
             state: Mutex::new(State::default()),
+            metering: None,
         };
         orchestrator.adopt_survivors()?;
         Ok(orchestrator)
+    }
+
+    /// Brokers report usage to `target`, each with its deployment's node token.
+    pub fn with_metering(mut self, target: ReportingTarget) -> Self {
+        self.metering = Some(target);
+        self
+    }
+
+    /// The `"metering"` section of the deployment's broker configuration.
+    async fn metering_config(
+        &self,
+        deployment: &Deployment,
+        dir: &DeploymentDir,
+    ) -> Result<Option<serde_json::Value>, OrchestratorError> {
+        let Some(target) = &self.metering else {
+            return Ok(None);
+        };
+        let token = dir.node_token_or_create()?;
+        let section =
+            target
+                .enroll(deployment, &token)
+                .await
+                .map_err(|err| OrchestratorError::Io {
+                    context: "registering the node token".into(),
+                    source: std::io::Error::other(err),
+                })?;
+        Ok(Some(section))
     }
 
     fn dir(&self, id: Id) -> DeploymentDir {
@@ -99,7 +130,10 @@ impl LocalOrchestrator {
     }
 
     fn adopt_survivors(&self) -> anyhow::Result<()> {
-        let mut state = self.state.try_lock().expect("no one else holds the state yet");
+        let mut state = self
+            .state
+            .try_lock()
+            .expect("no one else holds the state yet");
         for id in self.dir_ids() {
             let dir = self.dir(id);
             let Some(record) = dir.read_runtime() else {
@@ -153,11 +187,17 @@ impl LocalOrchestrator {
     }
 
     /// The broker configuration for the deployment's spec.
-    fn broker_config(&self, deployment: &Deployment, ports: Ports, dir: &DeploymentDir) -> Vec<u8> {
+    fn broker_config(
+        &self,
+        deployment: &Deployment,
+        ports: Ports,
+        dir: &DeploymentDir,
+        metering: Option<serde_json::Value>,
+    ) -> Vec<u8> {
         let ip = self.settings.listen_ip;
         let addr = |port: u16| SocketAddr::new(ip, port).to_string();
         let plain = deployment.plan.exposes_plaintext();
-        let config = json!({
+        let mut config = json!({
             "deployment_id": deployment.id.to_string(),
             "listeners": {
                 "tcp": plain.then(|| addr(ports.tcp)),
@@ -175,6 +215,9 @@ impl LocalOrchestrator {
                 "max_tps": deployment.tier.max_tps,
             },
         });
+        if let Some(metering) = metering {
+            config["metering"] = metering;
+        }
         serde_json::to_vec_pretty(&config).unwrap_or_default()
     }
 
@@ -291,7 +334,11 @@ impl Orchestrator for LocalOrchestrator {
             let f = failures.entry(deployment.id).or_default();
             f.count += 1;
             let tail = dir.log_tail(3);
-            let reason = if tail.is_empty() { reason } else { format!("{reason}: {tail}") };
+            let reason = if tail.is_empty() {
+                reason
+            } else {
+                format!("{reason}: {tail}")
+            };
             tracing::warn!(deployment.id = %deployment.id, %reason, failures = f.count, "broker went down");
             let backoff = Duration::from_millis(250 * 2u64.pow(f.count.min(8))).min(MAX_BACKOFF);
             f.retry_at = Some(Instant::now() + backoff);
@@ -323,7 +370,8 @@ impl Orchestrator for LocalOrchestrator {
         let dir = self.dir(deployment.id);
         let config_path = dir.config().to_string_lossy().into_owned();
         let ports = dir.ports_or_allocate(self.settings.listen_ip)?;
-        let config = self.broker_config(deployment, ports, &dir);
+        let metering = self.metering_config(deployment, &dir).await?;
+        let config = self.broker_config(deployment, ports, &dir, metering);
         let config_hash = hex::encode(Sha256::digest(&config));
 
         let mut state = self.state.lock().await;
@@ -352,7 +400,9 @@ impl Orchestrator for LocalOrchestrator {
         {
             return Ok(Applied::BackingOff);
         }
-        let running = self.spawn(deployment, &dir, ports, config, config_hash).await?;
+        let running = self
+            .spawn(deployment, &dir, ports, config, config_hash)
+            .await?;
         state.running.insert(deployment.id, running);
         Ok(Applied::Started)
     }

@@ -1,0 +1,9 @@
+DROP INDEX metering_months_by_project;
+DROP TABLE metering_months;
+DROP INDEX metering_hours_by_time;
+DROP TABLE metering_hours;
+DROP INDEX metering_minutes_by_time;
+DROP TABLE metering_minutes;
+DROP INDEX metering_cursors_by_time;
+DROP TABLE metering_cursors;
+DROP TABLE metering_node_tokens;
