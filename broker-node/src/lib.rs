@@ -2,6 +2,7 @@
 //! TCP, TLS, WebSocket and WSS listeners, plus the deployment HTTP API.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 mod engine;
 pub mod front;

@@ -85,9 +85,24 @@ fn admin_token(serve: &ServeArgs, data_dir: &Path) -> anyhow::Result<(String, bo
     Ok((generated, true))
 }
 
-fn default_broker_bin() -> anyhow::Result<std::path::PathBuf> {
+/// The broker executable: `skyport-broker` next to this executable when it was built
+/// (`cargo build`, container images), else this very executable under the name
+/// `skyport-broker` (a symlink in the data dir), which runs the embedded broker node.
+/// That keeps `cargo run --bin skyport` a one-command start.
+fn default_broker_bin(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe().context("locating the skyport executable")?;
-    Ok(exe.with_file_name("skyport-broker"))
+    let sibling = exe.with_file_name("skyport-broker");
+    if sibling.exists() {
+        return Ok(sibling);
+    }
+    let dir = data_dir.join("bin");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let link = dir.join("skyport-broker");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&exe, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), exe.display()))?;
+    let link = std::path::absolute(&link).unwrap_or(link);
+    Ok(link)
 }
 
 /// Runs the control plane until SIGINT or SIGTERM.
@@ -115,7 +130,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         OrchestratorKind::Local => {
             let broker_bin = match &serve.broker_bin {
                 Some(path) => path.clone(),
-                None => default_broker_bin()?,
+                None => default_broker_bin(&common.data_dir)?,
             };
             anyhow::ensure!(
                 broker_bin.exists(),

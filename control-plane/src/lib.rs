@@ -17,7 +17,9 @@ pub mod telemetry;
 use config::{Cli, Command, MigrateDirection};
 
 /// Runs the command the CLI names.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    // Brokers resolve paths from their own directories: hand them absolute ones.
+    cli.common.data_dir = std::path::absolute(&cli.common.data_dir)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             telemetry::init(cli.common.log_format);
