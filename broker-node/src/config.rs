@@ -19,6 +19,35 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     #[serde(default)]
     pub limits: Limits,
+    /// Where to report metering; absent = count only.
+    #[serde(default)]
+    pub metering: Option<MeteringTarget>,
+    /// The config file's directory: the node's state (metering outbox) lives there.
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// The control plane's metering ingest endpoint, for this deployment.
+#[derive(Clone, Deserialize)]
+pub struct MeteringTarget {
+    pub url: String,
+    /// Bearer token of this deployment's node (a secret: not printed by `Debug`).
+    pub token: String,
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_interval_ms() -> u64 {
+    10_000
+}
+
+impl std::fmt::Debug for MeteringTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeteringTarget")
+            .field("url", &self.url)
+            .field("interval_ms", &self.interval_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Addresses to listen on; an absent or `null` MQTT listener is disabled.
@@ -97,12 +126,26 @@ impl Config {
                 path: PathBuf::new(),
                 source,
             })?;
+        config.dir = base.to_path_buf();
         if let Some(tls) = &mut config.tls {
             tls.cert_file = base.join(&tls.cert_file);
             tls.key_file = base.join(&tls.key_file);
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The metering pipeline's settings, when the node reports.
+    pub fn metering_settings(&self) -> Option<crate::metering::Settings> {
+        let target = self.metering.as_ref()?;
+        Some(crate::metering::Settings {
+            url: target.url.clone(),
+            token: target.token.clone(),
+            interval: std::time::Duration::from_millis(target.interval_ms.max(100)),
+            outbox: self.dir.join("metering-outbox.json"),
+            deployment_id: self.deployment_id.clone(),
+            node_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
+        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 mod engine;
 pub mod front;
+pub mod metering;
 pub mod telemetry;
 
 use std::future::IntoFuture;
@@ -71,9 +72,13 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ready = engine.wait_ready(ENGINE_START_TIMEOUT) => ready?,
         e = &mut stopped => return Err(e.into()),
     }
+    let metering = metering::Metering::new(config.metering_settings(), reqwest::Client::new());
+    let sampler = tokio::spawn(metering.clone().run_sampler());
+    let reporter = tokio::spawn(metering.clone().run_reporter());
     let upstreams = Upstreams {
         v4: engine.v4_addr(),
         v5: engine.v5_addr(),
+        meter: metering.meter.clone(),
     };
     info!(v4 = %upstreams.v4, v5 = %upstreams.v5, "MQTT engine ready");
     let fronts = front::serve_all(mqtt_listeners, tls, upstreams);
@@ -88,5 +93,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Close the listeners before the process exits; rumqttd itself cannot be stopped.
     drop(fronts);
     api_server.abort();
+    reporter.abort();
+    sampler.abort();
+    metering.shutdown().await;
     outcome
 }

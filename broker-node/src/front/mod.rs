@@ -2,6 +2,8 @@
 //! WebSocket over TLS. Each accepted client is relayed to the engine.
 
 pub mod proxy;
+pub mod pump;
+pub mod session;
 pub mod tls;
 pub mod ws;
 
@@ -99,7 +101,7 @@ pub fn serve_all(
         if let Ok(addr) = listener.local_addr() {
             info!(listener = %kind, %addr, "listening for MQTT clients");
         }
-        tasks.spawn(accept_loop(kind, listener, tls, upstreams));
+        tasks.spawn(accept_loop(kind, listener, tls, upstreams.clone()));
     }
     tasks
 }
@@ -121,6 +123,7 @@ async fn accept_loop(
             }
         };
         let tls = tls.clone();
+        let upstreams = upstreams.clone();
         let span = tracing::debug_span!("client", listener = %kind, %peer);
         tokio::spawn(
             async move {

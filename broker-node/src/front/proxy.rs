@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::pump::{packet_type, pump, Direction, Observer};
 use crate::engine::MAX_PACKET_SIZE;
 
 /// How long a new connection may take to send its CONNECT (as rumqttd's own limit).
@@ -27,10 +28,12 @@ pub enum Version {
 }
 
 /// Where the engine listens, per wire format.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Upstreams {
     pub v4: SocketAddr,
     pub v5: SocketAddr,
+    /// Counts every packet relayed (metering).
+    pub meter: std::sync::Arc<crate::metering::Meter>,
 }
 
 /// Why a client connection ended before or while relaying.
@@ -66,6 +69,8 @@ where
             Ok(packet) => packet?,
             Err(_) => return Err(ProxyError::ConnectTimeout(CONNECT_TIMEOUT)),
         };
+    let session = super::session::from_connect(&connect);
+    let connect_len = connect.len() as u64;
     let (version, connect) = match Connect::parse(&connect) {
         Ok(parsed) => (parsed.version, parsed.into_engine_bytes(&connect)),
         Err(err) => {
@@ -95,11 +100,77 @@ where
             Ok(packet) => packet?,
             Err(_) => return Err(ProxyError::ConnectTimeout(CONNECT_TIMEOUT)),
         };
+    let meter = &upstreams.meter;
+    meter.bytes_in(connect_len);
+    meter.bytes_out(connack.len() as u64);
     client.write_all(&connack).await?;
     // TLS and WebSocket streams buffer writes until flushed.
     client.flush().await?;
-    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    let counted = SessionGuard {
+        session: session.filter(|_| super::session::connack_accepts(&connack)),
+        meter,
+    };
+    if let Some((client_id, _)) = &counted.session {
+        meter.session_connected(client_id);
+    }
+    let observer = Metered(meter);
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let (mut engine_rx, mut engine_tx) = upstream.into_split();
+    tokio::try_join!(
+        pump(
+            &mut client_rx,
+            &mut engine_tx,
+            Direction::Inbound,
+            &observer
+        ),
+        pump(
+            &mut engine_rx,
+            &mut client_tx,
+            Direction::Outbound,
+            &observer
+        ),
+    )?;
+    drop(counted);
     Ok(version)
+}
+
+/// Meters every relayed packet by the rules of product §5.
+struct Metered<'a>(&'a crate::metering::Meter);
+
+impl Observer for Metered<'_> {
+    fn packet(&self, direction: Direction, packet: &[u8]) {
+        let is_publish = packet[0] >> 4 == packet_type::PUBLISH;
+        match direction {
+            Direction::Inbound => {
+                self.0.bytes_in(packet.len() as u64);
+                if is_publish {
+                    self.0.publish_in();
+                }
+            }
+            Direction::Outbound => {
+                self.0.bytes_out(packet.len() as u64);
+                if is_publish {
+                    // RETAIN set on the way out means "sent because of a new subscription".
+                    self.0.publish_out(packet[0] & 0x01 != 0);
+                }
+            }
+        }
+    }
+}
+
+/// Moves a counted session to "disconnected" however the relay ends.
+struct SessionGuard<'a> {
+    session: Option<(String, crate::metering::SessionEnd)>,
+    meter: &'a crate::metering::Meter,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((client_id, end)) = &self.session {
+            self.meter
+                .session_disconnected(client_id, *end, std::time::Instant::now());
+        }
+    }
 }
 
 const CONNECT: u8 = 0x10;

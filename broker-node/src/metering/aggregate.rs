@@ -1,0 +1,123 @@
+//! Per-second sampling of the meter into per-minute records, the unit reports carry.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::meter::{Counts, Meter};
+
+/// What happened in one wall-clock minute (or the part of it since the last report).
+/// Counters add up across records of the same minute; maxima take the maximum.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinuteRecord {
+    /// Start of the minute, RFC 3339 UTC (e.g. `2026-11-29T07:25:00Z`).
+    pub minute: String,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub retained_out: u64,
+    pub http_published: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub dropped: u64,
+    pub sessions_max: u64,
+    pub connected_max: u64,
+    pub offline_persistent_max: u64,
+    /// Sum over sampled seconds of the session count (session-seconds).
+    pub session_seconds: u64,
+    /// Seconds sampled.
+    pub seconds: u64,
+    /// Highest TPS-counted messages in any one second.
+    pub tps_max: u64,
+}
+
+fn minute_label(unix_minute: i64) -> String {
+    chrono::DateTime::from_timestamp(unix_minute, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:00Z").to_string())
+        .unwrap_or_default()
+}
+
+/// Collects one-second samples into minute records until they are drained.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    pending: Mutex<BTreeMap<i64, MinuteRecord>>,
+}
+
+impl Aggregator {
+    /// Takes the meter's counters for the second that began at `second` (unix seconds)
+    /// and folds them, with the session count at `now`, into that second's minute.
+    pub fn sample(&self, meter: &Meter, second: i64, now: Instant) {
+        let counts = meter.take();
+        let sessions = meter.sessions(now);
+        self.fold(
+            second,
+            &counts,
+            sessions.connected,
+            sessions.offline_persistent,
+        );
+    }
+
+    fn fold(&self, second: i64, c: &Counts, connected: u64, offline: u64) {
+        let minute = second.div_euclid(60) * 60;
+        let mut pending = self.pending.lock().expect("aggregator lock");
+        let r = pending.entry(minute).or_insert_with(|| MinuteRecord {
+            minute: minute_label(minute),
+            ..Default::default()
+        });
+        r.messages_in += c.messages_in;
+        r.messages_out += c.messages_out;
+        r.retained_out += c.retained_out;
+        r.http_published += c.http_published;
+        r.bytes_in += c.bytes_in;
+        r.bytes_out += c.bytes_out;
+        r.dropped += c.dropped;
+        let sessions = connected + offline;
+        r.sessions_max = r.sessions_max.max(sessions);
+        r.connected_max = r.connected_max.max(connected);
+        r.offline_persistent_max = r.offline_persistent_max.max(offline);
+        r.session_seconds += sessions;
+        r.seconds += 1;
+        r.tps_max = r.tps_max.max(c.tps_messages());
+    }
+
+    /// Everything sampled since the last drain, oldest minute first.
+    pub fn drain(&self) -> Vec<MinuteRecord> {
+        std::mem::take(&mut *self.pending.lock().expect("aggregator lock"))
+            .into_values()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_fold_into_their_minute() {
+        let meter = Meter::default();
+        let agg = Aggregator::default();
+        let now = Instant::now();
+        let base = 1_764_400_020; // 07:07:00 UTC on a minute boundary
+        assert_eq!(base % 60, 0);
+        meter.publish_in();
+        meter.publish_out(false);
+        meter.session_connected("c");
+        agg.sample(&meter, base, now);
+        for _ in 0..5 {
+            meter.publish_in();
+        }
+        agg.sample(&meter, base + 1, now);
+        meter.publish_in();
+        agg.sample(&meter, base + 60, now);
+        let drained = agg.drain();
+        assert_eq!(drained.len(), 2);
+        assert_eq!(drained[0].minute, "2025-11-29T07:07:00Z");
+        assert_eq!(drained[0].messages_in, 6);
+        assert_eq!(drained[0].messages_out, 1);
+        assert_eq!(drained[0].tps_max, 5);
+        assert_eq!((drained[0].seconds, drained[0].session_seconds), (2, 2));
+        assert_eq!(drained[1].messages_in, 1);
+        assert!(agg.drain().is_empty());
+    }
+}

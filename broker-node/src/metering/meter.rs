@@ -1,0 +1,209 @@
+//! Exact counters of what the metering rules bill (product §5), updated by the front as
+//! packets pass, with no sampling.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Counters of one interval; taken (and reset) by the aggregator every second.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub retained_out: u64,
+    pub http_published: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub dropped: u64,
+}
+
+impl Counts {
+    /// Messages the TPS rule counts.
+    pub fn tps_messages(&self) -> u64 {
+        self.messages_in + self.messages_out + self.retained_out + self.http_published
+    }
+
+    pub fn add(&mut self, other: &Counts) {
+        self.messages_in += other.messages_in;
+        self.messages_out += other.messages_out;
+        self.retained_out += other.retained_out;
+        self.http_published += other.http_published;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.dropped += other.dropped;
+    }
+}
+
+/// Live counters shared by every connection of the node.
+#[derive(Debug, Default)]
+pub struct Meter {
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    retained_out: AtomicU64,
+    http_published: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    dropped: AtomicU64,
+    sessions: Mutex<Sessions>,
+}
+
+/// Sessions as the metering rules define them: connected clients, plus disconnected
+/// clients whose persistent session has not expired.
+#[derive(Debug, Default)]
+struct Sessions {
+    /// Connections per client id (a takeover briefly has two).
+    connected: HashMap<String, u32>,
+    /// Persistent sessions of disconnected clients, with their expiry.
+    offline: HashMap<String, Instant>,
+}
+
+/// How a connected client's session ends when it disconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Clean session (v3) or session expiry 0 (v5): gone at disconnect.
+    AtDisconnect,
+    /// Kept for this long after disconnect.
+    After(Duration),
+}
+
+/// Totals of sessions at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    pub connected: u64,
+    pub offline_persistent: u64,
+}
+
+impl SessionCounts {
+    pub fn total(&self) -> u64 {
+        self.connected + self.offline_persistent
+    }
+}
+
+impl Meter {
+    /// A PUBLISH received from a client.
+    pub fn publish_in(&self) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A PUBLISH delivered to a subscriber; `retained` when sent because of a new
+    /// subscription (RETAIN flag set on the way out).
+    pub fn publish_out(&self, retained: bool) {
+        if retained {
+            self.retained_out.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.messages_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn http_published(&self, messages: u64) {
+        self.http_published.fetch_add(messages, Ordering::Relaxed);
+    }
+
+    pub fn bytes_in(&self, bytes: u64) {
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn bytes_out(&self, bytes: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn dropped(&self, messages: u64) {
+        self.dropped.fetch_add(messages, Ordering::Relaxed);
+    }
+
+    /// Takes the counters accumulated since the last call, resetting them.
+    pub fn take(&self) -> Counts {
+        Counts {
+            messages_in: self.messages_in.swap(0, Ordering::Relaxed),
+            messages_out: self.messages_out.swap(0, Ordering::Relaxed),
+            retained_out: self.retained_out.swap(0, Ordering::Relaxed),
+            http_published: self.http_published.swap(0, Ordering::Relaxed),
+            bytes_in: self.bytes_in.swap(0, Ordering::Relaxed),
+            bytes_out: self.bytes_out.swap(0, Ordering::Relaxed),
+            dropped: self.dropped.swap(0, Ordering::Relaxed),
+        }
+    }
+
+    /// A client's CONNECT was accepted: its session is connected (and no longer offline).
+    pub fn session_connected(&self, client_id: &str) {
+        let mut s = self.sessions.lock().expect("sessions lock");
+        s.offline.remove(client_id);
+        *s.connected.entry(client_id.to_owned()).or_default() += 1;
+    }
+
+    /// A client's connection ended; its session stays counted while it persists.
+    pub fn session_disconnected(&self, client_id: &str, end: SessionEnd, now: Instant) {
+        let mut s = self.sessions.lock().expect("sessions lock");
+        if let Some(n) = s.connected.get_mut(client_id) {
+            *n -= 1;
+            if *n == 0 {
+                s.connected.remove(client_id);
+            }
+        }
+        if s.connected.contains_key(client_id) {
+            return;
+        }
+        match end {
+            SessionEnd::AtDisconnect => {
+                s.offline.remove(client_id);
+            }
+            SessionEnd::After(ttl) => {
+                s.offline.insert(client_id.to_owned(), now + ttl);
+            }
+        }
+    }
+
+    /// Session totals at `now`, forgetting expired offline sessions.
+    pub fn sessions(&self, now: Instant) -> SessionCounts {
+        let mut s = self.sessions.lock().expect("sessions lock");
+        s.offline.retain(|_, expires| *expires > now);
+        SessionCounts {
+            connected: s.connected.len() as u64,
+            offline_persistent: s.offline.len() as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_resets_and_counts_exactly() {
+        let m = Meter::default();
+        m.publish_in();
+        m.publish_out(false);
+        m.publish_out(false);
+        m.publish_out(true);
+        m.http_published(3);
+        m.bytes_in(7);
+        m.bytes_out(9);
+        let c = m.take();
+        assert_eq!(c.tps_messages(), 1 + 2 + 1 + 3);
+        assert_eq!((c.bytes_in, c.bytes_out), (7, 9));
+        assert_eq!(m.take(), Counts::default());
+    }
+
+    #[test]
+    fn sessions_follow_the_persistence_rules() {
+        let m = Meter::default();
+        let t0 = Instant::now();
+        m.session_connected("a");
+        m.session_connected("b");
+        assert_eq!(m.sessions(t0).total(), 2);
+        m.session_disconnected("a", SessionEnd::AtDisconnect, t0);
+        m.session_disconnected("b", SessionEnd::After(Duration::from_secs(60)), t0);
+        let counts = m.sessions(t0);
+        assert_eq!((counts.connected, counts.offline_persistent), (0, 1));
+        // Reconnecting moves it back to connected, counted once.
+        m.session_connected("b");
+        assert_eq!(m.sessions(t0).total(), 1);
+        m.session_disconnected("b", SessionEnd::After(Duration::from_secs(60)), t0);
+        assert_eq!(
+            m.sessions(t0 + Duration::from_secs(61)).total(),
+            0,
+            "expired"
+        );
+    }
+}
