@@ -81,6 +81,8 @@ where
         }
         if complete > 0 {
             dst.write_all(&buf[..complete]).await?;
+            // TLS and WebSocket streams hold written bytes until flushed.
+            dst.flush().await?;
             buf.advance(complete);
         }
         if buf.capacity() - buf.len() < 4096 {
