@@ -97,6 +97,7 @@ struct RunningPod {
 /// The fake kubelet, StatefulSet controller and load balancer, running until dropped.
 pub struct Kubelet {
     task: tokio::task::JoinHandle<()>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
     pods: Arc<Mutex<HashMap<String, RunningPod>>>,
 }
 
@@ -133,7 +134,8 @@ impl Kubelet {
             watcher(
                 Api::<StatefulSet>::namespaced(client.clone(), namespace),
                 watcher::Config::default(),
-            ),
+            )
+            .default_backoff(),
         )
         .applied_objects();
         let services_stream = reflector(
@@ -141,12 +143,18 @@ impl Kubelet {
             watcher(
                 Api::<Service>::namespaced(client, namespace),
                 watcher::Config::default(),
-            ),
+            )
+            .default_backoff(),
         )
         .applied_objects();
+        // Watchers run as their own tasks, aborted with the kubelet: left running after the
+        // fake API server stops, a watcher would retry in a tight loop and keep the test
+        // runtime from shutting down.
+        let watchers = vec![
+            tokio::spawn(sets_stream.for_each(|_| async {})),
+            tokio::spawn(services_stream.for_each(|_| async {})),
+        ];
         let task = tokio::spawn(async move {
-            tokio::spawn(sets_stream.for_each(|_| async {}));
-            tokio::spawn(services_stream.for_each(|_| async {}));
             loop {
                 let sts: Vec<StatefulSet> = sets.state().iter().map(|s| (**s).clone()).collect();
                 let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
@@ -156,7 +164,11 @@ impl Kubelet {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        Self { task, pods }
+        Self {
+            task,
+            watchers,
+            pods,
+        }
     }
 
     /// Pids of the broker processes running now.
@@ -173,6 +185,9 @@ impl Kubelet {
 impl Drop for Kubelet {
     fn drop(&mut self) {
         self.task.abort();
+        for watcher in &self.watchers {
+            watcher.abort();
+        }
         for (_, pod) in self.pods.lock().unwrap().drain() {
             if let Some(pid) = pod.child.id() {
                 crate::process::kill_and_wait(pid);
