@@ -2,7 +2,7 @@
 //!
 //! Like the rest of the store, one SQL text serves both backends; the only difference,
 //! the scalar maximum of two values (`max(a, b)` in SQLite, `GREATEST(a, b)` in
-//! PostgreSQL), is a parameter of [`metering_sql_store`].
+//! PostgreSQL), is a parameter of `metering_sql_store!`.
 
 use async_trait::async_trait;
 

@@ -1,6 +1,6 @@
 //! Persistence: one trait, one implementation per database backend.
 //!
-//! Both backends share their SQL text (see [`sql`]); each backend file only says how to
+//! Both backends share their SQL text (see `sql.rs`); each backend file only says how to
 //! connect and migrate. The backend is chosen once, from the database URL's scheme.
 
 pub mod metering;
