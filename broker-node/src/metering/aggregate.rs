@@ -14,13 +14,9 @@ use super::meter::{Counts, Meter};
 pub struct MinuteRecord {
     /// Start of the minute, RFC 3339 UTC (e.g. `2026-11-29T07:25:00Z`).
     pub minute: String,
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub retained_out: u64,
-    pub http_published: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub dropped: u64,
+    /// Messages and bytes, summed over the sampled seconds.
+    #[serde(flatten)]
+    pub counts: Counts,
     pub sessions_max: u64,
     pub connected_max: u64,
     pub offline_persistent_max: u64,
@@ -65,13 +61,7 @@ impl Aggregator {
             minute: minute_label(minute),
             ..Default::default()
         });
-        r.messages_in += c.messages_in;
-        r.messages_out += c.messages_out;
-        r.retained_out += c.retained_out;
-        r.http_published += c.http_published;
-        r.bytes_in += c.bytes_in;
-        r.bytes_out += c.bytes_out;
-        r.dropped += c.dropped;
+        r.counts.add(c);
         let sessions = connected + offline;
         r.sessions_max = r.sessions_max.max(sessions);
         r.connected_max = r.connected_max.max(connected);
@@ -113,11 +103,11 @@ mod tests {
         let drained = agg.drain();
         assert_eq!(drained.len(), 2);
         assert_eq!(drained[0].minute, "2025-11-29T07:07:00Z");
-        assert_eq!(drained[0].messages_in, 6);
-        assert_eq!(drained[0].messages_out, 1);
+        assert_eq!(drained[0].counts.messages_in, 6);
+        assert_eq!(drained[0].counts.messages_out, 1);
         assert_eq!(drained[0].tps_max, 5);
         assert_eq!((drained[0].seconds, drained[0].session_seconds), (2, 2));
-        assert_eq!(drained[1].messages_in, 1);
+        assert_eq!(drained[1].counts.messages_in, 1);
         assert!(agg.drain().is_empty());
     }
 }

@@ -36,7 +36,7 @@ pub const NODE_TOKEN_PREFIX: &str = "skn_";
 
 /// Usage of one deployment over one period (a minute, an hour or a month), merged over
 /// its nodes and reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct Usage {
     /// PUBLISH packets received from clients.
     pub messages_in: i64,

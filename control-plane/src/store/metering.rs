@@ -11,10 +11,11 @@ use crate::domain::Id;
 use crate::metering::{Granularity, NodeToken, Report, ReportOutcome, Usage};
 
 /// Usage of one period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageRow {
     /// Unix seconds of the period (or bucket) start.
     pub period_start: i64,
+    #[sqlx(flatten)]
     pub usage: Usage,
 }
 
@@ -77,7 +78,7 @@ pub trait MeteringStore: Send + Sync + 'static {
     async fn count_deployments_by_status(&self) -> StoreResult<Vec<(String, i64)>>;
 }
 
-/// Columns of a usage row after `period_start`, in [`UsageFields`] order.
+/// Columns of a usage row after `period_start`, in [`Usage`] field order.
 pub(super) const USAGE_COLUMNS: [&str; 13] = [
     "messages_in",
     "messages_out",
@@ -152,48 +153,6 @@ pub(super) fn series_sql(table: &str) -> String {
     )
 }
 
-/// A usage row as selected: `period_start` and the [`USAGE_COLUMNS`].
-#[derive(sqlx::FromRow)]
-pub(super) struct UsageFields {
-    pub period_start: i64,
-    pub messages_in: i64,
-    pub messages_out: i64,
-    pub retained_out: i64,
-    pub http_published: i64,
-    pub bytes_in: i64,
-    pub bytes_out: i64,
-    pub dropped: i64,
-    pub sessions_max: i64,
-    pub connected_max: i64,
-    pub offline_persistent_max: i64,
-    pub session_seconds: i64,
-    pub seconds: i64,
-    pub tps_max: i64,
-}
-
-impl From<UsageFields> for UsageRow {
-    fn from(r: UsageFields) -> Self {
-        UsageRow {
-            period_start: r.period_start,
-            usage: Usage {
-                messages_in: r.messages_in,
-                messages_out: r.messages_out,
-                retained_out: r.retained_out,
-                http_published: r.http_published,
-                bytes_in: r.bytes_in,
-                bytes_out: r.bytes_out,
-                dropped: r.dropped,
-                sessions_max: r.sessions_max,
-                connected_max: r.connected_max,
-                offline_persistent_max: r.offline_persistent_max,
-                session_seconds: r.session_seconds,
-                seconds: r.seconds,
-                tps_max: r.tps_max,
-            },
-        }
-    }
-}
-
 /// The values of `usage` in [`USAGE_COLUMNS`] order.
 pub(super) fn usage_values(usage: &Usage) -> [i64; 13] {
     [
@@ -219,7 +178,7 @@ pub(super) struct DeploymentUsageFields {
     pub deployment_id: String,
     pub name: Option<String>,
     #[sqlx(flatten)]
-    pub usage: UsageFields,
+    pub usage: Usage,
 }
 
 /// Implements [`MeteringStore`] for a backend struct with a `pool` field; `$greatest` is
@@ -361,7 +320,7 @@ macro_rules! metering_sql_store {
                 bucket_seconds: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::metering::UsageRow>> {
                 let sql = $crate::store::metering::series_sql($crate::store::metering::table(granularity));
-                let rows: Vec<$crate::store::metering::UsageFields> = sqlx::query_as(&sql)
+                let rows: Vec<$crate::store::metering::UsageRow> = sqlx::query_as(&sql)
                     .bind(project_id.to_string())
                     .bind(deployment_id.to_string())
                     .bind(from)
@@ -369,7 +328,7 @@ macro_rules! metering_sql_store {
                     .bind(bucket_seconds)
                     .fetch_all(&self.pool)
                     .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                Ok(rows)
             }
 
             async fn has_usage(
@@ -414,7 +373,7 @@ macro_rules! metering_sql_store {
                                 $crate::store::StoreError::Corrupt(format!("deployment id `{}`", r.deployment_id))
                             })?,
                             name: r.name,
-                            usage: $crate::store::metering::UsageRow::from(r.usage).usage,
+                            usage: r.usage,
                         })
                     })
                     .collect()
