@@ -7,6 +7,7 @@ pub mod config;
 mod engine;
 pub mod front;
 pub mod metering;
+pub mod security;
 pub mod telemetry;
 
 use std::future::IntoFuture;
