@@ -7,6 +7,8 @@ pub mod config;
 mod engine;
 pub mod front;
 pub mod metering;
+pub mod publisher;
+pub mod reload;
 pub mod security;
 pub mod telemetry;
 
@@ -35,6 +37,10 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] BindError),
     #[error(transparent)]
+    Security(#[from] security::SecurityError),
+    #[error(transparent)]
+    Reload(#[from] reload::ReloadError),
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -44,7 +50,10 @@ impl RunError {
     /// Process exit code: 2 bad configuration, 3 bind failure, 1 anything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Config(_) | RunError::Tls(_) => 2,
+            RunError::Config(_)
+            | RunError::Tls(_)
+            | RunError::Security(_)
+            | RunError::Reload(_) => 2,
             RunError::Bind(_) => 3,
             RunError::Engine(_) | RunError::Signals(_) => 1,
         }
@@ -54,17 +63,26 @@ impl RunError {
 /// Runs the node until SIGTERM or SIGINT (`Ok`) or a fatal error.
 #[tracing::instrument(skip_all, fields(deployment.id = %config.deployment_id))]
 pub async fn run(config: Config) -> Result<(), RunError> {
-    let tls = config.tls.as_ref().map(front::tls::acceptor).transpose()?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
 
     let api_listener = front::bind("api", config.listeners.api).await?;
     let mqtt_listeners = front::bind_all(&config.listeners).await?;
 
+    let security = security::Security::open(&config.dir)?;
+    let reloader = reload::Reloader::start(&config, security.clone())?;
+    let tls = reloader.tls();
+    let reloading = tokio::spawn(reloader.run());
     let readiness = api::Readiness::default();
     info!(addr = %config.listeners.api, "serving the deployment API");
-    let api_server =
-        tokio::spawn(axum::serve(api_listener, api::router(readiness.clone())).into_future());
+    let api_server = tokio::spawn(
+        axum::serve(
+            api_listener,
+            api::router(readiness.clone(), security.clone())
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .into_future(),
+    );
 
     let (engine, stopped) = Engine::start()?;
     let stopped = stopped.wait();
@@ -80,6 +98,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         v4: engine.v4_addr(),
         v5: engine.v5_addr(),
         meter: metering.meter.clone(),
+        security,
     };
     info!(v4 = %upstreams.v4, v5 = %upstreams.v5, "MQTT engine ready");
     let fronts = front::serve_all(mqtt_listeners, tls, upstreams);
@@ -94,6 +113,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // Close the listeners before the process exits; rumqttd itself cannot be stopped.
     drop(fronts);
     api_server.abort();
+    reloading.abort();
     reporter.abort();
     sampler.abort();
     metering.shutdown().await;

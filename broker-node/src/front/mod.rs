@@ -1,6 +1,8 @@
 //! Skyport's client-facing MQTT listeners: plain TCP, TLS, WebSocket and
 //! WebSocket over TLS. Each accepted client is relayed to the engine.
 
+pub mod gate;
+pub mod packet;
 pub mod proxy;
 pub mod pump;
 pub mod session;
@@ -9,6 +11,7 @@ pub mod ws;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,7 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::config::Listeners;
-use proxy::Upstreams;
+use crate::security::Transport;
+use proxy::{Peer, Upstreams};
+use tls::TlsState;
 
 /// How long a client may take for its TLS or WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +50,15 @@ impl Kind {
 
     fn uses_tls(self) -> bool {
         matches!(self, Kind::Tls | Kind::Wss)
+    }
+
+    fn transport(self) -> Transport {
+        match self {
+            Kind::Tcp => Transport::Mqtt,
+            Kind::Tls => Transport::Mqtts,
+            Kind::Ws => Transport::Ws,
+            Kind::Wss => Transport::Wss,
+        }
     }
 }
 
@@ -92,7 +106,7 @@ pub async fn bind_all(config: &Listeners) -> Result<Vec<(Kind, TcpListener)>, Bi
 /// Starts an accept loop per listener; dropping (or aborting) the set closes them.
 pub fn serve_all(
     listeners: Vec<(Kind, TcpListener)>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsState>>,
     upstreams: Upstreams,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
@@ -109,11 +123,12 @@ pub fn serve_all(
 async fn accept_loop(
     kind: Kind,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsState>>,
     upstreams: Upstreams,
 ) {
+    let listener_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 // Usually file-descriptor exhaustion; back off instead of spinning.
@@ -122,12 +137,17 @@ async fn accept_loop(
                 continue;
             }
         };
-        let tls = tls.clone();
+        let tls = tls.as_ref().map(|state| state.acceptor());
         let upstreams = upstreams.clone();
-        let span = tracing::debug_span!("client", listener = %kind, %peer);
+        let span = tracing::debug_span!("client", listener = %kind, peer = %addr);
+        let peer = Peer {
+            addr,
+            transport: kind.transport(),
+            listener_port,
+        };
         tokio::spawn(
             async move {
-                match serve(kind, stream, tls, upstreams).await {
+                match serve(kind, stream, tls, upstreams, peer).await {
                     Ok(()) => debug!("connection closed"),
                     Err(e) => debug!(error = format!("{e:#}"), "connection ended"),
                 }
@@ -142,15 +162,16 @@ async fn serve(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     upstreams: Upstreams,
+    peer: Peer,
 ) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
     match (kind, tls) {
-        (Kind::Tcp, _) => relay(stream, upstreams).await,
-        (Kind::Ws, _) => relay(ws_handshake(stream).await?, upstreams).await,
-        (Kind::Tls, Some(tls)) => relay(tls_handshake(&tls, stream).await?, upstreams).await,
+        (Kind::Tcp, _) => relay(stream, upstreams, peer).await,
+        (Kind::Ws, _) => relay(ws_handshake(stream).await?, upstreams, peer).await,
+        (Kind::Tls, Some(tls)) => relay(tls_handshake(&tls, stream).await?, upstreams, peer).await,
         (Kind::Wss, Some(tls)) => {
             let stream = tls_handshake(&tls, stream).await?;
-            relay(ws_handshake(stream).await?, upstreams).await
+            relay(ws_handshake(stream).await?, upstreams, peer).await
         }
         (Kind::Tls | Kind::Wss, None) => anyhow::bail!("{kind} listener without TLS acceptor"),
     }
@@ -159,8 +180,9 @@ async fn serve(
 async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     upstreams: Upstreams,
+    peer: Peer,
 ) -> anyhow::Result<()> {
-    let version = proxy::relay(stream, upstreams).await?;
+    let version = proxy::relay(stream, upstreams, peer).await?;
     debug!(?version, "client finished");
     Ok(())
 }

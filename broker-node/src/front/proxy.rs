@@ -1,8 +1,6 @@
-//! Reads a client's CONNECT, picks the engine listener for its protocol
-//! version and relays bytes both ways.
-//!
-//! The relay is the place where a later change parses, meters and authorises
-//! packets; for now it copies bytes untouched once the CONNACK has passed.
+//! Reads a client's CONNECT, authenticates it, picks the engine listener for its protocol
+//! version and relays packets both ways, metering them and passing the client's through
+//! its [`Gate`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,8 +8,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::pump::{packet_type, pump, Direction, Observer};
+use super::gate::Gate;
+use super::packet::{self, kind, reason, ConnectFields};
+use super::pump::{self, ClientWriter, Direction, Observer};
 use crate::engine::MAX_PACKET_SIZE;
+use crate::security::{ClientInfo, ConnectVerdict, Security, Transport};
 
 /// How long a new connection may take to send its CONNECT (as rumqttd's own limit).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,12 +29,23 @@ pub enum Version {
 }
 
 /// Where the engine listens, per wire format.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Upstreams {
     pub v4: SocketAddr,
     pub v5: SocketAddr,
     /// Counts every packet relayed (metering).
     pub meter: std::sync::Arc<crate::metering::Meter>,
+    /// Decides who may connect, publish and subscribe.
+    pub security: Security,
+}
+
+/// Where a client connection came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    /// The port of the listener it connected to.
+    pub listener_port: u16,
 }
 
 /// Why a client connection ended before or while relaying.
@@ -47,6 +59,8 @@ pub enum ProxyError {
     Malformed(&'static str),
     #[error("CONNECT of {0} bytes exceeds the packet size limit")]
     TooLarge(usize),
+    #[error("connection refused: {0:?}")]
+    Refused(ConnectVerdict),
     #[error("unsupported protocol {name:?} level {level}")]
     UnsupportedProtocol { name: String, level: u8 },
     #[error("engine listener {addr} unreachable: {source}")]
@@ -60,7 +74,11 @@ pub enum ProxyError {
 }
 
 /// Serves one client connection until either side closes.
-pub async fn relay<S>(mut client: S, upstreams: Upstreams) -> Result<Version, ProxyError>
+pub async fn relay<S>(
+    mut client: S,
+    upstreams: Upstreams,
+    peer: Peer,
+) -> Result<Version, ProxyError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -71,8 +89,8 @@ where
         };
     let session = super::session::from_connect(&connect);
     let connect_len = connect.len() as u64;
-    let (version, connect) = match Connect::parse(&connect) {
-        Ok(parsed) => (parsed.version, parsed.into_engine_bytes(&connect)),
+    let parsed = match Connect::parse(&connect) {
+        Ok(parsed) => parsed,
         Err(err) => {
             if let ProxyError::UnsupportedProtocol { .. } = err {
                 // MQTT 3.1.1 §3.2.2.3: CONNACK 0x01, unacceptable protocol version.
@@ -82,6 +100,39 @@ where
             return Err(err);
         }
     };
+    let version = parsed.version;
+    let fields = ConnectFields::parse(&connect).ok_or(ProxyError::Malformed("bad payload"))?;
+    let info = ClientInfo {
+        client_id: fields.client_id.clone(),
+        username: fields.username.clone(),
+        peer: peer.addr,
+        transport: peer.transport,
+        listener_port: peer.listener_port,
+    };
+    let security = &upstreams.security;
+    let verdict = security
+        .authenticate(&info, fields.password.as_deref())
+        .await;
+    if verdict != ConnectVerdict::Allow {
+        let refusal = packet::connack_refusal(version, refusal_code(version, verdict));
+        upstreams.meter.bytes_in(connect_len);
+        upstreams.meter.bytes_out(refusal.len() as u64);
+        let _ = client.write_all(&refusal).await;
+        let _ = client.flush().await;
+        let _ = client.shutdown().await;
+        return Err(ProxyError::Refused(verdict));
+    }
+    let mut connect = parsed.into_engine_bytes(&connect);
+    if let Some(will) = &fields.will_topic {
+        // The engine publishes the will itself, past the gate: judge it now.
+        if !security
+            .authorize(&info, crate::security::Action::Publish, will)
+            .await
+        {
+            tracing::debug!(client_id = %info.client_id, topic = %will, "will denied; dropped");
+            connect = packet::without_will(&connect).ok_or(ProxyError::Malformed("bad will"))?;
+        }
+    }
     let addr = match version {
         Version::V3_1 | Version::V3_1_1 => upstreams.v4,
         Version::V5 => upstreams.v5,
@@ -114,24 +165,27 @@ where
         meter.session_connected(client_id);
     }
     let observer = Metered(meter);
-    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let gate = Gate::new(security.clone(), info, version);
+    let (mut client_rx, client_tx) = tokio::io::split(client);
+    let client_tx = ClientWriter::new(client_tx);
     let (mut engine_rx, mut engine_tx) = upstream.into_split();
     tokio::try_join!(
-        pump(
-            &mut client_rx,
-            &mut engine_tx,
-            Direction::Inbound,
-            &observer
-        ),
-        pump(
-            &mut engine_rx,
-            &mut client_tx,
-            Direction::Outbound,
-            &observer
-        ),
+        pump::inbound(&mut client_rx, &mut engine_tx, &client_tx, &observer, &gate),
+        pump::outbound(&mut engine_rx, &client_tx, &observer, |p| gate.outbound(p)),
     )?;
     drop(counted);
     Ok(version)
+}
+
+/// The CONNACK code refusing a connection, by protocol version.
+fn refusal_code(version: Version, verdict: ConnectVerdict) -> u8 {
+    match (version, verdict) {
+        (Version::V5, ConnectVerdict::BadCredentials) => reason::BAD_CREDENTIALS,
+        (Version::V5, ConnectVerdict::Banned) => reason::BANNED,
+        (Version::V5, _) => reason::NOT_AUTHORIZED,
+        (_, ConnectVerdict::BadCredentials) => reason::V3_BAD_CREDENTIALS,
+        (_, _) => reason::V3_NOT_AUTHORIZED,
+    }
 }
 
 /// Meters every relayed packet by the rules of product §5.
@@ -139,7 +193,7 @@ struct Metered<'a>(&'a crate::metering::Meter);
 
 impl Observer for Metered<'_> {
     fn packet(&self, direction: Direction, packet: &[u8]) {
-        let is_publish = packet[0] >> 4 == packet_type::PUBLISH;
+        let is_publish = packet::packet_kind(packet) == kind::PUBLISH;
         match direction {
             Direction::Inbound => {
                 self.0.bytes_in(packet.len() as u64);
@@ -292,23 +346,9 @@ impl Connect {
             body[keep_alive_at..keep_alive_at + 2].copy_from_slice(&u16::MAX.to_be_bytes());
         }
         out.push(packet[0]);
-        encode_remaining_length(body.len(), &mut out);
+        packet::encode_varint(body.len(), &mut out);
         out.extend(body);
         out
-    }
-}
-
-fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
     }
 }
 
@@ -324,7 +364,7 @@ mod tests {
         body.extend_from_slice(&keep_alive.to_be_bytes());
         body.extend_from_slice(payload);
         let mut packet = vec![0x10];
-        encode_remaining_length(body.len(), &mut packet);
+        packet::encode_varint(body.len(), &mut packet);
         packet.extend(body);
         packet
     }

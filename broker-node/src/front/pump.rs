@@ -1,19 +1,11 @@
 //! Packet-aware relaying: bytes flow through unchanged, but split into whole MQTT packets
-//! so the front sees every packet (to meter it now, to authorise it later) without
-//! decoding more than the fixed header.
+//! so the front sees every packet (to meter and authorise it) without decoding more than
+//! it needs.
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::engine::MAX_PACKET_SIZE;
-
-/// MQTT control packet types (the fixed header's high nibble).
-pub mod packet_type {
-    pub const CONNECT: u8 = 1;
-    pub const CONNACK: u8 = 2;
-    pub const PUBLISH: u8 = 3;
-    pub const DISCONNECT: u8 = 14;
-}
 
 /// Which way a packet travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,39 +47,182 @@ pub fn frame_len(buf: &[u8]) -> std::io::Result<Option<usize>> {
     ))
 }
 
-/// Copies `src` to `dst` packet by packet until `src` ends, then shuts `dst` down.
-/// Packets that arrive together are written together, so batching is preserved.
-pub async fn pump<R, W, O>(
-    src: &mut R,
-    dst: &mut W,
-    direction: Direction,
+/// Reads a stream in batches of whole packets: the packets that arrived together stay
+/// together, so batching is preserved end to end.
+struct Frames<'a, R> {
+    src: &'a mut R,
+    buf: BytesMut,
+    /// End offset of each packet of the current batch.
+    ends: Vec<usize>,
+}
+
+impl<'a, R: AsyncRead + Unpin> Frames<'a, R> {
+    fn new(src: &'a mut R) -> Self {
+        Self {
+            src,
+            buf: BytesMut::with_capacity(16 * 1024),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Reads until at least one whole packet is buffered; `false` at the end of the stream.
+    async fn fill(&mut self) -> std::io::Result<bool> {
+        loop {
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(16 * 1024);
+            }
+            if self.src.read_buf(&mut self.buf).await? == 0 {
+                return Ok(false);
+            }
+            self.ends.clear();
+            let mut complete = 0;
+            while let Some(len) = frame_len(&self.buf[complete..])? {
+                complete += len;
+                self.ends.push(complete);
+            }
+            if complete > 0 {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The packets of the current batch: their bytes and each one's end offset.
+    fn batch(&self) -> (&[u8], &[usize]) {
+        let end = self.ends.last().copied().unwrap_or(0);
+        (&self.buf[..end], &self.ends)
+    }
+
+    /// Drops the current batch from the buffer.
+    fn consume(&mut self) {
+        let end = self.ends.last().copied().unwrap_or(0);
+        self.buf.advance(end);
+        self.ends.clear();
+    }
+}
+
+/// Relays the engine's packets to the client until the engine closes, letting `rewrite`
+/// replace any of them.
+pub async fn outbound<R, W, O>(
+    engine: &mut R,
+    client: &ClientWriter<W>,
     observer: &O,
+    rewrite: impl Fn(&[u8]) -> Option<Vec<u8>>,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
     O: Observer + ?Sized,
 {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    loop {
-        if src.read_buf(&mut buf).await? == 0 {
-            dst.shutdown().await?;
-            return Ok(());
+    let mut frames = Frames::new(engine);
+    while frames.fill().await? {
+        let (bytes, ends) = frames.batch();
+        let mut out: Option<Vec<u8>> = None;
+        let mut start = 0;
+        for &end in ends {
+            let packet = &bytes[start..end];
+            match rewrite(packet) {
+                Some(replaced) => {
+                    observer.packet(Direction::Outbound, &replaced);
+                    out.get_or_insert_with(|| bytes[..start].to_vec())
+                        .extend(replaced);
+                }
+                None => {
+                    observer.packet(Direction::Outbound, packet);
+                    if let Some(out) = &mut out {
+                        out.extend_from_slice(packet);
+                    }
+                }
+            }
+            start = end;
         }
-        let mut complete = 0;
-        while let Some(len) = frame_len(&buf[complete..])? {
-            observer.packet(direction, &buf[complete..complete + len]);
-            complete += len;
+        client.send(out.as_deref().unwrap_or(bytes)).await?;
+        frames.consume();
+    }
+    client.shutdown().await
+}
+
+/// Relays the client's packets to the engine until the client closes (or the gate closes
+/// the connection), letting the gate forward, replace or answer each one.
+pub async fn inbound<R, E, W, O>(
+    client_rx: &mut R,
+    engine: &mut E,
+    client: &ClientWriter<W>,
+    observer: &O,
+    gate: &super::gate::Gate,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    E: AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin,
+    O: Observer + ?Sized,
+{
+    use super::gate::Inbound;
+    let mut frames = Frames::new(client_rx);
+    let mut open = true;
+    while open && frames.fill().await? {
+        let (bytes, ends) = frames.batch();
+        let mut out: Option<Vec<u8>> = None;
+        let mut start = 0;
+        for &end in ends {
+            let packet = &bytes[start..end];
+            observer.packet(Direction::Inbound, packet);
+            let answer = match gate.inbound(packet).await {
+                Inbound::Forward => {
+                    if let Some(out) = &mut out {
+                        out.extend_from_slice(packet);
+                    }
+                    None
+                }
+                Inbound::Replace(replaced) => {
+                    out.get_or_insert_with(|| bytes[..start].to_vec())
+                        .extend(replaced);
+                    None
+                }
+                Inbound::Answer(answer) => Some(answer),
+                Inbound::Close(answer) => {
+                    open = false;
+                    Some(answer)
+                }
+            };
+            if let Some(answer) = answer {
+                out.get_or_insert_with(|| bytes[..start].to_vec());
+                if !answer.is_empty() {
+                    client.send(&answer).await?;
+                }
+            }
+            start = end;
+            if !open {
+                break;
+            }
         }
-        if complete > 0 {
-            dst.write_all(&buf[..complete]).await?;
-            // TLS and WebSocket streams hold written bytes until flushed.
-            dst.flush().await?;
-            buf.advance(complete);
+        let forward = out.as_deref().unwrap_or(bytes);
+        if !forward.is_empty() {
+            engine.write_all(forward).await?;
+            engine.flush().await?;
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
+        frames.consume();
+    }
+    engine.shutdown().await
+}
+
+/// The client's side of the connection, written by both pumps: the outbound one relays
+/// the engine's packets, the inbound one answers what the gate refused.
+pub struct ClientWriter<W>(tokio::sync::Mutex<W>);
+
+impl<W: AsyncWrite + Unpin> ClientWriter<W> {
+    pub fn new(writer: W) -> Self {
+        Self(tokio::sync::Mutex::new(writer))
+    }
+
+    /// Writes and flushes (TLS and WebSocket streams hold written bytes until flushed).
+    pub async fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut writer = self.0.lock().await;
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    }
+
+    pub async fn shutdown(&self) -> std::io::Result<()> {
+        self.0.lock().await.shutdown().await
     }
 }
 
@@ -126,14 +261,12 @@ mod tests {
         input.extend([0xe0, 0x00]); // DISCONNECT
         let seen = Seen::default();
         let mut src = &input[..];
-        let mut out = Vec::new();
-        pump(&mut src, &mut out, Direction::Inbound, &seen)
-            .await
-            .unwrap();
-        assert_eq!(out, input);
+        let out = ClientWriter::new(Vec::new());
+        outbound(&mut src, &out, &seen, |_| None).await.unwrap();
+        assert_eq!(out.0.into_inner(), input);
         let seen = seen.0.into_inner().unwrap();
         assert_eq!(seen.len(), 3);
         assert_eq!(seen[1].len(), 203);
-        assert_eq!(seen[1][0] >> 4, packet_type::PUBLISH);
+        assert_eq!(seen[1][0] >> 4, super::super::packet::kind::PUBLISH);
     }
 }

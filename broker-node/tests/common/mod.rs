@@ -63,6 +63,9 @@ pub struct Pki {
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    ca: rcgen::Certificate,
+    ca_key: KeyPair,
+    dir: PathBuf,
 }
 
 impl Pki {
@@ -92,12 +95,31 @@ impl Pki {
             ca_file: dir.join(format!("{name}-ca.pem")),
             cert_file: dir.join(format!("{name}-server.pem")),
             key_file: dir.join(format!("{name}-server.key")),
+            ca,
+            ca_key,
+            dir: dir.to_owned(),
         };
-        std::fs::write(&pki.ca_file, ca.pem()).unwrap();
+        std::fs::write(&pki.ca_file, pki.ca.pem()).unwrap();
         // Chain, leaf first.
-        std::fs::write(&pki.cert_file, format!("{}{}", cert.pem(), ca.pem())).unwrap();
+        std::fs::write(&pki.cert_file, format!("{}{}", cert.pem(), pki.ca.pem())).unwrap();
         std::fs::write(&pki.key_file, key.serialize_pem()).unwrap();
         pki
+    }
+
+    /// A client certificate issued by this CA: (certificate file, key file).
+    pub fn client_cert(&self, common_name: &str) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let cert_file = self.dir.join(format!("{common_name}-client.pem"));
+        let key_file = self.dir.join(format!("{common_name}-client.key"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
     }
 }
 
@@ -150,6 +172,31 @@ pub fn config_json(addrs: &Addrs, with_tls: bool) -> String {
     config.to_string()
 }
 
+/// The app key every test broker accepts on its deployment API.
+pub const APP_ID: &str = "test-app";
+pub const APP_SECRET: &str = "test-app-secret-0123456789";
+
+/// `security.json` letting anonymous clients in (the tests about listeners and protocols
+/// are not about authentication) with the test app key.
+pub fn open_security() -> serde_json::Value {
+    security_json(serde_json::json!({"authentication": {"allow_anonymous": true}}))
+}
+
+/// `settings` with the test app key added.
+pub fn security_json(mut settings: serde_json::Value) -> serde_json::Value {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(APP_SECRET.as_bytes()));
+    settings["app_keys"] = serde_json::json!([{"app_id": APP_ID, "secret_sha256": hash}]);
+    settings
+}
+
+/// Writes a file the way the control plane does: a new file renamed over the old one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// A running `skyport-broker`, killed when dropped.
 pub struct Broker {
     child: Child,
@@ -160,13 +207,23 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts the broker with the named listeners and waits for `/readyz`.
+    /// Starts the broker with the named listeners, anonymous clients allowed, and waits
+    /// for `/readyz`.
     pub async fn start(kinds: &[&str]) -> Self {
+        Self::start_with_security(kinds, open_security()).await
+    }
+
+    /// Starts the broker with `security` as its `security.json`.
+    pub async fn start_with_security(kinds: &[&str], security: serde_json::Value) -> Self {
         let dir = TempDir::new();
         let pki = Pki::generate(dir.path(), "tls");
         let addrs = Addrs::free(kinds);
         let config = dir.path().join("broker.json");
         std::fs::write(&config, config_json(&addrs, true)).unwrap();
+        write_atomic(
+            &dir.path().join("security.json"),
+            security.to_string().as_bytes(),
+        );
         let stderr_file = dir.path().join("broker.log");
         let child = spawn_broker(&config, &stderr_file);
         let mut broker = Self {
@@ -206,6 +263,21 @@ impl Broker {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Replaces `security.json`; the running broker picks it up by itself.
+    pub fn set_security(&self, security: &serde_json::Value) {
+        write_atomic(
+            &self.dir.path().join("security.json"),
+            security.to_string().as_bytes(),
+        );
+    }
+
+    /// A request to the deployment API at `path` (e.g. `/api/v4/acl`) with the test app key.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.addrs.api))
+            .basic_auth(APP_ID, Some(APP_SECRET))
     }
 
     pub fn stderr(&self) -> String {
@@ -382,6 +454,19 @@ impl Subscriber {
         }
     }
 
+    /// Waits for the subscriber to exit, however it exits, and returns what it printed.
+    pub async fn finish_any(mut self) -> Vec<String> {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                self.output.push(line);
+            }
+            self.child.wait().await.unwrap()
+        })
+        .await
+        .expect("mosquitto_sub did not exit");
+        self.output
+    }
+
     /// Waits for the subscriber to exit by itself and returns everything it printed.
     pub async fn finish(mut self) -> Vec<String> {
         let rest = tokio::time::timeout(Duration::from_secs(20), async {
@@ -403,7 +488,8 @@ impl Subscriber {
     }
 }
 
-/// Runs `mosquitto_pub` to completion and returns its status and stderr.
+/// Runs `mosquitto_pub` to completion and returns its status and output (stdout, then
+/// stderr).
 pub async fn publish(
     target: &Target,
     version: &str,
@@ -427,7 +513,11 @@ pub async fn publish(
     .expect("mosquitto_pub (Debian package mosquitto-clients) must be installed");
     (
         output.status,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
     )
 }
 

@@ -1,0 +1,153 @@
+//! The deployment HTTP API: `/healthz` and `/readyz` (open), and `/api/v4` in EMQX 4's
+//! shapes, behind HTTP Basic with the deployment's app keys. Assembled with utoipa-axum so
+//! every `/api/v4` route is in the OpenAPI document (`skyport-broker openapi`, committed
+//! as `openapi/broker.json`).
+
+pub mod acl;
+pub mod auth;
+pub mod banned;
+pub mod body;
+pub mod envelope;
+pub mod error;
+pub mod users;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::security::Security;
+use error::{ApiError, ErrorBody};
+
+/// Flipped once the engine answers and every listener is bound.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// Error answers of `/api/v4` endpoints, `{"code", "message"}` with EMQX 4 codes.
+#[derive(IntoResponses)]
+pub enum Errors {
+    /// Invalid input: 104 empty name or password, 107 missing field, 108 invalid value,
+    /// 109 body not JSON, 115 invalid topic filter. Nothing was changed.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// Missing or wrong app key (code 103).
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// No such user, rule or ban (code 105).
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// Already exists (code 113) or a limit would be exceeded (code 108).
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// Internal error (code 102).
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Skyport broker node API",
+        description = "The deployment API of one Skyport broker node, in EMQX 4's `/api/v4` \
+            shapes: answers are `{\"code\": 0, \"data\": …}`, errors `{\"code\": <EMQX code>, \
+            \"message\": …}`. Authenticate with HTTP Basic `app_id:app_secret` of one of the \
+            deployment's app keys. Passwords are write-only.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    servers((url = "/api/v4")),
+    components(schemas(ErrorBody)),
+    modifiers(&BasicAuth),
+    tags(
+        (name = "auth_username", description = "Built-in users identified by username"),
+        (name = "auth_clientid", description = "Built-in users identified by client id"),
+        (name = "acl", description = "Built-in ACL rules"),
+        (name = "banned", description = "Banned client ids, usernames and peer addresses"),
+    )
+)]
+struct ApiDoc;
+
+struct BasicAuth;
+
+impl Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "app_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
+/// The `/api/v4` routes (relative paths) and their OpenAPI document.
+fn v4() -> (Router<Security>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(users::router())
+        .merge(acl::router())
+        .merge(banned::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document of `/api/v4`, as committed in `openapi/broker.json`.
+pub fn openapi_json() -> String {
+    let (_, doc) = v4();
+    let mut text = doc
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// Routes of the deployment API.
+pub fn router(readiness: Readiness, security: crate::security::Security) -> Router {
+    let (api, _) = v4();
+    let api = api
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(
+            security.clone(),
+            auth::require_app_key,
+        ))
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .with_state(security);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(readiness)
+        .nest("/api/v4", api)
+}
+
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<Status>) {
+    if readiness.is_ready() {
+        (StatusCode::OK, Json(Status { status: "ready" }))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Status { status: "starting" }),
+        )
+    }
+}

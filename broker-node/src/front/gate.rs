@@ -1,0 +1,204 @@
+//! Per-connection authorization of the packets a client sends.
+//!
+//! The engine never sees what the ACL refuses: a denied PUBLISH is answered by the front
+//! (v5: reason code 0x87 in PUBACK/PUBREC; v3.1.1: a plain acknowledgement, or a
+//! disconnect when the deployment asks for it) and dropped; a SUBSCRIBE is trimmed to its
+//! allowed filters and the engine's SUBACK is widened back, with 0x80 (v3.1.1) or 0x87
+//! (v5) for each refused filter.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use super::packet::{self, kind, reason, Publish, Subscribe};
+use super::proxy::Version;
+use crate::security::{Action, ClientInfo, Security};
+
+/// What to do with one packet from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// Pass it to the engine unchanged.
+    Forward,
+    /// Pass these bytes to the engine instead.
+    Replace(Vec<u8>),
+    /// Drop it and send these bytes (possibly none) to the client.
+    Answer(Vec<u8>),
+    /// Drop it, send these bytes to the client, then close the connection.
+    Close(Vec<u8>),
+}
+
+/// One client connection's authorization state.
+pub struct Gate {
+    security: Security,
+    client: ClientInfo,
+    version: Version,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// v5 topic aliases the client set up (alias → topic).
+    aliases: HashMap<u16, Vec<u8>>,
+    /// SUBSCRIBEs sent to the engine trimmed: which of the client's filters it saw.
+    trimmed: HashMap<u16, Vec<bool>>,
+    /// QoS 2 PUBLISHes refused but acknowledged with PUBREC (v3.1.1): their PUBREL is
+    /// answered here, as the engine never saw them.
+    refused_qos2: HashSet<u16>,
+}
+
+impl Gate {
+    pub fn new(security: Security, client: ClientInfo, version: Version) -> Self {
+        Self {
+            security,
+            client,
+            version,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn client(&self) -> &ClientInfo {
+        &self.client
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Decides a packet from the client.
+    pub async fn inbound(&self, packet: &[u8]) -> Inbound {
+        match packet::packet_kind(packet) {
+            kind::PUBLISH => self.publish(packet).await,
+            kind::SUBSCRIBE => self.subscribe(packet).await,
+            kind::PUBREL => {
+                let pkid = packet::pkid_of(packet);
+                match pkid {
+                    Some(pkid) if self.state().refused_qos2.remove(&pkid) => {
+                        Inbound::Answer(packet::ack(kind::PUBCOMP, pkid, self.version, 0))
+                    }
+                    _ => Inbound::Forward,
+                }
+            }
+            _ => Inbound::Forward,
+        }
+    }
+
+    /// Rewrites a packet from the engine when it answers something the gate changed.
+    pub fn outbound(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        if packet::packet_kind(packet) != kind::SUBACK {
+            return None;
+        }
+        let mut state = self.state();
+        if state.trimmed.is_empty() {
+            return None;
+        }
+        let keep = state.trimmed.remove(&packet::pkid_of(packet)?)?;
+        packet::splice_suback(packet, self.version, &keep, self.refused_filter_code())
+    }
+
+    async fn publish(&self, packet: &[u8]) -> Inbound {
+        let Some(publish) = Publish::parse(packet, self.version) else {
+            // Malformed: let the engine refuse it by the protocol's rules.
+            return Inbound::Forward;
+        };
+        let topic = match (publish.topic, publish.topic_alias) {
+            (topic, Some(alias)) if !topic.is_empty() => {
+                self.state().aliases.insert(alias, topic.to_vec());
+                topic.to_vec()
+            }
+            (topic, None) => topic.to_vec(),
+            (_, Some(alias)) => match self.state().aliases.get(&alias) {
+                Some(topic) => topic.clone(),
+                None => return Inbound::Forward, // unknown alias: a protocol error
+            },
+        };
+        let topic = String::from_utf8_lossy(&topic);
+        if self
+            .security
+            .authorize(&self.client, Action::Publish, &topic)
+            .await
+        {
+            return Inbound::Forward;
+        }
+        tracing::debug!(client_id = %self.client.client_id, %topic, "publish denied");
+        let v5 = self.version == Version::V5;
+        let answer = match (publish.qos, publish.pkid) {
+            (1, Some(pkid)) => {
+                packet::ack(kind::PUBACK, pkid, self.version, reason::NOT_AUTHORIZED)
+            }
+            (2, Some(pkid)) => {
+                if !v5 {
+                    self.state().refused_qos2.insert(pkid);
+                }
+                packet::ack(kind::PUBREC, pkid, self.version, reason::NOT_AUTHORIZED)
+            }
+            _ => Vec::new(),
+        };
+        if self.security.settings().authorization.disconnect_on_deny {
+            return Inbound::Close(if v5 {
+                packet::disconnect(reason::NOT_AUTHORIZED)
+            } else {
+                Vec::new()
+            });
+        }
+        Inbound::Answer(answer)
+    }
+
+    async fn subscribe(&self, packet: &[u8]) -> Inbound {
+        let Some(subscribe) = Subscribe::parse(packet, self.version) else {
+            return Inbound::Forward;
+        };
+        let mut keep = Vec::with_capacity(subscribe.filters.len());
+        for (filter, _) in &subscribe.filters {
+            let allowed = self
+                .security
+                .authorize(&self.client, Action::Subscribe, shared_topic(filter))
+                .await;
+            if !allowed {
+                tracing::debug!(client_id = %self.client.client_id, %filter, "subscribe denied");
+            }
+            keep.push(allowed);
+        }
+        if keep.iter().all(|k| *k) {
+            return Inbound::Forward;
+        }
+        if keep.iter().all(|k| !*k) {
+            return Inbound::Answer(packet::suback_refusing(
+                subscribe.pkid,
+                self.version,
+                keep.len(),
+                self.refused_filter_code(),
+            ));
+        }
+        let trimmed = subscribe.retain_entries(packet, &keep);
+        self.state().trimmed.insert(subscribe.pkid, keep);
+        Inbound::Replace(trimmed)
+    }
+
+    fn refused_filter_code(&self) -> u8 {
+        match self.version {
+            Version::V5 => reason::NOT_AUTHORIZED,
+            Version::V3_1 | Version::V3_1_1 => reason::V3_SUBACK_FAILURE,
+        }
+    }
+}
+
+/// The topic filter a shared subscription (`$share/<group>/<filter>`, `$queue/<filter>`)
+/// subscribes to: what the ACL judges.
+fn shared_topic(filter: &str) -> &str {
+    if let Some(rest) = filter.strip_prefix("$share/") {
+        rest.split_once('/').map_or(rest, |(_, topic)| topic)
+    } else {
+        filter.strip_prefix("$queue/").unwrap_or(filter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_subscriptions_are_judged_by_their_filter() {
+        assert_eq!(shared_topic("$share/g1/a/b"), "a/b");
+        assert_eq!(shared_topic("$queue/a/#"), "a/#");
+        assert_eq!(shared_topic("a/+"), "a/+");
+    }
+}

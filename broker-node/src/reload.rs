@@ -1,0 +1,210 @@
+//! Hot reload of `security.json` and the TLS material it names.
+//!
+//! The control plane rewrites the file (by rename; on Kubernetes the kubelet swaps the
+//! mounted Secret) whenever app keys, authentication, authorization or certificates
+//! change. The node polls a fingerprint of the file *and of every certificate file it
+//! uses*, so a certificate replaced under the same name is noticed too. A version that
+//! does not parse or whose certificates do not load is refused as a whole, and the one in
+//! force stays: a bad write never leaves the node half-configured or open.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, TlsFiles};
+use crate::front::tls::{self, TlsError, TlsState};
+use crate::security::settings::{SecuritySettings, TlsType, FILE_NAME};
+use crate::security::Security;
+
+/// How often the files are looked at.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Why a version of the settings was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_path_to_error::Error<serde_json::Error>,
+    },
+    #[error("two-way TLS needs a client CA file")]
+    ClientCaMissing,
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// One consistent version of the settings and the TLS configuration built from them.
+struct Version {
+    fingerprint: [u8; 32],
+    settings: SecuritySettings,
+    tls: Option<Arc<ServerConfig>>,
+}
+
+/// Watches one node's settings and applies new versions.
+pub struct Reloader {
+    path: PathBuf,
+    base: PathBuf,
+    /// The Skyport-issued certificate from `config.json`, used without a custom one.
+    default_tls: Option<TlsFiles>,
+    security: Security,
+    tls: Option<Arc<TlsState>>,
+    applied: [u8; 32],
+}
+
+impl Reloader {
+    /// Loads the current settings (defaults when the file does not exist yet) and puts
+    /// them in force. Fails when they cannot be used: the node must not start open.
+    pub fn start(config: &Config, security: Security) -> Result<Self, ReloadError> {
+        let path = config.dir.join(FILE_NAME);
+        let mut reloader = Self {
+            base: config.dir.clone(),
+            path,
+            default_tls: config.tls.clone(),
+            security,
+            tls: None,
+            applied: [0; 32],
+        };
+        let version = reloader.read()?;
+        reloader.tls = version.tls.clone().map(|c| Arc::new(TlsState::new(c)));
+        reloader.apply(version);
+        Ok(reloader)
+    }
+
+    /// The TLS configuration holder the listeners use (when any listener uses TLS).
+    pub fn tls(&self) -> Option<Arc<TlsState>> {
+        self.tls.clone()
+    }
+
+    /// Polls for new versions forever.
+    pub async fn run(mut self) {
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refused = None;
+        loop {
+            tick.tick().await;
+            let fingerprint = match self.fingerprint() {
+                Ok(fingerprint) => fingerprint,
+                Err(err) => {
+                    tracing::debug!(error = %err, "security settings unreadable; keeping the ones in force");
+                    continue;
+                }
+            };
+            if fingerprint == self.applied || Some(fingerprint) == refused {
+                continue;
+            }
+            match self.read() {
+                Ok(version) => {
+                    refused = None;
+                    self.apply(version);
+                    tracing::info!("security settings reloaded");
+                }
+                Err(err) => {
+                    refused = Some(fingerprint);
+                    tracing::error!(error = %err, "new security settings refused; keeping the ones in force");
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, version: Version) {
+        if let (Some(state), Some(config)) = (&self.tls, version.tls) {
+            state.replace(config);
+        }
+        self.security.set_settings(version.settings);
+        self.applied = version.fingerprint;
+    }
+
+    /// The settings file's bytes, or `None` when it does not exist.
+    fn settings_bytes(&self) -> Result<Option<Vec<u8>>, ReloadError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ReloadError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn parse(&self, bytes: Option<&[u8]>) -> Result<SecuritySettings, ReloadError> {
+        let Some(bytes) = bytes else {
+            return Ok(SecuritySettings::default());
+        };
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(de).map_err(|source| ReloadError::Parse {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// The certificate files a version uses: (server cert and key, client CA).
+    fn tls_files(
+        &self,
+        settings: &SecuritySettings,
+    ) -> Result<Option<(TlsFiles, Option<PathBuf>)>, ReloadError> {
+        let Some(custom) = &settings.tls else {
+            return Ok(self.default_tls.clone().map(|files| (files, None)));
+        };
+        let files = TlsFiles {
+            cert_file: self.base.join(&custom.cert_file),
+            key_file: self.base.join(&custom.key_file),
+        };
+        let ca = match custom.tls_type {
+            TlsType::OneWay => None,
+            TlsType::TwoWay => Some(
+                self.base.join(
+                    custom
+                        .ca_file
+                        .as_ref()
+                        .ok_or(ReloadError::ClientCaMissing)?,
+                ),
+            ),
+        };
+        Ok(Some((files, ca)))
+    }
+
+    fn fingerprint(&self) -> Result<[u8; 32], ReloadError> {
+        let bytes = self.settings_bytes()?;
+        let settings = self.parse(bytes.as_deref());
+        let mut hash = Sha256::new();
+        hash.update(bytes.as_deref().unwrap_or_default());
+        // Unparseable settings are fingerprinted by their bytes alone.
+        if let Ok(Some((files, ca))) = settings.and_then(|s| self.tls_files(&s)) {
+            for path in [Some(&files.cert_file), Some(&files.key_file), ca.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                hash.update(read_or_empty(path));
+            }
+        }
+        Ok(hash.finalize().into())
+    }
+
+    fn read(&self) -> Result<Version, ReloadError> {
+        let fingerprint = self.fingerprint()?;
+        let settings = self.parse(self.settings_bytes()?.as_deref())?;
+        let tls = match self.tls_files(&settings)? {
+            Some((files, ca)) => Some(tls::server_config(&files, ca.as_deref())?),
+            None => None,
+        };
+        Ok(Version {
+            fingerprint,
+            settings,
+            tls,
+        })
+    }
+}
+
+fn read_or_empty(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
