@@ -69,6 +69,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let api_listener = front::bind("api", config.listeners.api).await?;
     let mqtt_listeners = front::bind_all(&config.listeners).await?;
 
+    let metering = metering::Metering::new(config.metering_settings(), reqwest::Client::new());
+    let publisher = publisher::Publisher::new(metering.meter.clone());
     let security = security::Security::open(&config.dir)?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
@@ -78,7 +80,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let api_server = tokio::spawn(
         axum::serve(
             api_listener,
-            api::router(readiness.clone(), security.clone())
+            api::router(readiness.clone(), security.clone(), publisher.clone())
                 .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .into_future(),
@@ -91,7 +93,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ready = engine.wait_ready(ENGINE_START_TIMEOUT) => ready?,
         e = &mut stopped => return Err(e.into()),
     }
-    let metering = metering::Metering::new(config.metering_settings(), reqwest::Client::new());
+    publisher.attach(engine.v4_addr());
     let sampler = tokio::spawn(metering.clone().run_sampler());
     let reporter = tokio::spawn(metering.clone().run_reporter());
     let upstreams = Upstreams {

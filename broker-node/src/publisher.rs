@@ -35,6 +35,8 @@ pub struct Message {
 /// Why a message was not published.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    #[error("the engine has not started yet")]
+    NotReady,
     #[error("the engine is unreachable: {0}")]
     Engine(#[from] std::io::Error),
     #[error("the engine did not acknowledge the message in time")]
@@ -48,7 +50,8 @@ pub enum PublishError {
 /// The node's own publishing connection to the engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {
-    engine: SocketAddr,
+    /// The engine's MQTT 3.1.1 listener, known once the engine has started.
+    engine: Arc<std::sync::OnceLock<SocketAddr>>,
     meter: Arc<Meter>,
     conn: Arc<Mutex<Option<Connection>>>,
 }
@@ -60,13 +63,18 @@ struct Connection {
 }
 
 impl Publisher {
-    /// `engine` is the engine's MQTT 3.1.1 listener.
-    pub fn new(engine: SocketAddr, meter: Arc<Meter>) -> Self {
+    /// A publisher that works once [`Publisher::attach`] has named the engine.
+    pub fn new(meter: Arc<Meter>) -> Self {
         Self {
-            engine,
+            engine: Arc::default(),
             meter,
             conn: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// `engine` is the engine's MQTT 3.1.1 listener.
+    pub fn attach(&self, engine: SocketAddr) {
+        let _ = self.engine.set(engine);
     }
 
     /// Publishes `message` and waits for the engine to take it; counts it on success.
@@ -75,7 +83,8 @@ impl Publisher {
         // One retry on a fresh connection: the old one may have been closed by the engine.
         for attempt in 0..2 {
             if conn.is_none() {
-                *conn = Some(Connection::open(self.engine).await?);
+                let engine = *self.engine.get().ok_or(PublishError::NotReady)?;
+                *conn = Some(Connection::open(engine).await?);
             }
             let open = conn.as_mut().expect("opened above");
             match tokio::time::timeout(ACK_TIMEOUT, open.publish(message)).await {
@@ -105,7 +114,7 @@ impl Connection {
     async fn open(engine: SocketAddr) -> Result<Self, PublishError> {
         let mut stream = TcpStream::connect(engine).await?;
         stream.set_nodelay(true)?;
-        let client_id = format!("$skyport-http-{}", std::process::id());
+        let client_id = format!("skyport-internal-http-{}", std::process::id());
         let mut body = Vec::new();
         put_str(&mut body, b"MQTT");
         // Level 4, clean session, the longest keep-alive (the engine refuses 0).

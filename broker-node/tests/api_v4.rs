@@ -56,7 +56,8 @@ impl Api {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = api::router(Readiness::default(), security.clone())
+        let publisher = skyport_broker::publisher::Publisher::new(Default::default());
+        let app = api::router(Readiness::default(), security.clone(), publisher)
             .into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -668,12 +669,15 @@ async fn bans_crud_and_enforcement() {
     );
 }
 
+/// What the auth service last received: content type, query (as JSON), body.
+type Received = (Option<String>, String, String);
+
 /// A stand-in for the deployment owner's auth service: decides by username, counts and
 /// records what it is sent.
 #[derive(Clone, Default)]
 struct AuthService {
     hits: Arc<AtomicUsize>,
-    last: Arc<Mutex<Option<(Option<String>, String, String)>>>,
+    last: Arc<Mutex<Option<Received>>>,
 }
 
 impl AuthService {
@@ -724,7 +728,7 @@ impl AuthService {
         self.hits.load(Ordering::SeqCst)
     }
 
-    fn last(&self) -> (Option<String>, String, String) {
+    fn last(&self) -> Received {
         self.last.lock().unwrap().clone().unwrap()
     }
 }

@@ -9,6 +9,7 @@ pub mod banned;
 pub mod body;
 pub mod envelope;
 pub mod error;
+pub mod mqtt;
 pub mod users;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,6 +85,7 @@ pub enum Errors {
         (name = "auth_clientid", description = "Built-in users identified by client id"),
         (name = "acl", description = "Built-in ACL rules"),
         (name = "banned", description = "Banned client ids, usernames and peer addresses"),
+        (name = "mqtt", description = "Publishing over HTTP"),
     )
 )]
 struct ApiDoc;
@@ -106,6 +108,7 @@ fn v4() -> (Router<Security>, utoipa::openapi::OpenApi) {
         .merge(users::router())
         .merge(acl::router())
         .merge(banned::router())
+        .merge(mqtt::router())
         .split_for_parts()
 }
 
@@ -120,10 +123,15 @@ pub fn openapi_json() -> String {
 }
 
 /// Routes of the deployment API.
-pub fn router(readiness: Readiness, security: crate::security::Security) -> Router {
+pub fn router(
+    readiness: Readiness,
+    security: crate::security::Security,
+    publisher: crate::publisher::Publisher,
+) -> Router {
     let (api, _) = v4();
     let api = api
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::Extension(publisher))
         .layer(axum::middleware::from_fn_with_state(
             security.clone(),
             auth::require_app_key,

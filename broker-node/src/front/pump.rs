@@ -187,6 +187,8 @@ where
             if let Some(answer) = answer {
                 out.get_or_insert_with(|| bytes[..start].to_vec());
                 if !answer.is_empty() {
+                    // An answer of the front's own is traffic out like the engine's.
+                    observer.packet(Direction::Outbound, &answer);
                     client.send(&answer).await?;
                 }
             }
