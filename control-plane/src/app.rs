@@ -14,10 +14,12 @@ use tower_http::trace::TraceLayer;
 use crate::ca::Ca;
 use crate::config::{CommonArgs, OrchestratorKind, ServeArgs};
 use crate::domain::token;
+use crate::encryption::SecretKey;
 use crate::error::ApiError;
 use crate::http;
 use crate::orchestrator::kubernetes::KubernetesOrchestrator;
 use crate::orchestrator::local::{LocalOrchestrator, LocalSettings};
+use crate::orchestrator::security::SecuritySource;
 use crate::orchestrator::Orchestrator;
 use crate::reconcile::Reconciler;
 use crate::store::Store;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub reconcile: Arc<Notify>,
     /// Prometheus metrics, served at `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Encrypts secrets kept in the store (custom TLS private keys).
+    pub secret_key: Arc<SecretKey>,
 }
 
 /// The HTTP application: `/api/v1/…`, its OpenAPI document and health.
@@ -113,6 +117,11 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     store.migrate().await.context("applying migrations")?;
     let ca = Arc::new(Ca::load_or_create(store.as_ref()).await?);
     let (admin_token, print_token) = admin_token(serve, &common.data_dir)?;
+    let secret_key = Arc::new(SecretKey::given_or_from_dir(
+        serve.secret_key.as_ref(),
+        &common.data_dir,
+    )?);
+    let security = SecuritySource::new(store.clone(), secret_key.clone());
     // Bound before the orchestrator starts: brokers are told the actual address (port 0).
     let listener = tokio::net::TcpListener::bind(serve.listen)
         .await
@@ -147,12 +156,15 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
                     },
                     ca.clone(),
                 )?
-                .with_metering(reporting.clone()),
+                .with_metering(reporting.clone())
+                .with_security(security),
             )
         }
-        OrchestratorKind::Kubernetes => {
-            Arc::new(KubernetesOrchestrator::connect(serve.kube.settings(), ca.clone()).await?)
-        }
+        OrchestratorKind::Kubernetes => Arc::new(
+            KubernetesOrchestrator::connect(serve.kube.settings(), ca.clone())
+                .await?
+                .with_security(security),
+        ),
     };
 
     let wake = Arc::new(Notify::new());
@@ -182,6 +194,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         ca,
         reconcile: wake,
         metrics,
+        secret_key,
     });
     println!("Skyport control plane listening on http://{addr}");
     println!("  API:     http://{addr}/api/v1");

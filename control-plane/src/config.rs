@@ -119,6 +119,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<SecretString>,
 
+    /// Key encrypting secrets at rest (custom TLS private keys): base64 of 32 random
+    /// bytes (`openssl rand -base64 32`). When unset, one is generated on first start and
+    /// kept in DATA_DIR/secret-key. Every replica must use the same key.
+    #[arg(long, env = "SKYPORT_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<SecretString>,
+
     /// Host name or address clients use to reach local brokers; it goes into endpoint URLs
     /// and server certificates.
     #[arg(long, env = "SKYPORT_PUBLIC_HOST", default_value = "127.0.0.1")]

@@ -4,6 +4,7 @@ pub mod app;
 pub mod ca;
 pub mod config;
 pub mod domain;
+pub mod encryption;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -66,13 +66,14 @@ fn every_plan_and_option_renders_schema_valid_manifests() {
                         "ConfigMap",
                         "ConfigMap",
                         "Secret",
+                        "Secret",
                         "Service",
                         "PodDisruptionBudget",
                         "NetworkPolicy",
                         "StatefulSet"
                     ]
                 );
-                assert_eq!(yaml.matches("\n---\n").count() + 1, 7, "seven documents");
+                assert_eq!(yaml.matches("\n---\n").count() + 1, 8, "eight documents");
                 let replicas = if state == "running" {
                     "replicas: 1"
                 } else {

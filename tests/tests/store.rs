@@ -9,12 +9,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
 use serde_json::json;
+use skyport_broker::security::settings::{
+    Authentication, Authorization, Decision, HttpMethod, HttpSource, Source, TlsType,
+};
+use skyport_control_plane::domain::tls::CertificateDetails;
 use skyport_control_plane::domain::{
     Actor, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier,
 };
 use skyport_control_plane::store::{
-    self, ApiKey, CaRecord, Deployment, DeploymentPatch, Event, EventFilter, Project, StatusUpdate,
-    Store, StoreError,
+    self, ApiKey, AppKeyRecord, CaRecord, Deployment, DeploymentPatch, Event, EventFilter, Project,
+    StatusUpdate, Store, StoreError, TlsRecord,
 };
 use skyport_tests::postgres::TestDatabase;
 
@@ -71,6 +75,10 @@ both!(
     delete_deployment_checks_generation,
     events_list_filter_purge,
     certificate_authority,
+    security_app_keys,
+    security_chains,
+    security_tls,
+    security_goes_with_its_deployment,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1125,4 +1133,319 @@ async fn certificate_authority(store: Arc<dyn Store>) {
     let loaded = store.load_ca().await.unwrap().expect("still the first CA");
     assert_eq!(loaded.cert_pem, ca.cert_pem);
     assert_eq!(loaded.key_pem, ca.key_pem);
+}
+
+// ---------------------------------------------------------------------------------------
+// Broker security
+
+/// A project with one stored deployment.
+async fn seeded(store: &Arc<dyn Store>, name: &str) -> Deployment {
+    let p = project(name);
+    store.create_project(&p).await.unwrap();
+    let d = deployment(p.id, "secured");
+    store
+        .create_deployment(&d, &event(&d, EventType::DeploymentCreated, now()))
+        .await
+        .unwrap();
+    d
+}
+
+async fn generation_of(store: &Arc<dyn Store>, d: &Deployment) -> i64 {
+    store
+        .get_deployment(d.project_id, d.id)
+        .await
+        .unwrap()
+        .generation
+}
+
+fn app_key(d: &Deployment, name: &str) -> AppKeyRecord {
+    AppKeyRecord {
+        app_id: Id::new(),
+        deployment_id: d.id,
+        name: name.to_owned(),
+        created_at: now(),
+    }
+}
+
+async fn security_app_keys(store: Arc<dyn Store>) {
+    let d = seeded(&store, "keys").await;
+    let other = seeded(&store, "other-keys").await;
+    assert!(store
+        .list_app_keys(d.id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let a = app_key(&d, "a");
+    let b = app_key(&d, "b");
+    let c = app_key(&d, "c");
+    for (k, hash) in [(&a, "aa"), (&b, "bb"), (&c, "cc")] {
+        store.create_app_key(d.project_id, k, hash).await.unwrap();
+    }
+    assert_eq!(
+        generation_of(&store, &d).await,
+        4,
+        "each key bumps the generation"
+    );
+    assert_eq!(
+        store.list_app_keys(d.id, None, 10).await.unwrap(),
+        vec![a.clone(), b.clone(), c.clone()]
+    );
+    assert_eq!(
+        store.list_app_keys(d.id, None, 2).await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+    assert_eq!(
+        store.list_app_keys(d.id, Some(b.app_id), 2).await.unwrap(),
+        vec![c.clone()]
+    );
+    assert!(store
+        .list_app_keys(other.id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The secret hash is unique, and a key needs a deployment of the project.
+    assert_conflict(
+        store
+            .create_app_key(d.project_id, &app_key(&d, "dup"), "aa")
+            .await,
+    );
+    assert_not_found(
+        store
+            .create_app_key(other.project_id, &app_key(&d, "x"), "xx")
+            .await,
+    );
+    assert_eq!(
+        generation_of(&store, &d).await,
+        4,
+        "refused writes bump nothing"
+    );
+    assert_eq!(store.list_app_keys(d.id, None, 10).await.unwrap().len(), 3);
+
+    let security = store.broker_security(d.id).await.unwrap();
+    let hashes: Vec<(String, String)> = security
+        .app_keys
+        .iter()
+        .map(|k| (k.app_id.clone(), k.secret_sha256.clone()))
+        .collect();
+    assert_eq!(
+        hashes,
+        vec![
+            (a.app_id.to_string(), "aa".to_owned()),
+            (b.app_id.to_string(), "bb".to_owned()),
+            (c.app_id.to_string(), "cc".to_owned()),
+        ]
+    );
+
+    assert_not_found(
+        store
+            .delete_app_key(other.project_id, other.id, a.app_id)
+            .await,
+    );
+    assert_not_found(store.delete_app_key(other.project_id, d.id, a.app_id).await);
+    store
+        .delete_app_key(d.project_id, d.id, a.app_id)
+        .await
+        .unwrap();
+    assert_not_found(store.delete_app_key(d.project_id, d.id, a.app_id).await);
+    assert_eq!(generation_of(&store, &d).await, 5);
+    assert_eq!(
+        store.list_app_keys(d.id, None, 10).await.unwrap(),
+        vec![b, c]
+    );
+}
+
+async fn security_chains(store: Arc<dyn Store>) {
+    let d = seeded(&store, "chains").await;
+    assert_eq!(store.get_authentication(d.id).await.unwrap(), None);
+    assert_eq!(store.get_authorization(d.id).await.unwrap(), None);
+
+    let authn = Authentication {
+        allow_anonymous: true,
+        chain: vec![
+            Source::Http(HttpSource {
+                url: "http://127.0.0.1:9/auth?u=%u".into(),
+                method: HttpMethod::Get,
+                body: [("c".to_owned(), "%c".to_owned())].into(),
+                headers: [("x-p".to_owned(), "%P".to_owned())].into(),
+                timeout_ms: 1_500,
+                cache_ttl_ms: 0,
+                pool_size: 3,
+            }),
+            Source::BuiltIn,
+        ],
+    };
+    let authz = Authorization {
+        no_match: Decision::Deny,
+        disconnect_on_deny: true,
+        chain: vec![],
+    };
+    store
+        .put_authentication(d.project_id, d.id, &authn)
+        .await
+        .unwrap();
+    store
+        .put_authorization(d.project_id, d.id, &authz)
+        .await
+        .unwrap();
+    assert_eq!(generation_of(&store, &d).await, 3);
+    assert_eq!(
+        store.get_authentication(d.id).await.unwrap(),
+        Some(authn.clone())
+    );
+    assert_eq!(
+        store.get_authorization(d.id).await.unwrap(),
+        Some(authz.clone())
+    );
+
+    // Replacing overwrites; the other chain stays.
+    let replaced = Authentication::default();
+    store
+        .put_authentication(d.project_id, d.id, &replaced)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_authentication(d.id).await.unwrap(),
+        Some(replaced.clone())
+    );
+    assert_eq!(
+        store.get_authorization(d.id).await.unwrap(),
+        Some(authz.clone())
+    );
+
+    assert_not_found(store.put_authentication(Id::new(), d.id, &authn).await);
+    assert_eq!(
+        store.get_authentication(d.id).await.unwrap(),
+        Some(replaced.clone())
+    );
+    let security = store.broker_security(d.id).await.unwrap();
+    assert_eq!(security.authentication, Some(replaced));
+    assert_eq!(security.authorization, Some(authz));
+    assert!(security.tls.is_none());
+}
+
+fn tls_record(subject: &str) -> TlsRecord {
+    TlsRecord {
+        tls_type: TlsType::TwoWay,
+        cert_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+        key_ciphertext: "aes256gcm:c2VhbGVk".into(),
+        ca_pem: Some("-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n".into()),
+        details: CertificateDetails {
+            subject: format!("CN={subject}"),
+            issuer: "CN=Issuer".into(),
+            sans: vec![subject.to_owned(), "127.0.0.1".into()],
+            not_before: base_time(),
+            not_after: base_time() + TimeDelta::days(365),
+        },
+        updated_at: now(),
+    }
+}
+
+async fn security_tls(store: Arc<dyn Store>) {
+    let d = seeded(&store, "tls").await;
+    assert!(store.get_tls(d.id).await.unwrap().is_none());
+    let updated = event(&d, EventType::TlsUpdated, now());
+    let first = tls_record("a.example.test");
+    store
+        .put_tls(d.project_id, d.id, &first, &updated)
+        .await
+        .unwrap();
+    assert_eq!(store.get_tls(d.id).await.unwrap(), Some(first));
+
+    let second = TlsRecord {
+        tls_type: TlsType::OneWay,
+        ca_pem: None,
+        ..tls_record("b.example.test")
+    };
+    store
+        .put_tls(
+            d.project_id,
+            d.id,
+            &second,
+            &event(&d, EventType::TlsUpdated, now()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_tls(d.id).await.unwrap(), Some(second.clone()));
+    assert_eq!(generation_of(&store, &d).await, 3);
+    assert_eq!(
+        store.broker_security(d.id).await.unwrap().tls,
+        Some(second.clone())
+    );
+
+    // Another project's id: nothing written, not even the event.
+    let stray = event(&d, EventType::TlsUpdated, now());
+    assert_not_found(
+        store
+            .put_tls(Id::new(), d.id, &tls_record("c"), &stray)
+            .await,
+    );
+    assert_eq!(store.get_tls(d.id).await.unwrap(), Some(second));
+
+    let removed = event(&d, EventType::TlsRemoved, now());
+    assert!(store
+        .delete_tls(d.project_id, d.id, &removed)
+        .await
+        .unwrap());
+    assert!(store.get_tls(d.id).await.unwrap().is_none());
+    assert_eq!(generation_of(&store, &d).await, 4);
+    let again = event(&d, EventType::TlsRemoved, now());
+    assert!(!store.delete_tls(d.project_id, d.id, &again).await.unwrap());
+    assert_eq!(
+        generation_of(&store, &d).await,
+        4,
+        "nothing removed, nothing bumped"
+    );
+
+    let kinds: Vec<EventType> = all_events(&store, &d)
+        .await
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventType::DeploymentCreated,
+            EventType::TlsUpdated,
+            EventType::TlsUpdated,
+            EventType::TlsRemoved
+        ]
+    );
+}
+
+async fn security_goes_with_its_deployment(store: Arc<dyn Store>) {
+    let d = seeded(&store, "doomed").await;
+    store
+        .create_app_key(d.project_id, &app_key(&d, "k"), "hash-of-doomed")
+        .await
+        .unwrap();
+    store
+        .put_authorization(d.project_id, d.id, &Authorization::default())
+        .await
+        .unwrap();
+    store
+        .put_tls(
+            d.project_id,
+            d.id,
+            &tls_record("d"),
+            &event(&d, EventType::TlsUpdated, now()),
+        )
+        .await
+        .unwrap();
+    let generation = generation_of(&store, &d).await;
+    store
+        .delete_deployment(d.id, generation, &[])
+        .await
+        .unwrap();
+    let security = store.broker_security(d.id).await.unwrap();
+    assert!(security.app_keys.is_empty());
+    assert!(security.authorization.is_none());
+    assert!(security.tls.is_none());
+    // The hash is free again: the row went with the deployment.
+    let e = seeded(&store, "reborn").await;
+    store
+        .create_app_key(e.project_id, &app_key(&e, "k"), "hash-of-doomed")
+        .await
+        .unwrap();
 }

@@ -1,8 +1,10 @@
 //! Domain types that parse at the edge: once a value exists it is valid.
 
+pub mod auth_chain;
 pub mod deployment;
 pub mod event;
 pub mod id;
+pub mod tls;
 pub mod token;
 
 pub use deployment::{DeploymentName, DesiredState, Endpoints, Plan, Status, Tier};

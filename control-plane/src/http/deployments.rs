@@ -153,7 +153,7 @@ fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
     }
 }
 
-fn actor(key: &ProjectKey) -> Actor {
+pub(super) fn actor(key: &ProjectKey) -> Actor {
     Actor::ApiKey(key.0.id)
 }
 
@@ -167,7 +167,12 @@ fn accepted(deployment: Deployment) -> Response {
         .into_response()
 }
 
-async fn load(state: &AppState, key: &ProjectKey, raw_id: &str) -> ApiResult<Deployment> {
+/// The caller's deployment `raw_id` (404 for another project's).
+pub(super) async fn load(
+    state: &AppState,
+    key: &ProjectKey,
+    raw_id: &str,
+) -> ApiResult<Deployment> {
     let id = path_id(raw_id, "deployment")?;
     state
         .store
@@ -176,7 +181,7 @@ async fn load(state: &AppState, key: &ProjectKey, raw_id: &str) -> ApiResult<Dep
         .map_err(|e| ApiError::from_store(e, "deployment"))
 }
 
-fn refuse_if_deleting(d: &Deployment) -> ApiResult<()> {
+pub(super) fn refuse_if_deleting(d: &Deployment) -> ApiResult<()> {
     if d.status == Status::Deleting {
         return Err(ApiError::conflict(
             "deployment_deleting",

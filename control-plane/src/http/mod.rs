@@ -2,7 +2,9 @@
 //! route is in the OpenAPI document by construction.
 
 pub mod api_keys;
+pub mod app_keys;
 pub mod auth;
+pub mod auth_chains;
 pub mod deployments;
 pub mod events;
 pub mod json;
@@ -10,6 +12,7 @@ pub mod metering;
 pub mod page;
 pub mod projects;
 pub mod reports;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -86,6 +89,9 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .merge(projects::router())
         .merge(api_keys::router())
         .merge(deployments::router())
+        .merge(app_keys::router())
+        .merge(auth_chains::router())
+        .merge(tls::router())
         .merge(events::router())
         .merge(metering::router())
         .split_for_parts();

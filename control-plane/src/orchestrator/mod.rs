@@ -5,6 +5,7 @@
 
 pub mod kubernetes;
 pub mod local;
+pub mod security;
 
 use async_trait::async_trait;
 
@@ -49,6 +50,10 @@ pub enum OrchestratorError {
     },
     #[error("issuing the server certificate: {0}")]
     Certificate(String),
+    /// The deployment's security settings could not be loaded (or its custom private
+    /// key decrypted).
+    #[error("security settings: {0}")]
+    Security(String),
     /// Boxed: the API server's error is large, and local calls should not pay for it.
     #[error(transparent)]
     Kubernetes(Box<kubernetes::KubeError>),

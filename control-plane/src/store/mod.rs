@@ -5,6 +5,7 @@
 
 pub mod metering;
 mod postgres;
+pub mod security;
 mod sql;
 mod sqlite;
 
@@ -15,6 +16,7 @@ use crate::domain::{Actor, DesiredState, Endpoints, EventType, Id, Plan, Status,
 
 pub use metering::{DeploymentUsage, MeteringStore, UsageRow};
 pub use postgres::PgStore;
+pub use security::{AppKeyRecord, SecurityRecord, SecurityStore, TlsRecord};
 pub use sqlite::SqliteStore;
 
 /// Errors of the store, independent of the backend.
@@ -163,7 +165,7 @@ pub struct CaRecord {
 
 /// Every use case the control plane has for persistent state.
 #[async_trait]
-pub trait Store: MeteringStore + Send + Sync + 'static {
+pub trait Store: MeteringStore + SecurityStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Reverts migrations down to (excluding) `target` version; 0 reverts all.

@@ -17,12 +17,14 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::settings::KubernetesSettings;
 use super::workload;
 use crate::domain::Id;
+use crate::orchestrator::security::{BrokerSecurity, TlsFileNames};
 use crate::store::Deployment;
 
 /// Finalizer on the root object: Skyport removes the deployment's volumes before the
@@ -54,6 +56,16 @@ pub mod port {
 /// Where the pod finds its files.
 pub const CONFIG_DIR: &str = "/etc/skyport/config";
 pub const TLS_DIR: &str = "/etc/skyport/tls";
+/// The security Secret's mount: `security.json` and the custom TLS files it names. A
+/// Secret volume without `subPath`, so the kubelet updates it in place and the broker
+/// reloads it without the pod restarting.
+pub const SECURITY_DIR: &str = "/etc/skyport/security";
+/// Custom TLS files, as keys of the security Secret (relative to `security.json`).
+pub const SECURITY_TLS_FILES: TlsFileNames = TlsFileNames {
+    cert: "custom.pem",
+    key: "custom.key",
+    ca: "client-ca.pem",
+};
 pub const DATA_DIR: &str = "/var/lib/skyport";
 
 /// The server certificate a deployment's broker serves.
@@ -73,6 +85,8 @@ pub struct Names {
     pub root: String,
     pub config: String,
     pub tls: String,
+    /// The Secret holding `security.json` and custom TLS material.
+    pub security: String,
 }
 
 impl Names {
@@ -82,6 +96,7 @@ impl Names {
             root: format!("{base}-root"),
             config: format!("{base}-config"),
             tls: format!("{base}-tls"),
+            security: format!("{base}-security"),
             base,
         }
     }
@@ -93,6 +108,7 @@ pub struct Manifests {
     pub root: ConfigMap,
     pub config: ConfigMap,
     pub tls: Secret,
+    pub security: Secret,
     pub service: Service,
     pub pdb: PodDisruptionBudget,
     pub network_policy: NetworkPolicy,
@@ -106,6 +122,7 @@ impl Manifests {
             serde_yaml::to_string(&self.root)?,
             serde_yaml::to_string(&self.config)?,
             serde_yaml::to_string(&self.tls)?,
+            serde_yaml::to_string(&self.security)?,
             serde_yaml::to_string(&self.service)?,
             serde_yaml::to_string(&self.pdb)?,
             serde_yaml::to_string(&self.network_policy)?,
@@ -192,6 +209,7 @@ pub fn build(
     d: &Deployment,
     settings: &KubernetesSettings,
     tls: &TlsMaterial,
+    security: &BrokerSecurity,
     root_uid: &str,
 ) -> Manifests {
     let names = Names::of(d.id);
@@ -232,6 +250,24 @@ pub fn build(
             ),
             ("ca.crt".into(), ByteString(tls.ca_pem.clone().into_bytes())),
         ])),
+        ..Secret::default()
+    };
+    // Not part of the pod template's content hash: changes reach the running broker
+    // through the kubelet's in-place update of the mounted Secret.
+    let mut security_data = BTreeMap::from([(
+        skyport_broker::security::settings::FILE_NAME.to_owned(),
+        ByteString(security.settings_json(SECURITY_TLS_FILES)),
+    )]);
+    for file in security.tls_files(SECURITY_TLS_FILES) {
+        security_data.insert(
+            file.name.to_owned(),
+            ByteString(file.contents.expose_secret().as_bytes().to_vec()),
+        );
+    }
+    let security_secret = Secret {
+        metadata: meta(&names.security),
+        type_: Some("Opaque".into()),
+        data: Some(security_data),
         ..Secret::default()
     };
     let mut service_meta = meta(&names.base);
@@ -309,6 +345,7 @@ pub fn build(
         root: root(d, settings),
         config,
         tls: tls_secret,
+        security: security_secret,
         service,
         pdb,
         network_policy,
@@ -349,6 +386,14 @@ pub fn broker_config(d: &Deployment) -> String {
             "cert_file": format!("{TLS_DIR}/tls.crt"),
             "key_file": format!("{TLS_DIR}/tls.key"),
         },
+        // The Secret cannot share the ConfigMap's directory, so the broker is told where
+        // its security settings are.
+        "security_file": format!(
+            "{SECURITY_DIR}/{}",
+            skyport_broker::security::settings::FILE_NAME
+        ),
+        // State (users, ACL rules, bans, metering outbox) on the session-data volume.
+        "data_dir": DATA_DIR,
         "limits": {
             "max_sessions": d.tier.max_sessions,
             "max_tps": d.tier.max_tps,

@@ -15,8 +15,11 @@
 //! the rest.
 //!
 //! Config and certificate changes roll the pod through a content-hash annotation on the
-//! pod template (the broker does not hot-reload them yet). Stop scales the StatefulSet to
-//! zero, keeping its volume; start applies it again with one replica.
+//! pod template (the broker does not hot-reload them yet). Security settings (app keys,
+//! authentication and authorization chains, custom TLS) are a separate Secret,
+//! `skyport-<id>-security`, mounted as a directory and left out of that hash: the kubelet
+//! updates it in place and the broker reloads it without a restart. Stop scales the
+//! StatefulSet to zero, keeping its volume; start applies it again with one replica.
 
 mod error;
 pub mod manifests;
@@ -45,6 +48,7 @@ pub use error::KubeError;
 use manifests::{Names, DEPLOYMENT_ID, FIELD_MANAGER, FINALIZER, ROOT_SELECTOR};
 pub use settings::{InternalLbProvider, KubernetesSettings};
 
+use super::security::{BrokerSecurity, SecuritySource};
 use super::{Applied, Observed, Orchestrator, OrchestratorError};
 use crate::ca::Ca;
 use crate::domain::Id;
@@ -55,6 +59,8 @@ pub struct KubernetesOrchestrator {
     client: Client,
     settings: KubernetesSettings,
     ca: Arc<Ca>,
+    /// Where deployments' security settings come from; none, brokers get the defaults.
+    security: Option<SecuritySource>,
 }
 
 impl KubernetesOrchestrator {
@@ -63,7 +69,14 @@ impl KubernetesOrchestrator {
             client,
             settings,
             ca,
+            security: None,
         }
+    }
+
+    /// Brokers get their security settings from `source`.
+    pub fn with_security(mut self, source: SecuritySource) -> Self {
+        self.security = Some(source);
+        self
     }
 
     /// Connects with the in-cluster configuration or KUBECONFIG.
@@ -140,7 +153,11 @@ impl KubernetesOrchestrator {
         ))
     }
 
-    async fn apply_all(&self, d: &Deployment) -> Result<Applied, KubeError> {
+    async fn apply_all(
+        &self,
+        d: &Deployment,
+        security: &BrokerSecurity,
+    ) -> Result<Applied, KubeError> {
         let names = Names::of(d.id);
         let live_sts = self.get_opt::<StatefulSet>(&names.base).await?;
         let live_secret = secret::get(&self.client, &self.settings.namespace, &names.tls).await?;
@@ -156,7 +173,7 @@ impl KubernetesOrchestrator {
             kind: "ConfigMap",
             name: names.root.clone(),
         })?;
-        let mut m = manifests::build(d, &self.settings, &tls, &uid);
+        let mut m = manifests::build(d, &self.settings, &tls, security, &uid);
         // Claim templates are immutable: keep the live ones even if the storage settings
         // changed since, so the deployment keeps its volume.
         if let Some(live) = live_sts.as_ref().and_then(|s| s.spec.as_ref()) {
@@ -177,6 +194,7 @@ impl KubernetesOrchestrator {
         }
         self.apply_object(&m.config).await?;
         secret::apply(&self.client, &m.tls).await?;
+        secret::apply(&self.client, &m.security).await?;
         self.apply_object(&m.service).await?;
         self.apply_object(&m.pdb).await?;
         self.apply_object(&m.network_policy).await?;
@@ -315,7 +333,9 @@ impl Orchestrator for KubernetesOrchestrator {
     }
 
     async fn apply(&self, deployment: &Deployment) -> Result<Applied, OrchestratorError> {
-        Ok(self.apply_all(deployment).await?)
+        let security =
+            SecuritySource::load_or_default(self.security.as_ref(), deployment.id).await?;
+        Ok(self.apply_all(deployment, &security).await?)
     }
 
     async fn stop(&self, id: Id) -> Result<(), OrchestratorError> {

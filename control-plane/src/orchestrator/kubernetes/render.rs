@@ -8,6 +8,7 @@ use super::manifests::{self, Manifests};
 use super::settings::KubernetesSettings;
 use crate::ca::Ca;
 use crate::http::deployments::DeploymentView;
+use crate::orchestrator::security::BrokerSecurity;
 use crate::store::Deployment;
 
 /// Stands in for the root ConfigMap's uid in owner references: the API server assigns
@@ -65,7 +66,14 @@ pub fn render(deployment: &Deployment, settings: &KubernetesSettings) -> anyhow:
         &manifests::certificate_names(deployment.id, settings),
         &ca,
     )?;
-    Ok(manifests::build(deployment, settings, &tls, UNASSIGNED_UID))
+    // Security settings live in the control plane's database: render the defaults.
+    Ok(manifests::build(
+        deployment,
+        settings,
+        &tls,
+        &BrokerSecurity::default(),
+        UNASSIGNED_UID,
+    ))
 }
 
 /// Runs the subcommand: prints the YAML on stdout.

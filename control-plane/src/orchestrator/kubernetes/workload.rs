@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::manifests::{
     exposed_ports, labels, selector_labels, Names, CONFIG_DIR, CONFIG_HASH, DATA_DIR,
-    DEPLOYMENT_ID, GENERATION, TLS_DIR,
+    DEPLOYMENT_ID, GENERATION, SECURITY_DIR, TLS_DIR,
 };
 use super::settings::{KubernetesSettings, TierResources};
 use crate::domain::DesiredState;
@@ -160,6 +160,7 @@ fn pod_spec(d: &Deployment, settings: &KubernetesSettings, names: &Names) -> Pod
         volume_mounts: Some(vec![
             mount("config", CONFIG_DIR, true),
             mount("tls", TLS_DIR, true),
+            mount("security", SECURITY_DIR, true),
             mount("data", DATA_DIR, false),
         ]),
         ..Container::default()
@@ -195,6 +196,15 @@ fn pod_spec(d: &Deployment, settings: &KubernetesSettings, names: &Names) -> Pod
                 secret: Some(SecretVolumeSource {
                     secret_name: Some(names.tls.clone()),
                     // Readable by the broker's group (fsGroup) only.
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "security".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(names.security.clone()),
                     default_mode: Some(0o440),
                     ..SecretVolumeSource::default()
                 }),

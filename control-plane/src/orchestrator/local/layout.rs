@@ -6,6 +6,11 @@
 //! runtime.json     pid and generation of the running broker, for re-adoption
 //! tls/server.pem   server certificate chain issued by Skyport's CA
 //! tls/server.key   its private key (mode 0600)
+//! security.json    hot-reloaded security settings (app keys, auth chains, custom TLS),
+//!                  rewritten without restarting the broker
+//! tls/custom.pem   custom certificate chain, when the owner uploaded one
+//! tls/custom.key   its private key (mode 0600)
+//! tls/client-ca.pem  client CA of two-way TLS
 //! node-token       the broker's metering token (mode 0600), created once
 //! broker.log       the broker's stdout and stderr
 //! ```
@@ -63,6 +68,10 @@ impl DeploymentDir {
     }
     pub fn key(&self) -> PathBuf {
         self.root.join("tls").join("server.key")
+    }
+    pub fn security(&self) -> PathBuf {
+        self.root
+            .join(skyport_broker::security::settings::FILE_NAME)
     }
     pub fn log(&self) -> PathBuf {
         self.root.join("broker.log")
@@ -131,19 +140,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OrchestratorError> 
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(OrchestratorError::io(format!("creating {}", dir.display())))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .map_err(OrchestratorError::io(format!("writing {}", tmp.display())))?;
-    set_private(&tmp);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    // Created private: the file may be a private key.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut file| file.write_all(bytes))
+            .map_err(OrchestratorError::io(format!("writing {}", tmp.display())))?;
+    }
     std::fs::rename(&tmp, path).map_err(OrchestratorError::io(format!(
         "renaming to {}",
         path.display()
     )))
-}
-
-fn set_private(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 /// Picks five distinct free ports by binding port 0 and releasing it.

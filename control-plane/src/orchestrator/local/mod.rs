@@ -15,17 +15,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::process::Child;
 use tokio::sync::Mutex;
 
 use self::layout::{write_atomic, DeploymentDir, Ports, RuntimeRecord};
+use super::security::{SecuritySource, TlsFileNames};
 use super::{Applied, Observed, Orchestrator, OrchestratorError};
 use crate::ca::Ca;
 use crate::domain::{Endpoints, Id};
 use crate::metering::ReportingTarget;
 use crate::store::Deployment;
+
+/// Custom TLS files, relative to the deployment dir (where `security.json` is).
+const TLS_FILES: TlsFileNames = TlsFileNames {
+    cert: "tls/custom.pem",
+    key: "tls/custom.key",
+    ca: "tls/client-ca.pem",
+};
+
+/// How long a running broker is given to pick up a rewritten `security.json`: it polls
+/// the file every [`skyport_broker::reload::POLL_INTERVAL`]. (The broker does not report
+/// which version it applied, so this is a bound, not an acknowledgement.)
+const SECURITY_RELOAD_GRACE: Duration = Duration::from_millis(1_200);
 
 /// How long a broker gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -54,6 +68,9 @@ struct Running {
     config_hash: String,
     ports: Ports,
     api: SocketAddr,
+    /// Until then the broker may not have reloaded the security settings just written,
+    /// so it is not reported as reflecting the new generation yet.
+    reloading_until: Option<Instant>,
 }
 
 /// Crash bookkeeping between restarts.
@@ -77,6 +94,8 @@ pub struct LocalOrchestrator {
     state: Mutex<State>,
     /// Where brokers send usage reports; none configured, brokers do not report.
     metering: Option<ReportingTarget>,
+    /// Where deployments' security settings come from; none, brokers get the defaults.
+    security: Option<SecuritySource>,
 }
 
 impl LocalOrchestrator {
@@ -93,6 +112,7 @@ impl LocalOrchestrator {
             http,
             state: Mutex::new(State::default()),
             metering: None,
+            security: None,
         };
         orchestrator.adopt_survivors()?;
         Ok(orchestrator)
@@ -102,6 +122,40 @@ impl LocalOrchestrator {
     pub fn with_metering(mut self, target: ReportingTarget) -> Self {
         self.metering = Some(target);
         self
+    }
+
+    /// Brokers get their security settings from `source`.
+    pub fn with_security(mut self, source: SecuritySource) -> Self {
+        self.security = Some(source);
+        self
+    }
+
+    /// Writes `security.json` and the custom TLS files it names, each atomically: the
+    /// files before the settings pointing at them, and stale files removed after the
+    /// settings stopped naming them. A running broker reloads the settings in place.
+    /// Returns whether anything changed.
+    async fn write_security(
+        &self,
+        deployment: &Deployment,
+        dir: &DeploymentDir,
+    ) -> Result<bool, OrchestratorError> {
+        let security =
+            SecuritySource::load_or_default(self.security.as_ref(), deployment.id).await?;
+        let files = security.tls_files(TLS_FILES);
+        let mut changed = false;
+        for file in &files {
+            changed |= write_if_changed(
+                &dir.root.join(file.name),
+                file.contents.expose_secret().as_bytes(),
+            )?;
+        }
+        changed |= write_if_changed(&dir.security(), &security.settings_json(TLS_FILES))?;
+        for stale in [TLS_FILES.cert, TLS_FILES.key, TLS_FILES.ca] {
+            if !files.iter().any(|f| f.name == stale) {
+                changed |= std::fs::remove_file(dir.root.join(stale)).is_ok();
+            }
+        }
+        Ok(changed)
     }
 
     /// The `"metering"` section of the deployment's broker configuration.
@@ -157,6 +211,7 @@ impl LocalOrchestrator {
                     config_hash: record.config_hash,
                     api: SocketAddr::new(self.settings.listen_ip, ports.api),
                     ports,
+                    reloading_until: None,
                 },
             );
         }
@@ -289,8 +344,20 @@ impl LocalOrchestrator {
             config_hash,
             api: SocketAddr::new(self.settings.listen_ip, ports.api),
             ports,
+            reloading_until: None,
         })
     }
+}
+
+/// Writes `bytes` to `path` atomically unless it already holds exactly them, so an
+/// unchanged file is not touched (the broker's watcher sees no change); returns whether
+/// it wrote.
+fn write_if_changed(path: &std::path::Path, bytes: &[u8]) -> Result<bool, OrchestratorError> {
+    if std::fs::read(path).is_ok_and(|current| current == bytes) {
+        return Ok(false);
+    }
+    write_atomic(path, bytes)?;
+    Ok(true)
 }
 
 /// Whether a broker process is alive; reaps it if it is our child and has exited.
@@ -348,6 +415,12 @@ impl Orchestrator for LocalOrchestrator {
                 failures: f.count,
             };
         }
+        if proc_
+            .reloading_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return Observed::Starting;
+        }
         let (api, generation, ports) = (proc_.api, proc_.generation, proc_.ports);
         drop(state);
         let ready = self
@@ -373,10 +446,15 @@ impl Orchestrator for LocalOrchestrator {
         let metering = self.metering_config(deployment, &dir).await?;
         let config = self.broker_config(deployment, ports, &dir, metering);
         let config_hash = hex::encode(Sha256::digest(&config));
+        // Outside the config hash: security changes never restart the broker.
+        let security_changed = self.write_security(deployment, &dir).await?;
 
         let mut state = self.state.lock().await;
         if let Some(running) = state.running.get_mut(&deployment.id) {
             if running.config_hash == config_hash {
+                if security_changed {
+                    running.reloading_until = Some(Instant::now() + SECURITY_RELOAD_GRACE);
+                }
                 if running.generation != deployment.generation {
                     running.generation = deployment.generation;
                     dir.write_runtime(&RuntimeRecord {

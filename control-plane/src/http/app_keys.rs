@@ -1,0 +1,164 @@
+//! `/deployments/{id}/app-keys`: keys of a deployment's own HTTP API (`{api}/api/v4`,
+//! HTTP Basic `app_id:app_secret`, as EMQX's). Secrets are shown once and stored as their
+//! SHA-256; the broker receives only the hashes.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::auth::ProjectKey;
+use super::deployments::{load, refuse_if_deleting};
+use super::json::{ApiJson, ApiQuery};
+use super::page::{PageQuery, Paged};
+use super::projects::path_id;
+use super::Problems;
+use crate::app::AppState;
+use crate::domain::{token, DeploymentName, Id};
+use crate::error::{ApiError, ApiResult};
+use crate::store::AppKeyRecord;
+
+/// Prefix of app secrets, so leaked ones are recognisable by secret scanners.
+pub const APP_SECRET_PREFIX: &str = "skd_";
+
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_app_key, list_app_keys))
+        .routes(routes!(delete_app_key))
+}
+
+/// Body of `POST /deployments/{deployment_id}/app-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAppKey {
+    /// A label for the key: 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
+    )]
+    pub name: String,
+}
+
+/// A deployment API key as listed: never its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppKeyView {
+    /// The user name of HTTP Basic authentication.
+    pub app_id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A newly created app key, with its secret: the only time the secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedAppKey {
+    #[serde(flatten)]
+    pub key: AppKeyView,
+    /// The password of HTTP Basic authentication. Store it now; it cannot be shown again.
+    pub app_secret: String,
+}
+
+impl From<AppKeyRecord> for AppKeyView {
+    fn from(k: AppKeyRecord) -> Self {
+        Self {
+            app_id: k.app_id.to_string(),
+            name: k.name,
+            created_at: k.created_at,
+        }
+    }
+}
+
+/// Create a key for the deployment's HTTP API. The broker accepts it within seconds,
+/// without restarting.
+#[utoipa::path(post, path = "/deployments/{deployment_id}/app-keys", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id")),
+    request_body = CreateAppKey,
+    responses((status = 201, description = "Key created; the secret is shown only now", body = CreatedAppKey), Problems),
+    security(("bearer" = [])))]
+async fn create_app_key(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path(deployment_id): Path<String>,
+    ApiJson(body): ApiJson<CreateAppKey>,
+) -> ApiResult<(StatusCode, Json<CreatedAppKey>)> {
+    let name = DeploymentName::parse(&body.name)
+        .map_err(|msg| ApiError::unprocessable("invalid_name", msg).with_field("name"))?;
+    let deployment = load(&state, &key, &deployment_id).await?;
+    refuse_if_deleting(&deployment)?;
+    let secret = token::generate(APP_SECRET_PREFIX);
+    let record = AppKeyRecord {
+        app_id: Id::new(),
+        deployment_id: deployment.id,
+        name: name.to_string(),
+        // Both backends keep microseconds: answer what a later list shows.
+        created_at: Utc::now().trunc_subsecs(6),
+    };
+    state
+        .store
+        .create_app_key(deployment.project_id, &record, &token::hash(&secret))
+        .await
+        .map_err(|e| ApiError::from_store(e, "deployment"))?;
+    tracing::info!(deployment.id = %deployment.id, app_key.id = %record.app_id, "app key created");
+    state.reconcile.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedAppKey {
+            key: record.into(),
+            app_secret: secret,
+        }),
+    ))
+}
+
+/// List the deployment's app keys (without secrets).
+#[utoipa::path(get, path = "/deployments/{deployment_id}/app-keys", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id"), PageQuery),
+    responses((status = 200, description = "One page of app keys", body = Paged<AppKeyView>), Problems),
+    security(("bearer" = [])))]
+async fn list_app_keys(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path(deployment_id): Path<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paged<AppKeyView>>> {
+    let page = query.parse()?;
+    let deployment = load(&state, &key, &deployment_id).await?;
+    let rows = state
+        .store
+        .list_app_keys(deployment.id, page.after, page.limit + 1)
+        .await?;
+    Ok(Json(Paged::from_rows(
+        rows,
+        &page,
+        |k| k.app_id,
+        AppKeyView::from,
+    )))
+}
+
+/// Revoke an app key; the broker refuses it within seconds.
+#[utoipa::path(delete, path = "/deployments/{deployment_id}/app-keys/{app_id}", tag = "deployments",
+    params(("deployment_id" = String, Path, description = "Deployment id"),
+           ("app_id" = String, Path, description = "App key id")),
+    responses((status = 204, description = "Key revoked"), Problems),
+    security(("bearer" = [])))]
+async fn delete_app_key(
+    State(state): State<Arc<AppState>>,
+    key: ProjectKey,
+    Path((deployment_id, app_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let deployment = load(&state, &key, &deployment_id).await?;
+    refuse_if_deleting(&deployment)?;
+    let app_id = path_id(&app_id, "app key")?;
+    state
+        .store
+        .delete_app_key(deployment.project_id, deployment.id, app_id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "app key"))?;
+    tracing::info!(deployment.id = %deployment.id, app_key.id = %app_id, "app key revoked");
+    state.reconcile.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
