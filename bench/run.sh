@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 target="${CARGO_TARGET_DIR:-$root/target}"
-cargo build --release -p skyport-broker --examples
+cargo build --release -p skyport-broker --bins --examples
 exec "$target/release/examples/throughput" \
     --broker-bin "$target/release/skyport-broker" \
     --out-dir "$root/bench/results" \

@@ -99,12 +99,19 @@ struct ScenarioResult {
     skyport_vs_mosquitto: Option<f64>,
     skyport_vs_rumqttd: Option<f64>,
     rumqttd_vs_mosquitto: Option<f64>,
+    /// skyport-broker with metering counters / without (1.0 = counting is free).
+    counted_vs_uncounted: Option<f64>,
 }
 
 async fn bench(args: &Args) -> anyhow::Result<()> {
     let rumqttd = ChildGuard::rumqttd()?;
-    let skyport = ChildGuard::skyport(&args.broker_bin).await?;
-    let mut targets = vec![("rumqttd", rumqttd.addr), ("skyport-broker", skyport.addr)];
+    let skyport = ChildGuard::skyport(&args.broker_bin, true).await?;
+    let uncounted = ChildGuard::skyport(&args.broker_bin, false).await?;
+    let mut targets = vec![
+        ("rumqttd", rumqttd.addr),
+        ("skyport-broker", skyport.addr),
+        ("skyport-uncounted", uncounted.addr),
+    ];
     if StdTcpStream::connect_timeout(&args.mosquitto, Duration::from_secs(2)).is_ok() {
         targets.insert(0, ("mosquitto", args.mosquitto));
     } else {
@@ -196,6 +203,7 @@ fn summarise(scenario: Scenario, rounds: BTreeMap<String, Vec<Measurement>>) -> 
         skyport_vs_mosquitto: ratio("skyport-broker", "mosquitto"),
         skyport_vs_rumqttd: ratio("skyport-broker", "rumqttd"),
         rumqttd_vs_mosquitto: ratio("rumqttd", "mosquitto"),
+        counted_vs_uncounted: ratio("skyport-broker", "skyport-uncounted"),
         targets,
         rounds,
     }
@@ -329,8 +337,14 @@ impl ChildGuard {
         Ok(guard)
     }
 
-    async fn skyport(bin: &Path) -> anyhow::Result<Self> {
+    /// skyport-broker letting anonymous clients in; `counting` off measures the node
+    /// without its metering counters (`SKYPORT_BROKER_COUNTING=off`).
+    async fn skyport(bin: &Path, counting: bool) -> anyhow::Result<Self> {
         let dir = TempDir::new()?;
+        std::fs::write(
+            dir.0.join("security.json"),
+            r#"{"authentication": {"allow_anonymous": true}}"#,
+        )?;
         let (tcp, api) = (free_addr()?, free_addr()?);
         let config = dir.0.join("broker.json");
         let json = serde_json::json!({
@@ -342,6 +356,10 @@ impl ChildGuard {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "warn,rumqttd=off")
+            .env(
+                "SKYPORT_BROKER_COUNTING",
+                if counting { "on" } else { "off" },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -376,7 +394,9 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> std::io::Result<Self> {
-        let path = std::env::temp_dir().join(format!("skyport-bench-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("skyport-bench-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(Self(path))
     }
@@ -451,19 +471,21 @@ fn markdown_table(results: &[ScenarioResult]) -> String {
             .unwrap_or_else(|| "n/a".into())
     };
     let mut out = String::from(
-        "| scenario | Mosquitto msgs/s (delivered/expected) | bare rumqttd msgs/s | skyport-broker msgs/s | skyport / Mosquitto | skyport / rumqttd | rumqttd / Mosquitto |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| scenario | Mosquitto msgs/s (delivered/expected) | bare rumqttd msgs/s | skyport-broker msgs/s | skyport without counters msgs/s | skyport / Mosquitto | skyport / rumqttd | rumqttd / Mosquitto | with / without counters |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             rate(r, "mosquitto"),
             rate(r, "rumqttd"),
             rate(r, "skyport-broker"),
+            rate(r, "skyport-uncounted"),
             ratio(r.skyport_vs_mosquitto),
             ratio(r.skyport_vs_rumqttd),
             ratio(r.rumqttd_vs_mosquitto),
+            ratio(r.counted_vs_uncounted),
         ));
     }
     out
@@ -501,7 +523,9 @@ fn write_results(args: &Args, results: &[ScenarioResult], table: &str) -> anyhow
          Generated {date} by `bench/run.sh` on {cpus} CPUs; {mosquitto}; rumqttd 0.20.0.\n\
          One rumqttc publisher, {} byte payloads, median of {} rounds; msgs/s counts \
          deliveries to subscribers (fan-out counts each copy). skyport-broker runs rumqttd \
-         behind its front proxy on loopback, so each message crosses one extra hop in and one out.\n\n{table}",
+         behind its front proxy on loopback, so each message crosses one extra hop in and one out. \
+         \"without counters\" is the same node with its metering counters off \
+         (`SKYPORT_BROKER_COUNTING=off`): the last column is the metering cost.\n\n{table}",
         args.payload_bytes, args.rounds
     );
     std::fs::write(args.out_dir.join("throughput.md"), md)?;

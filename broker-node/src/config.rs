@@ -22,7 +22,14 @@ pub struct Config {
     /// Where to report metering; absent = count only.
     #[serde(default)]
     pub metering: Option<MeteringTarget>,
-    /// The config file's directory: the node's state (metering outbox) lives there.
+    /// The hot-reloaded security settings (default: `security.json` next to this file).
+    #[serde(default)]
+    pub security_file: Option<PathBuf>,
+    /// Where the node keeps its state: built-in users, ACL rules, bans, the metering
+    /// outbox (default: this file's directory). On Kubernetes, the session-data volume.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The config file's directory.
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -127,6 +134,12 @@ impl Config {
                 source,
             })?;
         config.dir = base.to_path_buf();
+        for path in [&mut config.security_file, &mut config.data_dir]
+            .into_iter()
+            .flatten()
+        {
+            *path = base.join(&*path);
+        }
         if let Some(tls) = &mut config.tls {
             tls.cert_file = base.join(&tls.cert_file);
             tls.key_file = base.join(&tls.key_file);
@@ -142,10 +155,22 @@ impl Config {
             url: target.url.clone(),
             token: target.token.clone(),
             interval: std::time::Duration::from_millis(target.interval_ms.max(100)),
-            outbox: self.dir.join("metering-outbox.json"),
+            outbox: self.data_dir().join("metering-outbox.json"),
             deployment_id: self.deployment_id.clone(),
             node_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
         })
+    }
+
+    /// Where the node keeps its state.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| self.dir.clone())
+    }
+
+    /// The hot-reloaded security settings file.
+    pub fn security_file(&self) -> PathBuf {
+        self.security_file
+            .clone()
+            .unwrap_or_else(|| self.dir.join(crate::security::settings::FILE_NAME))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -173,6 +198,8 @@ mod tests {
             "listeners": {"tcp": "127.0.0.1:41001", "tls": "127.0.0.1:41002",
                           "ws": null, "api": "127.0.0.1:41005", "quic": "127.0.0.1:1"},
             "tls": {"cert_file": "server.pem", "key_file": "/abs/server.key"},
+            "security_file": "/etc/skyport/security/security.json",
+            "data_dir": "state",
             "limits": {"max_sessions": 1000, "max_tps": 500, "burst": 3}
         }"#;
         let config = Config::from_json(json, Path::new("/etc/skyport")).unwrap();
@@ -183,9 +210,14 @@ mod tests {
         );
         assert_eq!(config.listeners.ws, None);
         assert_eq!(config.listeners.wss, None);
-        let tls = config.tls.unwrap();
+        let tls = config.tls.clone().unwrap();
         assert_eq!(tls.cert_file, Path::new("/etc/skyport/server.pem"));
         assert_eq!(tls.key_file, Path::new("/abs/server.key"));
+        assert_eq!(
+            config.security_file(),
+            Path::new("/etc/skyport/security/security.json")
+        );
+        assert_eq!(config.data_dir(), Path::new("/etc/skyport/state"));
         assert_eq!(config.limits.max_sessions, Some(1000));
         assert_eq!(config.limits.max_tps, Some(500));
     }

@@ -71,7 +71,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let metering = metering::Metering::new(config.metering_settings(), reqwest::Client::new());
     let publisher = publisher::Publisher::new(metering.meter.clone());
-    let security = security::Security::open(&config.dir)?;
+    let security = security::Security::open(&config.data_dir())?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
     let reloading = tokio::spawn(reloader.run());
@@ -101,6 +101,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         v5: engine.v5_addr(),
         meter: metering.meter.clone(),
         security,
+        // Benchmarks only: measures the node without its metering counters.
+        counting: std::env::var("SKYPORT_BROKER_COUNTING").map_or(true, |v| v != "off"),
     };
     info!(v4 = %upstreams.v4, v5 = %upstreams.v5, "MQTT engine ready");
     let fronts = front::serve_all(mqtt_listeners, tls, upstreams);

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TlsFiles};
 use crate::front::tls::{self, TlsError, TlsState};
-use crate::security::settings::{SecuritySettings, TlsType, FILE_NAME};
+use crate::security::settings::{SecuritySettings, TlsType};
 use crate::security::Security;
 
 /// How often the files are looked at.
@@ -65,9 +65,9 @@ impl Reloader {
     /// Loads the current settings (defaults when the file does not exist yet) and puts
     /// them in force. Fails when they cannot be used: the node must not start open.
     pub fn start(config: &Config, security: Security) -> Result<Self, ReloadError> {
-        let path = config.dir.join(FILE_NAME);
+        let path = config.security_file();
         let mut reloader = Self {
-            base: config.dir.clone(),
+            base: path.parent().unwrap_or(&config.dir).to_path_buf(),
             path,
             default_tls: config.tls.clone(),
             security,

@@ -124,6 +124,14 @@ impl Api {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, None).await
+    }
+
     /// Creates a project (admin token) and an API key in it; returns (project id, client
     /// with the key).
     pub async fn project_with_key(&self, name: &str) -> (String, Api) {
@@ -149,6 +157,20 @@ impl Api {
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
         assert_eq!(reply.body["status"], "provisioning");
         reply.body["id"].as_str().expect("deployment id").to_owned()
+    }
+
+    /// Creates a deployment that lets anonymous MQTT clients in (the default refuses
+    /// them), for tests about something else than authentication; returns its id.
+    pub async fn create_open_deployment(&self, name: &str, plan: &str) -> String {
+        let id = self.create_deployment(name, plan).await;
+        let reply = self
+            .put(
+                &format!("/deployments/{id}/authentication"),
+                json!({"allow_anonymous": true, "sources": [{"type": "built_in"}]}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        id
     }
 
     /// Polls the deployment until its status is `status` with the spec observed

@@ -12,6 +12,9 @@ pub struct Target {
     pub port: u16,
     /// CA file to verify the server with; `None` for plain TCP.
     pub cafile: Option<std::path::PathBuf>,
+    /// More mosquitto client arguments: credentials (`-u`, `-P`), client certificate
+    /// (`--cert`, `--key`).
+    pub extra: Vec<String>,
 }
 
 impl Target {
@@ -24,7 +27,26 @@ impl Target {
             host: host.to_owned(),
             port: port.parse().expect("numeric port"),
             cafile: cafile.map(Path::to_path_buf),
+            extra: Vec::new(),
         }
+    }
+
+    /// The same target, connecting with a username and password.
+    pub fn with_credentials(mut self, username: &str, password: &str) -> Self {
+        self.extra
+            .extend(["-u", username, "-P", password].map(str::to_owned));
+        self
+    }
+
+    /// The same target, presenting a client certificate (two-way TLS).
+    pub fn with_client_cert(mut self, cert: &Path, key: &Path) -> Self {
+        self.extra.extend([
+            "--cert".to_owned(),
+            cert.display().to_string(),
+            "--key".to_owned(),
+            key.display().to_string(),
+        ]);
+        self
     }
 
     fn mosquitto_args(&self, cmd: &mut Command) {
@@ -32,6 +54,7 @@ impl Target {
         if let Some(ca) = &self.cafile {
             cmd.arg("--cafile").arg(ca);
         }
+        cmd.args(&self.extra);
     }
 }
 
@@ -108,6 +131,31 @@ pub fn mosquitto_exchange(
         received: (out.status.success() && !stdout.is_empty()).then_some(stdout),
         subscriber_stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// One `mosquitto_pub` (QoS 1, so the connection is complete before it exits):
+/// whether it succeeded, and what it printed.
+pub fn mosquitto_publish(
+    target: &Target,
+    version: &str,
+    topic: &str,
+    payload: &str,
+) -> (bool, String) {
+    let mut publish = Command::new("mosquitto_pub");
+    target.mosquitto_args(&mut publish);
+    let out = publish
+        .args(["-V", version, "-q", "1", "-t", topic, "-m", payload])
+        .stdin(Stdio::null())
+        .output()
+        .expect("mosquitto_pub is installed (Debian mosquitto-clients)");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// Runs the paho-mqtt exchange script over `transport` (`tcp` or `websockets`);

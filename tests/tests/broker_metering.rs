@@ -20,7 +20,7 @@ fn sum(points: &Value, field: &str) -> u64 {
 async fn broker_traffic_reaches_the_metrics_api_exactly() {
     let cp = ControlPlane::start_with(Backend::Sqlite, &["--metering-interval", "1s"]);
     let (_, api) = cp.api.project_with_key("metered").await;
-    let id = api.create_deployment("m", "dedicated").await;
+    let id = api.create_open_deployment("m", "dedicated").await;
     let d = api.wait_status(&id, "running").await;
     let port = d["endpoints"]["mqtt"]
         .as_str()

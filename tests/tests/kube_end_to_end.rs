@@ -44,7 +44,7 @@ async fn a_deployment_provisioned_through_kubernetes_carries_mqtt_traffic() {
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     );
     let (_, api) = cp.api.project_with_key("acme").await;
-    let id = api.create_deployment("on-k8s", "dedicated").await;
+    let id = api.create_open_deployment("on-k8s", "dedicated").await;
     let d = api.wait_status(&id, "running").await;
 
     let host = d["endpoints"]["host"].as_str().unwrap().to_owned();

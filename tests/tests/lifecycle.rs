@@ -30,7 +30,7 @@ fn url<'a>(deployment: &'a Value, key: &str) -> &'a str {
 async fn dedicated_deployment_serves_every_listener_and_protocol_version() {
     let cp = ControlPlane::start();
     let (_, api) = cp.api.project_with_key("acme").await;
-    let id = api.create_deployment("demo", "dedicated").await;
+    let id = api.create_open_deployment("demo", "dedicated").await;
     let d = api.wait_status(&id, "running").await;
     let ca = ca_file(&api, &id, cp.data_dir.path()).await;
     for key in ["mqtt", "mqtts", "ws", "wss", "api"] {
@@ -150,7 +150,7 @@ async fn dedicated_deployment_serves_every_listener_and_protocol_version() {
 async fn serverless_exposes_only_tls_listeners() {
     let cp = ControlPlane::start();
     let (_, api) = cp.api.project_with_key("acme").await;
-    let id = api.create_deployment("edge", "serverless").await;
+    let id = api.create_open_deployment("edge", "serverless").await;
     let d = api.wait_status(&id, "running").await;
     assert_eq!(d["endpoints"]["mqtt"], Value::Null);
     assert_eq!(d["endpoints"]["ws"], Value::Null);
@@ -185,6 +185,7 @@ async fn serverless_exposes_only_tls_listeners() {
         host: "127.0.0.1".into(),
         port: config["tcp"].as_u64().unwrap() as u16,
         cafile: None,
+        extra: Vec::new(),
     };
     assert_eq!(
         mosquitto_exchange(&plain, "mqttv311", 0, "s/3", "x").received,
@@ -196,7 +197,7 @@ async fn serverless_exposes_only_tls_listeners() {
 async fn patch_renames_and_changes_tier_with_a_rollout() {
     let cp = ControlPlane::start();
     let (_, api) = cp.api.project_with_key("acme").await;
-    let id = api.create_deployment("one", "dedicated").await;
+    let id = api.create_open_deployment("one", "dedicated").await;
     let before = api.wait_status(&id, "running").await;
 
     let renamed = api

@@ -30,7 +30,7 @@ async fn skyport_alone_runs_brokers_from_a_relative_data_dir() {
     std::thread::spawn(move || for _ in lines {});
 
     let (_, api) = Api::new(&url, ADMIN_TOKEN).project_with_key("quick").await;
-    let id = api.create_deployment("demo", "dedicated").await;
+    let id = api.create_open_deployment("demo", "dedicated").await;
     let d = api.wait_status(&id, "running").await;
     let data_dir = dir.path().join("skyport-data");
     let brokers = process::brokers_under(&data_dir);

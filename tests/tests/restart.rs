@@ -7,8 +7,8 @@ use skyport_tests::{process, Backend, ControlPlane};
 async fn brokers_are_readopted_after_a_control_plane_crash() {
     let mut cp = ControlPlane::start_with(Backend::Sqlite, &[]);
     let (_, api) = cp.api.project_with_key("acme").await;
-    let a = api.create_deployment("a", "dedicated").await;
-    let b = api.create_deployment("b", "dedicated").await;
+    let a = api.create_open_deployment("a", "dedicated").await;
+    let b = api.create_open_deployment("b", "dedicated").await;
     let da = api.wait_status(&a, "running").await;
     api.wait_status(&b, "running").await;
     api.post(&format!("/deployments/{b}/stop"), serde_json::json!({}))
@@ -40,7 +40,7 @@ async fn brokers_are_readopted_after_a_control_plane_crash() {
 async fn a_crashed_broker_is_restarted() {
     let cp = ControlPlane::start();
     let (_, api) = cp.api.project_with_key("acme").await;
-    let id = api.create_deployment("crashy", "dedicated").await;
+    let id = api.create_open_deployment("crashy", "dedicated").await;
     let d = api.wait_status(&id, "running").await;
     let pids = cp.broker_processes();
     assert_eq!(pids.len(), 1);
@@ -71,7 +71,7 @@ async fn a_crashed_broker_is_restarted() {
 async fn postgres_backed_control_plane_runs_deployments() {
     let mut cp = ControlPlane::start_with(Backend::Postgres, &[]);
     let (_, api) = cp.api.project_with_key("pg").await;
-    let id = api.create_deployment("pg-demo", "premium").await;
+    let id = api.create_open_deployment("pg-demo", "premium").await;
     api.wait_status(&id, "running").await;
     cp.restart();
     let api = skyport_tests::Api::new(&cp.base_url, &api.token);

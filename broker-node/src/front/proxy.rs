@@ -37,6 +37,8 @@ pub struct Upstreams {
     pub meter: std::sync::Arc<crate::metering::Meter>,
     /// Decides who may connect, publish and subscribe.
     pub security: Security,
+    /// Whether packets are counted; off only to measure what counting costs.
+    pub counting: bool,
 }
 
 /// Where a client connection came from.
@@ -164,7 +166,7 @@ where
     if let Some((client_id, _)) = &counted.session {
         meter.session_connected(client_id);
     }
-    let observer = Metered(meter);
+    let observer = Metered(upstreams.counting.then_some(&**meter));
     let gate = Gate::new(security.clone(), info, version);
     let (mut client_rx, client_tx) = tokio::io::split(client);
     let client_tx = ClientWriter::new(client_tx);
@@ -188,24 +190,27 @@ fn refusal_code(version: Version, verdict: ConnectVerdict) -> u8 {
     }
 }
 
-/// Meters every relayed packet by the rules of product §5.
-struct Metered<'a>(&'a crate::metering::Meter);
+/// Meters every relayed packet by the rules of product §5 (unless counting is off).
+struct Metered<'a>(Option<&'a crate::metering::Meter>);
 
 impl Observer for Metered<'_> {
     fn packet(&self, direction: Direction, packet: &[u8]) {
+        let Some(meter) = self.0 else {
+            return;
+        };
         let is_publish = packet::packet_kind(packet) == kind::PUBLISH;
         match direction {
             Direction::Inbound => {
-                self.0.bytes_in(packet.len() as u64);
+                meter.bytes_in(packet.len() as u64);
                 if is_publish {
-                    self.0.publish_in();
+                    meter.publish_in();
                 }
             }
             Direction::Outbound => {
-                self.0.bytes_out(packet.len() as u64);
+                meter.bytes_out(packet.len() as u64);
                 if is_publish {
                     // RETAIN set on the way out means "sent because of a new subscription".
-                    self.0.publish_out(packet[0] & 0x01 != 0);
+                    meter.publish_out(packet[0] & 0x01 != 0);
                 }
             }
         }
