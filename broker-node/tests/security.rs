@@ -373,3 +373,64 @@ async fn the_deployment_api_requires_an_app_key() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_subscribe_with_allowed_and_denied_filters_gets_both_answers() {
+    let broker = Broker::start(&["tcp"]).await;
+    let target = broker.mqtt("tcp");
+    let rule = json!({"login": "$all", "topic": "private/#", "action": "sub", "access": "deny"});
+    let response = broker
+        .api(Method::POST, "/api/v4/acl")
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for (version, refused) in [("mqttv311", "128"), ("mqttv5", "135")] {
+        let open = unique("open/topic");
+        // One SUBSCRIBE with three filters; the engine sees only the allowed two.
+        let sub = Subscriber::start(
+            &target,
+            version,
+            1,
+            &open,
+            &["-t", "private/x", "-t", "open/other"],
+        )
+        .await;
+        let (status, output) = publish(&target, version, 1, &open, "through", &[]).await;
+        assert!(status.success(), "{output}");
+        let output = sub.finish().await;
+        assert!(
+            output
+                .iter()
+                .any(|l| *l == format!("Subscribed (mid: 1): 1, {refused}, 1")),
+            "{version}: {output:#?}"
+        );
+        assert!(output.iter().any(|l| l == "through"), "{output:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_denied_publish_can_disconnect_the_client() {
+    let mut settings = open_security();
+    settings["authorization"] = json!({"disconnect_on_deny": true});
+    let broker = Broker::start_with_security(&["tcp"], settings).await;
+    let target = broker.mqtt("tcp");
+    let rule = json!({"login": "$all", "topic": "cmd/#", "action": "pub", "access": "deny"});
+    let response = broker
+        .api(Method::POST, "/api/v4/acl")
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let topic = unique("cmd/reboot");
+    let watcher = Subscriber::start(&target, "mqttv311", 1, "cmd/#", &["-W", "3"]).await;
+    for version in ["mqttv311", "mqttv5"] {
+        let (status, output) = publish(&target, version, 1, &topic, "denied", &["-d"]).await;
+        assert!(!status.success(), "{version}: still connected: {output}");
+        assert!(!output.contains("received PUBACK"), "{version}: {output}");
+    }
+    let output = watcher.finish_any().await;
+    assert!(!output.iter().any(|l| l == "denied"), "{output:#?}");
+}
