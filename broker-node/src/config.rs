@@ -39,7 +39,12 @@ pub struct Config {
 pub struct MeteringTarget {
     pub url: String,
     /// Bearer token of this deployment's node (a secret: not printed by `Debug`).
-    pub token: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token instead (on Kubernetes, a mounted Secret); relative to
+    /// the config file's directory.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
 }
@@ -80,7 +85,8 @@ pub struct TlsFiles {
     pub key_file: PathBuf,
 }
 
-/// Tier limits. Stored now; enforced by a later change.
+/// Tier limits: `max_sessions` refuses CONNECTs beyond the quota, `max_tps` paces client
+/// PUBLISHes.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Limits {
     #[serde(default)]
@@ -104,6 +110,8 @@ pub enum ConfigError {
         #[source]
         source: serde_path_to_error::Error<serde_json::Error>,
     },
+    #[error("metering needs a token: neither \"token\" nor a readable \"token_file\" ({0})")]
+    MeteringToken(String),
     #[error("the {listener} listener is enabled but the config has no \"tls\" section")]
     TlsMissing { listener: &'static str },
 }
@@ -134,9 +142,14 @@ impl Config {
                 source,
             })?;
         config.dir = base.to_path_buf();
-        for path in [&mut config.security_file, &mut config.data_dir]
-            .into_iter()
-            .flatten()
+        let token_file = config.metering.as_mut().and_then(|m| m.token_file.as_mut());
+        for path in [
+            config.security_file.as_mut(),
+            config.data_dir.as_mut(),
+            token_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             *path = base.join(&*path);
         }
@@ -149,16 +162,25 @@ impl Config {
     }
 
     /// The metering pipeline's settings, when the node reports.
-    pub fn metering_settings(&self) -> Option<crate::metering::Settings> {
-        let target = self.metering.as_ref()?;
-        Some(crate::metering::Settings {
+    pub fn metering_settings(&self) -> Result<Option<crate::metering::Settings>, ConfigError> {
+        let Some(target) = self.metering.as_ref() else {
+            return Ok(None);
+        };
+        let token = match (&target.token, &target.token_file) {
+            (Some(token), _) => token.clone(),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|t| t.trim().to_owned())
+                .map_err(|e| ConfigError::MeteringToken(format!("{}: {e}", file.display())))?,
+            (None, None) => return Err(ConfigError::MeteringToken("none given".into())),
+        };
+        Ok(Some(crate::metering::Settings {
             url: target.url.clone(),
-            token: target.token.clone(),
+            token,
             interval: std::time::Duration::from_millis(target.interval_ms.max(100)),
             outbox: self.data_dir().join("metering-outbox.json"),
             deployment_id: self.deployment_id.clone(),
             node_id: std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
-        })
+        }))
     }
 
     /// Where the node keeps its state.

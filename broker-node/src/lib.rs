@@ -69,7 +69,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let api_listener = front::bind("api", config.listeners.api).await?;
     let mqtt_listeners = front::bind_all(&config.listeners).await?;
 
-    let metering = metering::Metering::new(config.metering_settings(), reqwest::Client::new());
+    let metering = metering::Metering::new(config.metering_settings()?, reqwest::Client::new());
     let publisher = publisher::Publisher::new(metering.meter.clone());
     let security = security::Security::open(&config.data_dir())?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
@@ -103,6 +103,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         security,
         // Benchmarks only: measures the node without its metering counters.
         counting: std::env::var("SKYPORT_BROKER_COUNTING").map_or(true, |v| v != "off"),
+        max_sessions: config.limits.max_sessions,
+        throttle: config.limits.max_tps.and_then(front::proxy::throttle),
     };
     info!(v4 = %upstreams.v4, v5 = %upstreams.v5, "MQTT engine ready");
     let fronts = front::serve_all(mqtt_listeners, tls, upstreams);

@@ -29,6 +29,8 @@ pub enum Inbound {
 /// One client connection's authorization state.
 pub struct Gate {
     security: Security,
+    /// The tier's publish rate, shared by the node's connections.
+    throttle: Option<std::sync::Arc<super::proxy::Throttle>>,
     client: ClientInfo,
     version: Version,
     state: Mutex<State>,
@@ -46,9 +48,15 @@ struct State {
 }
 
 impl Gate {
-    pub fn new(security: Security, client: ClientInfo, version: Version) -> Self {
+    pub fn new(
+        security: Security,
+        client: ClientInfo,
+        version: Version,
+        throttle: Option<std::sync::Arc<super::proxy::Throttle>>,
+    ) -> Self {
         Self {
             security,
+            throttle,
             client,
             version,
             state: Mutex::new(State::default()),
@@ -116,6 +124,10 @@ impl Gate {
             .authorize(&self.client, Action::Publish, &topic)
             .await
         {
+            if let Some(throttle) = &self.throttle {
+                // Over the tier's rate, wait: the client's further packets stay unread.
+                throttle.until_ready().await;
+            }
             return Inbound::Forward;
         }
         tracing::debug!(client_id = %self.client.client_id, %topic, "publish denied");

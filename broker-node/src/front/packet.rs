@@ -27,11 +27,14 @@ pub mod reason {
     pub const V3_BAD_CREDENTIALS: u8 = 0x04;
     /// MQTT 3.1.1 CONNACK: not authorized.
     pub const V3_NOT_AUTHORIZED: u8 = 0x05;
+    /// MQTT 3.1.1 CONNACK: server unavailable.
+    pub const V3_SERVER_UNAVAILABLE: u8 = 0x03;
     /// MQTT 3.1.1 SUBACK: failure.
     pub const V3_SUBACK_FAILURE: u8 = 0x80;
     pub const BAD_CREDENTIALS: u8 = 0x86;
     pub const NOT_AUTHORIZED: u8 = 0x87;
     pub const BANNED: u8 = 0x8a;
+    pub const QUOTA_EXCEEDED: u8 = 0x97;
 }
 
 /// The packet type of a whole packet.

@@ -39,6 +39,22 @@ pub struct Upstreams {
     pub security: Security,
     /// Whether packets are counted; off only to measure what counting costs.
     pub counting: bool,
+    /// The tier's session quota: connected plus offline persistent sessions.
+    pub max_sessions: Option<u64>,
+    /// The tier's publish rate: client PUBLISHes beyond it wait (TCP pushes back on the
+    /// client), so none is lost.
+    pub throttle: Option<std::sync::Arc<Throttle>>,
+}
+
+/// A token bucket of PUBLISHes per second for the whole node.
+pub type Throttle = governor::DefaultDirectRateLimiter;
+
+/// The throttle for `max_tps` messages per second (bursts up to one second's worth).
+pub fn throttle(max_tps: u64) -> Option<std::sync::Arc<Throttle>> {
+    let per_second = std::num::NonZeroU32::new(u32::try_from(max_tps).unwrap_or(u32::MAX))?;
+    Some(std::sync::Arc::new(governor::RateLimiter::direct(
+        governor::Quota::per_second(per_second),
+    )))
 }
 
 /// Where a client connection came from.
@@ -63,6 +79,8 @@ pub enum ProxyError {
     TooLarge(usize),
     #[error("connection refused: {0:?}")]
     Refused(ConnectVerdict),
+    #[error("connection refused: the deployment's {0} sessions are in use")]
+    QuotaExceeded(u64),
     #[error("unsupported protocol {name:?} level {level}")]
     UnsupportedProtocol { name: String, level: u8 },
     #[error("engine listener {addr} unreachable: {source}")]
@@ -124,6 +142,23 @@ where
         let _ = client.shutdown().await;
         return Err(ProxyError::Refused(verdict));
     }
+    if let Some(max) = upstreams.max_sessions {
+        let now = std::time::Instant::now();
+        if !upstreams.meter.admits(&info.client_id, max, now) {
+            tracing::debug!(client_id = %info.client_id, max, "session quota reached");
+            let code = match version {
+                Version::V5 => reason::QUOTA_EXCEEDED,
+                Version::V3_1 | Version::V3_1_1 => reason::V3_SERVER_UNAVAILABLE,
+            };
+            let refusal = packet::connack_refusal(version, code);
+            upstreams.meter.bytes_in(connect_len);
+            upstreams.meter.bytes_out(refusal.len() as u64);
+            let _ = client.write_all(&refusal).await;
+            let _ = client.flush().await;
+            let _ = client.shutdown().await;
+            return Err(ProxyError::QuotaExceeded(max));
+        }
+    }
     let mut connect = parsed.into_engine_bytes(&connect);
     if let Some(will) = &fields.will_topic {
         // The engine publishes the will itself, past the gate: judge it now.
@@ -167,7 +202,7 @@ where
         meter.session_connected(client_id);
     }
     let observer = Metered(upstreams.counting.then_some(&**meter));
-    let gate = Gate::new(security.clone(), info, version);
+    let gate = Gate::new(security.clone(), info, version, upstreams.throttle.clone());
     let (mut client_rx, client_tx) = tokio::io::split(client);
     let client_tx = ClientWriter::new(client_tx);
     let (mut engine_rx, mut engine_tx) = upstream.into_split();

@@ -154,6 +154,16 @@ impl Meter {
         }
     }
 
+    /// Whether `client_id` may open a session under a limit of `max` sessions: it already
+    /// holds one (connected, or offline and persistent), or there is room for another.
+    pub fn admits(&self, client_id: &str, max: u64, now: Instant) -> bool {
+        let mut s = self.sessions.lock().expect("sessions lock");
+        s.offline.retain(|_, expires| *expires > now);
+        s.connected.contains_key(client_id)
+            || s.offline.contains_key(client_id)
+            || ((s.connected.len() + s.offline.len()) as u64) < max
+    }
+
     /// Session totals at `now`, forgetting expired offline sessions.
     pub fn sessions(&self, now: Instant) -> SessionCounts {
         let mut s = self.sessions.lock().expect("sessions lock");
@@ -168,6 +178,27 @@ impl Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admission_counts_connected_and_offline_persistent_sessions() {
+        let m = Meter::default();
+        let now = Instant::now();
+        m.session_connected("a");
+        m.session_connected("b");
+        m.session_disconnected("b", SessionEnd::After(Duration::from_secs(60)), now);
+        assert!(
+            !m.admits("c", 2, now),
+            "a and b's offline session fill the quota"
+        );
+        assert!(
+            m.admits("a", 2, now) && m.admits("b", 2, now),
+            "holders come back"
+        );
+        assert!(
+            m.admits("c", 2, now + Duration::from_secs(61)),
+            "b's session expired"
+        );
+    }
 
     #[test]
     fn take_resets_and_counts_exactly() {

@@ -215,11 +215,24 @@ impl Broker {
 
     /// Starts the broker with `security` as its `security.json`.
     pub async fn start_with_security(kinds: &[&str], security: serde_json::Value) -> Self {
+        Self::start_with(kinds, security, None).await
+    }
+
+    /// Starts the broker with `security`, and `limits` in place of the default tier.
+    pub async fn start_with(
+        kinds: &[&str],
+        security: serde_json::Value,
+        limits: Option<serde_json::Value>,
+    ) -> Self {
         let dir = TempDir::new();
         let pki = Pki::generate(dir.path(), "tls");
         let addrs = Addrs::free(kinds);
         let config = dir.path().join("broker.json");
-        std::fs::write(&config, config_json(&addrs, true)).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&config_json(&addrs, true)).unwrap();
+        if let Some(limits) = limits {
+            json["limits"] = limits;
+        }
+        std::fs::write(&config, json.to_string()).unwrap();
         write_atomic(
             &dir.path().join("security.json"),
             security.to_string().as_bytes(),
@@ -358,7 +371,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn args(&self, version: &str) -> Vec<String> {
+    pub fn args(&self, version: &str) -> Vec<String> {
         let mut args = vec![
             "-h".to_owned(),
             self.host.clone(),
