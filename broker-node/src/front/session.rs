@@ -4,29 +4,11 @@
 
 use std::time::Duration;
 
+use super::packet::{body_start, varint};
 use crate::metering::SessionEnd;
 
 /// Default and cap for how long a persistent session outlives its connection.
 pub const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 3600);
-
-fn body_start(packet: &[u8]) -> Option<usize> {
-    packet[1..]
-        .iter()
-        .take(4)
-        .position(|b| b & 0x80 == 0)
-        .map(|i| i + 2)
-}
-
-fn varint(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut value = 0usize;
-    for (i, byte) in buf.iter().take(4).enumerate() {
-        value |= usize::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
 
 fn u16_at(buf: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes([

@@ -474,17 +474,8 @@ impl Acl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::Transport;
 
-    fn client(id: &str, username: Option<&str>) -> ClientInfo {
-        ClientInfo {
-            client_id: id.to_owned(),
-            username: username.map(str::to_owned),
-            peer: "127.0.0.1:5000".parse().unwrap(),
-            transport: Transport::Mqtt,
-            listener_port: 1883,
-        }
-    }
+    use crate::security::test_client as client;
 
     fn rule(subject: Subject, topic: &str, action: AclAction, access: Access) -> Rule {
         Rule::new(subject, topic.to_owned(), action, access).unwrap()

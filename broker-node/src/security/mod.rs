@@ -352,3 +352,15 @@ impl Security {
 
 #[cfg(test)]
 mod tests;
+
+/// A TCP client with `id` and `username`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_client(id: &str, username: Option<&str>) -> ClientInfo {
+    ClientInfo {
+        client_id: id.to_owned(),
+        username: username.map(str::to_owned),
+        peer: "127.0.0.1:5000".parse().expect("an address"),
+        transport: Transport::Mqtt,
+        listener_port: 1883,
+    }
+}

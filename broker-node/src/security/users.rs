@@ -312,17 +312,8 @@ impl Users {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::Transport;
 
-    fn client(id: &str, username: Option<&str>) -> ClientInfo {
-        ClientInfo {
-            client_id: id.to_owned(),
-            username: username.map(str::to_owned),
-            peer: "127.0.0.1:5000".parse().unwrap(),
-            transport: Transport::Mqtt,
-            listener_port: 1883,
-        }
-    }
+    use crate::security::test_client as client;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("skyport-users-{name}-{}", std::process::id()))
