@@ -71,6 +71,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
 
     let metering = metering::Metering::new(config.metering_settings()?, reqwest::Client::new());
     let publisher = publisher::Publisher::new(metering.meter.clone());
+    let clients = front::clients::Clients::default();
     let security = security::Security::open(&config.data_dir())?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
@@ -80,8 +81,16 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let api_server = tokio::spawn(
         axum::serve(
             api_listener,
-            api::router(readiness.clone(), security.clone(), publisher.clone())
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            api::router(
+                readiness.clone(),
+                security.clone(),
+                api::Node {
+                    publisher: publisher.clone(),
+                    clients: clients.clone(),
+                    meter: metering.meter.clone(),
+                },
+            )
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .into_future(),
     );
@@ -94,6 +103,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         e = &mut stopped => return Err(e.into()),
     }
     publisher.attach(engine.v4_addr());
+    let expiry = tokio::spawn(end_expired_sessions(
+        publisher.clone(),
+        metering.meter.clone(),
+    ));
     let sampler = tokio::spawn(metering.clone().run_sampler());
     let reporter = tokio::spawn(metering.clone().run_reporter());
     let upstreams = Upstreams {
@@ -103,6 +116,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         security,
         // Benchmarks only: measures the node without its metering counters.
         counting: std::env::var("SKYPORT_BROKER_COUNTING").map_or(true, |v| v != "off"),
+        clients: clients.clone(),
         max_sessions: config.limits.max_sessions,
         throttle: config.limits.max_tps.and_then(front::proxy::throttle),
     };
@@ -120,8 +134,34 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     drop(fronts);
     api_server.abort();
     reloading.abort();
+    expiry.abort();
     reporter.abort();
     sampler.abort();
     metering.shutdown().await;
     outcome
+}
+
+/// How often expired persistent sessions are looked for.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Ends, in the engine, the persistent sessions whose expiry has passed (the engine itself
+/// would keep them forever): their subscriptions and queued messages go, and they stop
+/// counting as sessions.
+async fn end_expired_sessions(
+    publisher: publisher::Publisher,
+    meter: std::sync::Arc<metering::Meter>,
+) {
+    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    loop {
+        tick.tick().await;
+        for client_id in meter.expired(std::time::Instant::now()) {
+            match publisher.end_session(&client_id).await {
+                Ok(()) => {
+                    meter.forget_session(&client_id);
+                    info!(%client_id, "persistent session expired");
+                }
+                Err(e) => error!(%client_id, error = %e, "cannot end an expired session"),
+            }
+        }
+    }
 }

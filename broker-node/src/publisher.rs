@@ -77,6 +77,22 @@ impl Publisher {
         let _ = self.engine.set(engine);
     }
 
+    /// Ends the engine's session of `client_id` (its subscriptions and queued messages):
+    /// connects in its name with a clean session, then disconnects. Any connection the
+    /// client still has is taken over, so close that first.
+    pub async fn end_session(&self, client_id: &str) -> Result<(), PublishError> {
+        let engine = *self.engine.get().ok_or(PublishError::NotReady)?;
+        let ended = async {
+            let mut conn = Connection::open_as(engine, client_id).await?;
+            conn.stream.write_all(&[0xe0, 0x00]).await?;
+            conn.stream.shutdown().await?;
+            Ok::<_, PublishError>(())
+        };
+        tokio::time::timeout(ACK_TIMEOUT, ended)
+            .await
+            .map_err(|_| PublishError::Timeout)?
+    }
+
     /// Publishes `message` and waits for the engine to take it; counts it on success.
     pub async fn publish(&self, message: &Message) -> Result<(), PublishError> {
         let mut conn = self.conn.lock().await;
@@ -112,9 +128,15 @@ impl Publisher {
 
 impl Connection {
     async fn open(engine: SocketAddr) -> Result<Self, PublishError> {
+        let client_id = format!("skyport-internal-http-{}", std::process::id());
+        Self::open_as(engine, &client_id).await
+    }
+
+    /// Connects to the engine as `client_id` with a clean session, which also ends any
+    /// session the engine kept for that client id.
+    async fn open_as(engine: SocketAddr, client_id: &str) -> Result<Self, PublishError> {
         let mut stream = TcpStream::connect(engine).await?;
         stream.set_nodelay(true)?;
-        let client_id = format!("skyport-internal-http-{}", std::process::id());
         let mut body = Vec::new();
         put_str(&mut body, b"MQTT");
         // Level 4, clean session, the longest keep-alive (the engine refuses 0).

@@ -56,8 +56,13 @@ impl Api {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let publisher = skyport_broker::publisher::Publisher::new(Default::default());
-        let app = api::router(Readiness::default(), security.clone(), publisher)
+        let meter = std::sync::Arc::new(skyport_broker::metering::Meter::default());
+        let node = api::Node {
+            publisher: skyport_broker::publisher::Publisher::new(meter.clone()),
+            clients: Default::default(),
+            meter,
+        };
+        let app = api::router(Readiness::default(), security.clone(), node)
             .into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();

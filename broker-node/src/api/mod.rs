@@ -7,6 +7,7 @@ pub mod acl;
 pub mod auth;
 pub mod banned;
 pub mod body;
+pub mod clients;
 pub mod envelope;
 pub mod error;
 pub mod mqtt;
@@ -86,6 +87,7 @@ pub enum Errors {
         (name = "acl", description = "Built-in ACL rules"),
         (name = "banned", description = "Banned client ids, usernames and peer addresses"),
         (name = "mqtt", description = "Publishing over HTTP"),
+        (name = "clients", description = "Connected clients and persistent sessions"),
     )
 )]
 struct ApiDoc;
@@ -109,6 +111,7 @@ fn v4() -> (Router<Security>, utoipa::openapi::OpenApi) {
         .merge(acl::router())
         .merge(banned::router())
         .merge(mqtt::router())
+        .merge(clients::router())
         .split_for_parts()
 }
 
@@ -122,16 +125,23 @@ pub fn openapi_json() -> String {
     text
 }
 
+/// What the deployment API reaches into besides [`Security`]: the node's own engine
+/// connection, its connected clients, and its counters.
+#[derive(Clone)]
+pub struct Node {
+    pub publisher: crate::publisher::Publisher,
+    pub clients: crate::front::clients::Clients,
+    pub meter: Arc<crate::metering::Meter>,
+}
+
 /// Routes of the deployment API.
-pub fn router(
-    readiness: Readiness,
-    security: crate::security::Security,
-    publisher: crate::publisher::Publisher,
-) -> Router {
+pub fn router(readiness: Readiness, security: crate::security::Security, node: Node) -> Router {
     let (api, _) = v4();
     let api = api
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(axum::Extension(publisher))
+        .layer(axum::Extension(node.publisher))
+        .layer(axum::Extension(node.clients))
+        .layer(axum::Extension(node.meter))
         .layer(axum::middleware::from_fn_with_state(
             security.clone(),
             auth::require_app_key,

@@ -1,6 +1,7 @@
 //! Skyport's client-facing MQTT listeners: plain TCP, TLS, WebSocket and
 //! WebSocket over TLS. Each accepted client is relayed to the engine.
 
+pub mod clients;
 pub mod gate;
 pub mod packet;
 pub mod proxy;

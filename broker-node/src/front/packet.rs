@@ -137,6 +137,9 @@ pub struct ConnectFields {
     pub username: Option<String>,
     pub password: Option<Vec<u8>>,
     pub will_topic: Option<String>,
+    pub keep_alive: u16,
+    /// Clean session (3.1.1) / clean start (5).
+    pub clean_start: bool,
 }
 
 impl ConnectFields {
@@ -146,6 +149,7 @@ impl ConnectFields {
         let (_, at) = field_at(body, 0)?; // protocol name
         let level = *body.get(at)?;
         let flags = *body.get(at + 1)?;
+        let keep_alive = u16_at(body, at + 2)?;
         let mut at = at + 4; // level, flags, keep alive
         if level == 5 {
             at = properties_at(body, at)?.1;
@@ -176,6 +180,8 @@ impl ConnectFields {
             username,
             password,
             will_topic,
+            keep_alive,
+            clean_start: flags & 0x02 != 0,
         })
     }
 }

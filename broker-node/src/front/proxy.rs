@@ -39,6 +39,8 @@ pub struct Upstreams {
     pub security: Security,
     /// Whether packets are counted; off only to measure what counting costs.
     pub counting: bool,
+    /// Connected clients, for the deployment API.
+    pub clients: super::clients::Clients,
     /// The tier's session quota: connected plus offline persistent sessions.
     pub max_sessions: Option<u64>,
     /// The tier's publish rate: client PUBLISHes beyond it wait (TCP pushes back on the
@@ -202,14 +204,47 @@ where
         meter.session_connected(client_id);
     }
     let observer = Metered(upstreams.counting.then_some(&**meter));
+    let registration = super::session::connack_accepts(&connack).then(|| {
+        upstreams.clients.register(super::clients::Connected {
+            client_id: info.client_id.clone(),
+            username: info.username.clone(),
+            peer: info.peer,
+            transport: info.transport,
+            version,
+            keep_alive: fields.keep_alive,
+            clean_start: fields.clean_start,
+            connected_at: chrono::Utc::now(),
+        })
+    });
+    let kicked = registration.as_ref().map(|r| r.kicked.clone());
     let gate = Gate::new(security.clone(), info, version, upstreams.throttle.clone());
     let (mut client_rx, client_tx) = tokio::io::split(client);
     let client_tx = ClientWriter::new(client_tx);
     let (mut engine_rx, mut engine_tx) = upstream.into_split();
-    tokio::try_join!(
-        pump::inbound(&mut client_rx, &mut engine_tx, &client_tx, &observer, &gate),
-        pump::outbound(&mut engine_rx, &client_tx, &observer, |p| gate.outbound(p)),
-    )?;
+    let pumps = async {
+        tokio::try_join!(
+            pump::inbound(&mut client_rx, &mut engine_tx, &client_tx, &observer, &gate),
+            pump::outbound(&mut engine_rx, &client_tx, &observer, |p| gate.outbound(p)),
+        )
+    };
+    let kick = async {
+        match &kicked {
+            Some(kicked) => kicked.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        relayed = pumps => { relayed?; }
+        () = kick => {
+            tracing::info!(client_id = %gate.client().client_id, "kicked through the deployment API");
+            if version == Version::V5 {
+                // v5: DISCONNECT 0x98, administrative action.
+                let _ = client_tx.send(&packet::disconnect(0x98)).await;
+            }
+            let _ = client_tx.shutdown().await;
+        }
+    }
+    drop(registration);
     drop(counted);
     Ok(version)
 }

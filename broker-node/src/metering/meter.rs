@@ -157,20 +157,43 @@ impl Meter {
     /// Whether `client_id` may open a session under a limit of `max` sessions: it already
     /// holds one (connected, or offline and persistent), or there is room for another.
     pub fn admits(&self, client_id: &str, max: u64, now: Instant) -> bool {
-        let mut s = self.sessions.lock().expect("sessions lock");
-        s.offline.retain(|_, expires| *expires > now);
+        let s = self.sessions.lock().expect("sessions lock");
+        let live = |expires: &Instant| *expires > now;
         s.connected.contains_key(client_id)
-            || s.offline.contains_key(client_id)
-            || ((s.connected.len() + s.offline.len()) as u64) < max
+            || s.offline.get(client_id).is_some_and(live)
+            || ((s.connected.len() + s.offline.values().filter(|e| live(e)).count()) as u64) < max
     }
 
-    /// Session totals at `now`, forgetting expired offline sessions.
-    pub fn sessions(&self, now: Instant) -> SessionCounts {
+    /// Forgets `client_id`'s offline session (it was ended on purpose).
+    pub fn forget_session(&self, client_id: &str) -> bool {
         let mut s = self.sessions.lock().expect("sessions lock");
-        s.offline.retain(|_, expires| *expires > now);
+        s.offline.remove(client_id).is_some()
+    }
+
+    /// Offline persistent sessions the engine still holds: client id and when each
+    /// expires (an expired one stays listed until the node has ended it).
+    pub fn offline_sessions(&self) -> Vec<(String, Instant)> {
+        let s = self.sessions.lock().expect("sessions lock");
+        s.offline.iter().map(|(id, at)| (id.clone(), *at)).collect()
+    }
+
+    /// Offline sessions that expired by `now` and are still to be ended.
+    pub fn expired(&self, now: Instant) -> Vec<String> {
+        let s = self.sessions.lock().expect("sessions lock");
+        s.offline
+            .iter()
+            .filter(|(id, expires)| **expires <= now && !s.connected.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Session totals at `now` (expired offline sessions no longer count; the expiry task
+    /// ends and removes them).
+    pub fn sessions(&self, now: Instant) -> SessionCounts {
+        let s = self.sessions.lock().expect("sessions lock");
         SessionCounts {
             connected: s.connected.len() as u64,
-            offline_persistent: s.offline.len() as u64,
+            offline_persistent: s.offline.values().filter(|e| **e > now).count() as u64,
         }
     }
 }
