@@ -315,9 +315,46 @@ async fn every_change_applies_without_dropping_a_connected_subscriber() {
         json!({"who": "someone-else", "as": "clientid"}),
     )
     .await;
+    // External authentication first in the chain: a service that admits only `u2`.
+    let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service_addr = service.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/auth",
+        axum::routing::post(|body: String| async move {
+            if body.contains("username=u2") {
+                (axum::http::StatusCode::OK, "allow")
+            } else {
+                (axum::http::StatusCode::OK, "ignore")
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(service, app).await.unwrap() });
+    let mut settings = open_security();
+    settings["authentication"]["chain"] = json!([
+        {"type": "http", "url": format!("http://{service_addr}/auth"),
+         "body": {"username": "%u"}, "cache_ttl_ms": 0},
+        {"type": "built_in"},
+    ]);
+    broker.set_security(&settings);
+    eventually("the external authenticator is in force", || async {
+        let extra = ["-u", "u2", "-P", "anything"];
+        let (status, _) = publish(&target, "mqttv311", 1, "auth/probe", "x", &extra).await;
+        status.success() && {
+            // u1's built-in password still decides for u1.
+            let wrong = ["-u", "u1", "-P", "wrong"];
+            !publish(&target, "mqttv311", 1, "auth/probe", "x", &wrong)
+                .await
+                .0
+                .success()
+        }
+    })
+    .await;
+
     // A new certificate for new handshakes (and anonymous still allowed).
     let custom = Pki::generate(broker.dir.path(), "rotated");
-    broker.set_security(&custom_tls(&custom, None));
+    let mut with_tls = custom_tls(&custom, None);
+    with_tls["authentication"] = settings["authentication"].clone();
+    broker.set_security(&with_tls);
     let rotated = tls_target(&broker, &custom);
     eventually("new TLS handshakes get the new certificate", || async {
         publish(&rotated, "mqttv311", 1, "tls/probe", "x", &[])
@@ -433,4 +470,39 @@ async fn a_denied_publish_can_disconnect_the_client() {
     }
     let output = watcher.finish_any().await;
     assert!(!output.iter().any(|l| l == "denied"), "{output:#?}");
+}
+
+#[tokio::test]
+async fn tls_below_1_2_is_refused() {
+    let broker = Broker::start(&["tls"]).await;
+    let addr = broker.addrs.tls.unwrap().to_string();
+    let handshake = |version: &str| {
+        std::process::Command::new("openssl")
+            // Security level 0: the client itself would offer TLS 1.0/1.1.
+            .args([
+                "s_client",
+                "-connect",
+                &addr,
+                version,
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+            ])
+            .arg("-CAfile")
+            .arg(&broker.pki.ca_file)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl is installed")
+    };
+    for old in ["-tls1", "-tls1_1"] {
+        let out = handshake(old);
+        assert!(!out.status.success(), "{old} handshake succeeded");
+    }
+    for current in ["-tls1_2", "-tls1_3"] {
+        let out = handshake(current);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Verify return code: 0 (ok)"),
+            "{current}: {text}"
+        );
+    }
 }
