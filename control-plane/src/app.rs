@@ -160,11 +160,20 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
                 .with_security(security),
             )
         }
-        OrchestratorKind::Kubernetes => Arc::new(
-            KubernetesOrchestrator::connect(serve.kube.settings(), ca.clone())
-                .await?
-                .with_security(security),
-        ),
+        OrchestratorKind::Kubernetes => {
+            if serve.internal_url.is_none() {
+                tracing::warn!(
+                    %internal_url,
+                    "no --internal-url: broker pods will send usage reports to the address the API is bound to, which they usually cannot reach"
+                );
+            }
+            Arc::new(
+                KubernetesOrchestrator::connect(serve.kube.settings(), ca.clone())
+                    .await?
+                    .with_metering(reporting.clone())
+                    .with_security(security),
+            )
+        }
     };
 
     let wake = Arc::new(Notify::new());

@@ -15,8 +15,8 @@ Commands (run with the project venv's Python, target/pytools/bin/python):
       Print Helm's lint report as JSON ({"messages": [...], "errors": [...]}).
 
 The committed rendering uses release "skyport" in namespace "skyport" with the chart's
-default values. The only non-deterministic part of a render, the admin token the chart
-generates at install, is replaced by a fixed marker there.
+default values. The only non-deterministic parts of a render, the admin token and the
+secret key the chart generates at install, are replaced by a fixed marker there.
 """
 
 import argparse
@@ -62,21 +62,27 @@ def stream(manifests):
     return "".join(out)
 
 
-def mask_generated_admin_token(manifests):
-    """Replace the generated admin token with a fixed marker; fails if it is not there."""
-    name = f"{DEFAULT_NAME}-admin-token"
-    pattern = re.compile(r"(?m)^(  admin-token: )\"([A-Za-z0-9+/=]+)\"$")
+def mask_generated(manifests, name, key, length):
+    """Replace the value the chart generates under `key` of Secret `name` (`length`
+    alphanumerics) with a fixed marker; fails if it is not there."""
+    pattern = re.compile(rf"(?m)^(  {re.escape(key)}: )\"([A-Za-z0-9+/=]+)\"$")
     masked = []
     found = False
     for path, text in manifests:
         if f"name: {name}\n" in text and "kind: Secret" in text:
-            token = base64.b64decode(pattern.search(text).group(2)).decode()
-            assert re.fullmatch(r"[A-Za-z0-9]{40}", token), "generated admin token is not 40 alphanumerics"
+            value = base64.b64decode(pattern.search(text).group(2)).decode()
+            assert re.fullmatch(rf"[A-Za-z0-9]{{{length}}}", value), f"generated {key} is not {length} alphanumerics"
             text, n = pattern.subn(rf'\g<1>"{GENERATED_MARKER}"', text)
             found = n == 1
         masked.append((path, text))
     assert found, f"the default rendering has no generated Secret {name}"
     return masked
+
+
+def mask_generated_secrets(manifests):
+    """Replace the generated admin token and secret key with a fixed marker."""
+    manifests = mask_generated(manifests, f"{DEFAULT_NAME}-admin-token", "admin-token", 40)
+    return mask_generated(manifests, f"{DEFAULT_NAME}-secret-key", "secret-key", 32)
 
 
 def default_stream():
@@ -85,9 +91,10 @@ def default_stream():
         "# The Skyport chart rendered with its default values (release skyport, namespace\n"
         "# skyport) by the Helm engine. Generated: do not edit. Regenerate with\n"
         f"#   {REGENERATE}\n"
-        f"# The admin token the chart generates at install is shown as base64 \"generated-at-install\".\n"
+        f"# The admin token and secret key the chart generates at install are shown as base64\n"
+        f"# \"generated-at-install\".\n"
     )
-    return header + stream(mask_generated_admin_token(manifests))
+    return header + stream(mask_generated_secrets(manifests))
 
 
 def main():

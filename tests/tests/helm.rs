@@ -172,7 +172,7 @@ fn chart_lints_clean_with_every_value_set() {
         json!({}),
         json!({"ingress": {"enabled": true, "host": "api.example.com", "tls": {"enabled": true}}}),
         json!({"rbac": {"clusterWide": true}, "orchestrator": {"namespace": "brokers"}}),
-        json!({"database": {"existingSecret": {"name": "pg"}}, "adminToken": {"existingSecret": {"name": "admin"}}}),
+        json!({"database": {"existingSecret": {"name": "pg"}}, "adminToken": {"existingSecret": {"name": "admin"}}, "secretKey": {"existingSecret": "skyport-key"}}),
     ] {
         let out = helm_render(&["lint", "--values", &values.to_string()]);
         assert!(out.status.success(), "lint failed: {}", text(&out.stderr));
@@ -223,6 +223,7 @@ fn default_values_install_the_control_plane() {
             "RoleBinding/skyport-leader-election",
             "Secret/skyport-admin-token",
             "Secret/skyport-database",
+            "Secret/skyport-secret-key",
             "Service/skyport",
             "ServiceAccount/skyport",
         ]
@@ -290,6 +291,12 @@ fn default_values_install_the_control_plane() {
         cp_env["SKYPORT_ADMIN_TOKEN"],
         secret_ref("skyport-admin-token", "admin-token")
     );
+    // The key encrypting stored TLS private keys comes from a Secret, not the pod's
+    // scratch data dir, so restarts and replicas share it.
+    assert_eq!(
+        cp_env["SKYPORT_SECRET_KEY"],
+        secret_ref("skyport-secret-key", "secret-key")
+    );
     for unset in [
         "SKYPORT_BASE_DOMAIN",
         "SKYPORT_STORAGE_CLASS",
@@ -349,6 +356,8 @@ fn default_values_install_the_control_plane() {
         env(job)["SKYPORT_DATABASE_URL"],
         cp_env["SKYPORT_DATABASE_URL"]
     );
+    // `skyport migrate` touches no encrypted data.
+    assert!(!env(job).contains_key("SKYPORT_SECRET_KEY"));
     let db_secret = &r.get("Secret", "skyport-database")["metadata"]["annotations"];
     assert_eq!(db_secret["helm.sh/hook"], "pre-install,pre-upgrade");
     let weight = |v: &Value| v.as_str().unwrap().parse::<i32>().unwrap();
@@ -364,6 +373,21 @@ fn default_values_install_the_control_plane() {
         token.len() == 40 && token.chars().all(|c| c.is_ascii_alphanumeric()),
         "{token}"
     );
+    // No secret key given: the chart generates base64 of 32 bytes (what the binary wants),
+    // kept across upgrades (lookup) and uninstalls (resource policy).
+    let key = &r.secrets["skyport-secret-key"]["secret-key"];
+    assert!(
+        key.len() == 32 && key.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{key}"
+    );
+    let key_secret = r.get("Secret", "skyport-secret-key");
+    assert_eq!(
+        key_secret["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    assert!(key_secret["metadata"]["annotations"]
+        .get("helm.sh/hook")
+        .is_none());
     assert!(
         r.notes
             .contains("kubectl get secret --namespace skyport skyport-admin-token"),
@@ -567,8 +591,13 @@ fn existing_secrets_are_referenced_not_created() {
     let r = render(json!({
         "database": {"existingSecret": {"name": "pg-credentials", "key": "url"}},
         "adminToken": {"existingSecret": {"name": "skyport-admin", "key": "token"}},
+        "secretKey": {"existingSecret": "skyport-encryption"},
     }));
     assert!(r.all("Secret").is_empty(), "{:?}", r.kinds());
+    assert_eq!(
+        env(r.deployment())["SKYPORT_SECRET_KEY"],
+        secret_ref("skyport-encryption", "secret-key")
+    );
     let env_cp = env(r.deployment());
     assert_eq!(
         env_cp["SKYPORT_DATABASE_URL"],
@@ -714,6 +743,8 @@ fn schema_refuses_bad_values() {
         (json!({"database": {"url": "mysql://db/skyport"}}), "at '/database/url'"),
         (json!({"database": {"url": ""}}), "at '/database': 'anyOf' failed"),
         (json!({"adminToken": {"value": "too-short"}}), "at '/adminToken/value'"),
+        (json!({"secretKey": {"existingSecret": "Not_A_Name"}}), "at '/secretKey/existingSecret'"),
+        (json!({"secretKey": {"value": "abc"}}), "at '/secretKey': additional properties 'value' not allowed"),
         (json!({"orchestrator": {"namespace": "Not_A_Namespace"}}), "at '/orchestrator/namespace'"),
         (json!({"orchestrator": {"brokerStorageSize": "lots"}}), "at '/orchestrator/brokerStorageSize'"),
         (json!({"internalUrl": "prod-skyport:8080"}), "at '/internalUrl'"),

@@ -191,6 +191,7 @@ async fn apply_creates_every_object_with_labels_owner_refs_and_field_manager() {
     assert_eq!(config["listeners"]["tcp"], "0.0.0.0:1883");
     assert_eq!(config["listeners"]["api"], "0.0.0.0:8081");
     assert_eq!(config["limits"]["max_sessions"], d.tier.max_sessions);
+    assert!(config.get("metering").is_none(), "no reporting target");
 
     let svc = s.obj("services", &base(&d));
     assert_eq!(svc["spec"]["type"], "LoadBalancer");
@@ -674,4 +675,103 @@ async fn forced_apply_takes_fields_back_and_refusals_carry_the_servers_reason() 
         err.contains("Forbidden: updates to statefulset spec"),
         "{err}"
     );
+}
+
+/// The security Secret's decoded data.
+fn security_data(s: &Setup, d: &Deployment) -> std::collections::BTreeMap<String, String> {
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(s.obj("secrets", &format!("{}-security", base(d)))).unwrap();
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metering_keeps_a_node_token_in_the_security_secret_not_the_config() {
+    use skyport_control_plane::domain::token;
+    use skyport_control_plane::metering::ReportingTarget;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let store = skyport_control_plane::store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let target = ReportingTarget::new(
+        "http://cp.skyport.svc:8080/",
+        std::time::Duration::from_secs(5),
+        store.clone(),
+    )
+    .unwrap();
+    let s = setup();
+    let ca = Arc::new(Ca::ephemeral().expect("a CA"));
+    let driver =
+        KubernetesOrchestrator::new(s.client.clone(), settings(), ca).with_metering(target.clone());
+    let d = deployment(Plan::Dedicated);
+    assert_eq!(driver.apply(&d).await.unwrap(), Applied::Started);
+
+    let data = security_data(&s, &d);
+    let node_token = data["node-token"].clone();
+    assert!(node_token.starts_with("skn_"), "{node_token}");
+    assert!(data.contains_key("security.json"));
+    let owner = store
+        .find_node_token(&token::hash(&node_token))
+        .await
+        .unwrap()
+        .expect("the token is registered");
+    assert_eq!(
+        (owner.deployment_id, owner.project_id),
+        (d.id, d.project_id)
+    );
+
+    // The config (a ConfigMap) names the token's file in the mounted Secret.
+    let config_map = s.obj("configmaps", &format!("{}-config", base(&d)));
+    let config: Value =
+        serde_json::from_str(config_map["data"]["config.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        config["metering"],
+        json!({
+            "url": "http://cp.skyport.svc:8080/internal/v1/metering/reports",
+            "token_file": "/etc/skyport/security/node-token",
+            "interval_ms": 5000,
+        })
+    );
+    let sts = s.sts(&d);
+    for (what, object) in [("ConfigMap", &config_map), ("StatefulSet", &sts)] {
+        assert!(
+            !object.to_string().contains(&node_token),
+            "the {what} carries the node token"
+        );
+    }
+    let mounts = &sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "security" && m["mountPath"] == "/etc/skyport/security"),
+        "{mounts}"
+    );
+
+    // Re-applying, and a restarted control plane (a new driver), keep the token: the pod
+    // does not roll and its token stays valid.
+    let before = hash(&sts);
+    assert_eq!(driver.apply(&d).await.unwrap(), Applied::Unchanged);
+    assert_eq!(hash(&s.sts(&d)), before);
+    let ca = Arc::new(Ca::ephemeral().expect("a CA"));
+    let restarted =
+        KubernetesOrchestrator::new(s.client.clone(), settings(), ca).with_metering(target);
+    restarted.apply(&d).await.unwrap();
+    assert_eq!(security_data(&s, &d)["node-token"], node_token);
+    assert!(store
+        .find_node_token(&token::hash(&node_token))
+        .await
+        .unwrap()
+        .is_some());
+
+    // Another deployment gets a token of its own.
+    let other = deployment(Plan::Dedicated);
+    driver.apply(&other).await.unwrap();
+    assert_ne!(security_data(&s, &other)["node-token"], node_token);
 }

@@ -1,6 +1,7 @@
 //! The real `skyport` binary with `--orchestrator kubernetes` against the fake API server
 //! (through KUBECONFIG), with a fake kubelet running each pod as a real `skyport-broker`
-//! and a fake load balancer; Mosquitto's own clients talk MQTT through the endpoints.
+//! and a fake load balancer; Mosquitto's own clients talk MQTT through the endpoints, and
+//! the broker pod reports their usage to the control plane with its node token.
 
 use std::time::Duration;
 
@@ -12,6 +13,16 @@ use skyport_tests::mqtt::{mosquitto_exchange, Target};
 use skyport_tests::{binary, process, Backend, ControlPlane};
 
 const NS: &str = "skyport-e2e";
+
+/// Sum of `field` over a metrics response's points.
+fn sum(points: &Value, field: &str) -> u64 {
+    points["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[field].as_u64().unwrap_or(0))
+        .sum()
+}
 
 /// Waits (bounded) until `done` holds.
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
@@ -40,6 +51,8 @@ async fn a_deployment_provisioned_through_kubernetes_carries_mqtt_traffic() {
             NS,
             "--broker-image",
             "skyport/skyport-broker:e2e",
+            "--metering-interval",
+            "1s",
         ],
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     );
@@ -78,6 +91,46 @@ async fn a_deployment_provisioned_through_kubernetes_carries_mqtt_traffic() {
             got.subscriber_stderr
         );
     }
+
+    // Metering: the pod's broker reports that traffic with the node token from its
+    // security Secret; the config (a ConfigMap) only names the token's file.
+    let config = fake
+        .object("configmaps", NS, &format!("{base}-config"))
+        .expect("the config");
+    let config: Value =
+        serde_json::from_str(config["data"]["config.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        config["metering"]["token_file"],
+        "/etc/skyport/security/node-token"
+    );
+    assert!(config["metering"].get("token").is_none(), "{config}");
+    let security = fake
+        .object("secrets", NS, &format!("{base}-security"))
+        .expect("the security Secret");
+    assert!(
+        security["data"]["node-token"].is_string(),
+        "the node token is kept in the security Secret"
+    );
+    let to = (chrono::Utc::now() + chrono::Duration::minutes(2)).format("%Y-%m-%dT%H:%M:00Z");
+    let mut usage = Value::Null;
+    for _ in 0..300 {
+        let m = api
+            .get(&format!("/deployments/{id}/metrics?step=1m&to={to}"))
+            .await;
+        assert_eq!(m.status, StatusCode::OK, "{}", m.text);
+        usage = m.body;
+        // Each exchange: at least one publish in, exactly one delivery out.
+        if sum(&usage, "messages_in") >= 2 && sum(&usage, "messages_out") >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(sum(&usage, "messages_in") >= 2, "{usage}");
+    assert!(sum(&usage, "messages_out") >= 2, "{usage}");
+    assert!(
+        sum(&usage, "bytes_in") > 0 && sum(&usage, "bytes_out") > 0,
+        "{usage}"
+    );
 
     // Stop: scaled to zero, the pod's broker ends, the volume stays.
     let pid = kubelet.pids()[0];

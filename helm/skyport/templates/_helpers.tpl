@@ -82,6 +82,11 @@ app.kubernetes.io/component: control-plane
 {{- .Values.adminToken.existingSecret.key }}
 {{- end }}
 
+{{/* Secret holding the key that encrypts stored TLS private keys (key `secret-key`). */}}
+{{- define "skyport.secretKeySecretName" -}}
+{{- default (printf "%s-secret-key" (include "skyport.fullname" .)) .Values.secretKey.existingSecret }}
+{{- end }}
+
 {{/* Where the data dir (scratch: the database is PostgreSQL) is mounted. */}}
 {{- define "skyport.dataDir" -}}
 /var/lib/skyport

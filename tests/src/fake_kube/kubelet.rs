@@ -10,7 +10,7 @@
 //! `0.0.0.0:PORT` to `127.x.y.z:PORT`, so clients use the Service's ports (1883, 8883…)
 //! on the ingress address, as on a cluster, without touching 127.0.0.1:1883
 //! (Mosquitto's). Mounted ConfigMaps and Secrets are written under a temp dir and the
-//! config's paths rebased onto it.
+//! config's paths rebased onto it; mounted Secrets are kept up to date while the pod runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -91,6 +91,8 @@ struct RunningPod {
     child: tokio::process::Child,
     template_hash: String,
     api: SocketAddr,
+    /// Mounted Secrets (name, directory): kept up to date while the pod runs.
+    secrets: Vec<(String, PathBuf)>,
     _dir: tempfile::TempDir,
 }
 
@@ -257,6 +259,8 @@ impl Ctx {
         if replicas == 1 && !deleting && !self.pods.lock().unwrap().contains_key(&name) {
             let pod = self.start_pod(sts, &hash).await?;
             self.pods.lock().unwrap().insert(name.clone(), pod);
+        } else {
+            self.refresh_secrets(&name).await?;
         }
         let api = self.pods.lock().unwrap().get(&name).map(|p| p.api);
         let ready = match api {
@@ -293,6 +297,30 @@ impl Ctx {
         Ok(())
     }
 
+    /// Rewrites a running pod's mounted Secrets that changed, as a real kubelet does
+    /// (a new file renamed over the old one).
+    async fn refresh_secrets(&self, pod: &str) -> anyhow::Result<()> {
+        let mounts = match self.pods.lock().unwrap().get(pod) {
+            Some(running) => running.secrets.clone(),
+            None => return Ok(()),
+        };
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        for (name, dir) in mounts {
+            let Some(secret) = api.get_opt(&name).await? else {
+                continue;
+            };
+            for (file, bytes) in secret.data.unwrap_or_default() {
+                let path = dir.join(&file);
+                if std::fs::read(&path).ok().as_deref() != Some(bytes.0.as_slice()) {
+                    let tmp = dir.join(format!(".{file}.tmp"));
+                    std::fs::write(&tmp, &bytes.0)?;
+                    std::fs::rename(&tmp, &path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn start_pod(&self, sts: &StatefulSet, hash: &str) -> anyhow::Result<RunningPod> {
         let spec = sts.spec.clone().unwrap_or_default();
         let pod = spec.template.spec.clone().unwrap_or_default();
@@ -311,6 +339,7 @@ impl Ctx {
         let ip = self.address(&service, &ports.iter().map(|p| p.1).collect::<Vec<_>>());
         let dir = tempfile::Builder::new().prefix("fake-pod-").tempdir()?;
         let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        let mut secrets: Vec<(String, PathBuf)> = Vec::new();
         for mount in container.volume_mounts.iter().flatten() {
             let target = rebase(dir.path(), &mount.mount_path);
             std::fs::create_dir_all(&target)?;
@@ -330,6 +359,7 @@ impl Ctx {
             } else if let Some(secret) = &volume.secret {
                 let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
                 let name = secret.secret_name.clone().unwrap_or_default();
+                secrets.push((name.clone(), target.clone()));
                 api.get(&name)
                     .await?
                     .data
@@ -368,6 +398,7 @@ impl Ctx {
             child,
             template_hash: hash.to_owned(),
             api: SocketAddr::new(ip.into(), api_port),
+            secrets,
             _dir: dir,
         })
     }

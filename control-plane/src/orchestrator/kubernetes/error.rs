@@ -14,6 +14,9 @@ pub enum KubeError {
     },
     #[error("issuing the server certificate: {0}")]
     Certificate(String),
+    /// The deployment's node token could not be recorded in the store.
+    #[error("registering the node token: {0}")]
+    Metering(String),
     #[error("the API server returned {kind} {name} without a uid")]
     MissingUid { kind: &'static str, name: String },
 }

@@ -17,7 +17,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -67,6 +67,42 @@ pub const SECURITY_TLS_FILES: TlsFileNames = TlsFileNames {
     ca: "client-ca.pem",
 };
 pub const DATA_DIR: &str = "/var/lib/skyport";
+/// Key of the security Secret holding the deployment's node token, which the broker
+/// sends with its usage reports. Generated once and kept in the Secret; the config's
+/// `"metering"` section names the file (`token_file`), never the token.
+pub const NODE_TOKEN_KEY: &str = "node-token";
+
+/// How the deployment's broker reports usage, when the control plane meters.
+#[derive(Clone)]
+pub struct BrokerMetering {
+    /// The `"metering"` section of the broker config, without the token itself.
+    pub section: serde_json::Value,
+    /// The node token, stored in the security Secret under [`NODE_TOKEN_KEY`].
+    pub token: SecretString,
+}
+
+impl BrokerMetering {
+    /// `section` as [`crate::metering::ReportingTarget::enroll`] returns it, with its
+    /// `"token"` replaced by a `"token_file"` in the mounted security Secret.
+    pub fn from_enrolled(mut section: serde_json::Value, token: SecretString) -> Self {
+        if let Some(map) = section.as_object_mut() {
+            map.remove("token");
+            map.insert(
+                "token_file".into(),
+                format!("{SECURITY_DIR}/{NODE_TOKEN_KEY}").into(),
+            );
+        }
+        Self { section, token }
+    }
+}
+
+impl std::fmt::Debug for BrokerMetering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerMetering")
+            .field("section", &self.section)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The server certificate a deployment's broker serves.
 #[derive(Clone)]
@@ -205,11 +241,13 @@ pub fn root(d: &Deployment, settings: &KubernetesSettings) -> ConfigMap {
 }
 
 /// Builds every object; `root_uid` is the root's uid, which the API server assigns.
+/// Without `metering`, the broker does not report usage (`render-manifests`).
 pub fn build(
     d: &Deployment,
     settings: &KubernetesSettings,
     tls: &TlsMaterial,
     security: &BrokerSecurity,
+    metering: Option<&BrokerMetering>,
     root_uid: &str,
 ) -> Manifests {
     let names = Names::of(d.id);
@@ -228,7 +266,7 @@ pub fn build(
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
-    let config_json = broker_config(d);
+    let config_json = broker_config(d, metering);
     let config_hash = content_hash(&config_json, tls);
 
     let config = ConfigMap {
@@ -262,6 +300,12 @@ pub fn build(
         security_data.insert(
             file.name.to_owned(),
             ByteString(file.contents.expose_secret().as_bytes().to_vec()),
+        );
+    }
+    if let Some(metering) = metering {
+        security_data.insert(
+            NODE_TOKEN_KEY.to_owned(),
+            ByteString(metering.token.expose_secret().as_bytes().to_vec()),
         );
     }
     let security_secret = Secret {
@@ -369,11 +413,12 @@ pub fn exposed_ports(d: &Deployment) -> Vec<(&'static str, u16)> {
     .collect()
 }
 
-/// The broker's config file (the contract of `broker-node/src/config.rs`).
-pub fn broker_config(d: &Deployment) -> String {
+/// The broker's config file (the contract of `broker-node/src/config.rs`). It is a
+/// ConfigMap: the metering section names the node token's file, never the token.
+pub fn broker_config(d: &Deployment, metering: Option<&BrokerMetering>) -> String {
     let plain = d.plan.exposes_plaintext();
     let addr = |port: u16| format!("0.0.0.0:{port}");
-    let config = json!({
+    let mut config = json!({
         "deployment_id": d.id.to_string(),
         "listeners": {
             "tcp": plain.then(|| addr(port::MQTT)),
@@ -399,6 +444,9 @@ pub fn broker_config(d: &Deployment) -> String {
             "max_tps": d.tier.max_tps,
         },
     });
+    if let Some(metering) = metering {
+        config["metering"] = metering.section.clone();
+    }
     serde_json::to_string_pretty(&config).unwrap_or_default()
 }
 

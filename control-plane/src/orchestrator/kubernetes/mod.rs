@@ -20,6 +20,11 @@
 //! `skyport-<id>-security`, mounted as a directory and left out of that hash: the kubelet
 //! updates it in place and the broker reloads it without a restart. Stop scales the
 //! StatefulSet to zero, keeping its volume; start applies it again with one replica.
+//!
+//! **Metering**: with a reporting target, each deployment gets a random node token,
+//! generated on first apply and kept in its security Secret (key `node-token`, read back
+//! on every apply), and its hash is registered with the store. The broker's config (a
+//! ConfigMap) names the token's file, never the token.
 
 mod error;
 pub mod manifests;
@@ -45,13 +50,16 @@ use serde_json::json;
 
 use error::is_not_found;
 pub use error::KubeError;
-use manifests::{Names, DEPLOYMENT_ID, FIELD_MANAGER, FINALIZER, ROOT_SELECTOR};
+use manifests::{
+    BrokerMetering, Names, DEPLOYMENT_ID, FIELD_MANAGER, FINALIZER, NODE_TOKEN_KEY, ROOT_SELECTOR,
+};
 pub use settings::{InternalLbProvider, KubernetesSettings};
 
 use super::security::{BrokerSecurity, SecuritySource};
 use super::{Applied, Observed, Orchestrator, OrchestratorError};
 use crate::ca::Ca;
 use crate::domain::Id;
+use crate::metering::ReportingTarget;
 use crate::store::Deployment;
 
 /// Runs deployments as Kubernetes objects.
@@ -61,6 +69,8 @@ pub struct KubernetesOrchestrator {
     ca: Arc<Ca>,
     /// Where deployments' security settings come from; none, brokers get the defaults.
     security: Option<SecuritySource>,
+    /// Where brokers report usage; none, they do not report.
+    metering: Option<ReportingTarget>,
 }
 
 impl KubernetesOrchestrator {
@@ -70,7 +80,14 @@ impl KubernetesOrchestrator {
             settings,
             ca,
             security: None,
+            metering: None,
         }
+    }
+
+    /// Brokers report usage to `target`, each with its deployment's node token.
+    pub fn with_metering(mut self, target: ReportingTarget) -> Self {
+        self.metering = Some(target);
+        self
     }
 
     /// Brokers get their security settings from `source`.
@@ -153,6 +170,32 @@ impl KubernetesOrchestrator {
         ))
     }
 
+    /// The deployment's metering settings: its node token (the one kept in the live
+    /// security Secret, else a new one), registered with the store.
+    async fn metering_for(
+        &self,
+        d: &Deployment,
+        security_secret: &str,
+    ) -> Result<Option<BrokerMetering>, KubeError> {
+        let Some(target) = &self.metering else {
+            return Ok(None);
+        };
+        let live = secret::get(&self.client, &self.settings.namespace, security_secret).await?;
+        let kept = live
+            .as_ref()
+            .and_then(|s| s.data.as_ref()?.get(NODE_TOKEN_KEY))
+            .and_then(|b| std::str::from_utf8(&b.0).ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        let token = kept.unwrap_or_else(crate::metering::generate_node_token);
+        let section = target
+            .enroll(d, &token)
+            .await
+            .map_err(|e| KubeError::Metering(e.to_string()))?;
+        Ok(Some(BrokerMetering::from_enrolled(section, token.into())))
+    }
+
     async fn apply_all(
         &self,
         d: &Deployment,
@@ -164,6 +207,7 @@ impl KubernetesOrchestrator {
         let cert_names = manifests::certificate_names(d.id, &self.settings);
         let tls = tls::reuse_or_issue(live_secret.as_ref(), &cert_names, &self.ca)
             .map_err(|e| KubeError::Certificate(e.to_string()))?;
+        let metering = self.metering_for(d, &names.security).await?;
 
         // The root first: every other object names its uid as owner.
         let root = self
@@ -173,7 +217,7 @@ impl KubernetesOrchestrator {
             kind: "ConfigMap",
             name: names.root.clone(),
         })?;
-        let mut m = manifests::build(d, &self.settings, &tls, security, &uid);
+        let mut m = manifests::build(d, &self.settings, &tls, security, metering.as_ref(), &uid);
         // Claim templates are immutable: keep the live ones even if the storage settings
         // changed since, so the deployment keeps its volume.
         if let Some(live) = live_sts.as_ref().and_then(|s| s.spec.as_ref()) {

@@ -72,6 +72,7 @@ pub fn render(deployment: &Deployment, settings: &KubernetesSettings) -> anyhow:
         settings,
         &tls,
         &BrokerSecurity::default(),
+        None,
         UNASSIGNED_UID,
     ))
 }

@@ -1,4 +1,4 @@
-//! Reading and applying the TLS Secret with raw requests, so its body never passes
+//! Reading and applying Secrets (TLS, security) with raw requests, so its body never passes
 //! through kube's typed helpers, which log response text when it fails to parse.
 
 use k8s_openapi::api::core::v1::Secret;
