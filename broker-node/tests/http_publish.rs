@@ -88,6 +88,30 @@ async fn http_publishes_reach_mqtt_subscribers() {
     let one = output.iter().position(|l| l == "one");
     let two = output.iter().position(|l| l == "two");
     assert!(one.is_some() && one < two, "in order: {output:#?}");
+
+    // The node's counters: 3 + 2 (two topics) + 2 (the batch's valid ones) published over
+    // HTTP, none from MQTT clients.
+    let response = broker
+        .api(Method::GET, "/api/v4/metrics")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let metrics = &body["data"][0]["metrics"];
+    assert_eq!(metrics["messages.publish.http"], 7, "{body}");
+    assert_eq!(metrics["messages.received"], 0, "{body}");
+    let text = reqwest::get(format!("http://{}/metrics", broker.addrs.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "skyport_broker_messages_publish_http_total 7"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -202,3 +202,13 @@ impl Api {
         panic!("deployment {id} was never removed");
     }
 }
+
+/// Sum of `field` over the points of a `GET /deployments/{id}/metrics` answer.
+pub fn sum_points(metrics: &Value, field: &str) -> u64 {
+    metrics["points"]
+        .as_array()
+        .expect("a metrics answer has points")
+        .iter()
+        .map(|p| p[field].as_u64().unwrap_or(0))
+        .sum()
+}

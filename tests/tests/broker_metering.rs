@@ -5,16 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use skyport_tests::api::sum_points as sum;
 use skyport_tests::{Backend, ControlPlane};
-
-fn sum(points: &Value, field: &str) -> u64 {
-    points["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[field].as_u64().unwrap_or(0))
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_traffic_reaches_the_metrics_api_exactly() {

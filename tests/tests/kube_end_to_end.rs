@@ -7,22 +7,13 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use skyport_tests::api::sum_points as sum;
 use skyport_tests::fake_kube::kubelet::Kubelet;
 use skyport_tests::fake_kube::FakeKube;
 use skyport_tests::mqtt::{mosquitto_exchange, Target};
 use skyport_tests::{binary, process, Backend, ControlPlane};
 
 const NS: &str = "skyport-e2e";
-
-/// Sum of `field` over a metrics response's points.
-fn sum(points: &Value, field: &str) -> u64 {
-    points["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[field].as_u64().unwrap_or(0))
-        .sum()
-}
 
 /// Waits (bounded) until `done` holds.
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {

@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::{json, Value};
+use skyport_tests::api::sum_points as sum;
 use skyport_tests::{Api, Backend, ControlPlane};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -318,15 +319,6 @@ fn try_mosquitto_pub(
         command.arg("-r");
     }
     command.status().unwrap().success()
-}
-
-fn sum(points: &Value, field: &str) -> u64 {
-    points["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[field].as_u64().unwrap_or(0))
-        .sum()
 }
 
 fn mqtt_addr(deployment: &Value) -> SocketAddr {

@@ -10,6 +10,7 @@ pub mod body;
 pub mod clients;
 pub mod envelope;
 pub mod error;
+pub mod metrics;
 pub mod mqtt;
 pub mod users;
 
@@ -88,6 +89,7 @@ pub enum Errors {
         (name = "banned", description = "Banned client ids, usernames and peer addresses"),
         (name = "mqtt", description = "Publishing over HTTP"),
         (name = "clients", description = "Connected clients and persistent sessions"),
+        (name = "metrics", description = "The node's counters"),
     )
 )]
 struct ApiDoc;
@@ -112,6 +114,7 @@ fn v4() -> (Router<Security>, utoipa::openapi::OpenApi) {
         .merge(banned::router())
         .merge(mqtt::router())
         .merge(clients::router())
+        .merge(metrics::router())
         .split_for_parts()
 }
 
@@ -137,6 +140,7 @@ pub struct Node {
 /// Routes of the deployment API.
 pub fn router(readiness: Readiness, security: crate::security::Security, node: Node) -> Router {
     let (api, _) = v4();
+    let prometheus = get(metrics::prometheus).layer(axum::Extension(node.meter.clone()));
     let api = api
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::Extension(node.publisher))
@@ -151,6 +155,7 @@ pub fn router(readiness: Readiness, security: crate::security::Security, node: N
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", prometheus)
         .with_state(readiness)
         .nest("/api/v4", api)
 }

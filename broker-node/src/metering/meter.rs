@@ -46,6 +46,8 @@ pub struct Meter {
     bytes_out: AtomicU64,
     dropped: AtomicU64,
     sessions: Mutex<Sessions>,
+    /// Everything taken so far (for the node's own metrics; updated once a second).
+    taken: Mutex<Counts>,
 }
 
 /// Sessions as the metering rules define them: connected clients, plus disconnected
@@ -114,7 +116,7 @@ impl Meter {
 
     /// Takes the counters accumulated since the last call, resetting them.
     pub fn take(&self) -> Counts {
-        Counts {
+        let counts = Counts {
             messages_in: self.messages_in.swap(0, Ordering::Relaxed),
             messages_out: self.messages_out.swap(0, Ordering::Relaxed),
             retained_out: self.retained_out.swap(0, Ordering::Relaxed),
@@ -122,7 +124,24 @@ impl Meter {
             bytes_in: self.bytes_in.swap(0, Ordering::Relaxed),
             bytes_out: self.bytes_out.swap(0, Ordering::Relaxed),
             dropped: self.dropped.swap(0, Ordering::Relaxed),
-        }
+        };
+        self.taken.lock().expect("totals lock").add(&counts);
+        counts
+    }
+
+    /// Totals since the node started, without resetting anything.
+    pub fn totals(&self) -> Counts {
+        let mut totals = *self.taken.lock().expect("totals lock");
+        totals.add(&Counts {
+            messages_in: self.messages_in.load(Ordering::Relaxed),
+            messages_out: self.messages_out.load(Ordering::Relaxed),
+            retained_out: self.retained_out.load(Ordering::Relaxed),
+            http_published: self.http_published.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        });
+        totals
     }
 
     /// A client's CONNECT was accepted: its session is connected (and no longer offline).
@@ -221,6 +240,18 @@ mod tests {
             m.admits("c", 2, now + Duration::from_secs(61)),
             "b's session expired"
         );
+    }
+
+    #[test]
+    fn totals_survive_takes() {
+        let m = Meter::default();
+        m.publish_in();
+        m.take();
+        m.publish_in();
+        m.bytes_out(7);
+        assert_eq!(m.totals().messages_in, 2);
+        assert_eq!(m.totals().bytes_out, 7);
+        assert_eq!(m.take().messages_in, 1, "totals do not reset the interval");
     }
 
     #[test]
