@@ -103,6 +103,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         e = &mut stopped => return Err(e.into()),
     }
     publisher.attach(engine.v4_addr());
+    let (events, events_task) = front::events::Events::start(publisher.clone());
     let expiry = tokio::spawn(end_expired_sessions(
         publisher.clone(),
         metering.meter.clone(),
@@ -117,6 +118,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         // Benchmarks only: measures the node without its metering counters.
         counting: std::env::var("SKYPORT_BROKER_COUNTING").map_or(true, |v| v != "off"),
         clients: clients.clone(),
+        events,
         max_sessions: config.limits.max_sessions,
         throttle: config.limits.max_tps.and_then(front::proxy::throttle),
     };
@@ -135,6 +137,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     api_server.abort();
     reloading.abort();
     expiry.abort();
+    events_task.abort();
     reporter.abort();
     sampler.abort();
     metering.shutdown().await;

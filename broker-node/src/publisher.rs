@@ -93,8 +93,19 @@ impl Publisher {
             .map_err(|_| PublishError::Timeout)?
     }
 
-    /// Publishes `message` and waits for the engine to take it; counts it on success.
+    /// Publishes `message` and waits for the engine to take it; counts it on success as
+    /// an HTTP-published message.
     pub async fn publish(&self, message: &Message) -> Result<(), PublishError> {
+        self.publish_counted(message, true).await
+    }
+
+    /// Publishes a message of the node's own (an event): not counted as HTTP-published
+    /// (its deliveries count at the subscribers' connections).
+    pub async fn publish_uncounted(&self, message: &Message) -> Result<(), PublishError> {
+        self.publish_counted(message, false).await
+    }
+
+    async fn publish_counted(&self, message: &Message, count: bool) -> Result<(), PublishError> {
         let mut conn = self.conn.lock().await;
         // One retry on a fresh connection: the old one may have been closed by the engine.
         for attempt in 0..2 {
@@ -105,7 +116,9 @@ impl Publisher {
             let open = conn.as_mut().expect("opened above");
             match tokio::time::timeout(ACK_TIMEOUT, open.publish(message)).await {
                 Ok(Ok(())) => {
-                    self.meter.http_published(1);
+                    if count {
+                        self.meter.http_published(1);
+                    }
                     return Ok(());
                 }
                 Ok(Err(PublishError::Engine(err))) if attempt == 0 => {

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use super::events::{self, Events};
 use super::packet::{self, kind, reason, Publish, Subscribe};
 use super::proxy::Version;
 use crate::security::{Action, ClientInfo, Security};
@@ -31,6 +32,7 @@ pub struct Gate {
     security: Security,
     /// The tier's publish rate, shared by the node's connections.
     throttle: Option<std::sync::Arc<super::proxy::Throttle>>,
+    events: Events,
     client: ClientInfo,
     version: Version,
     state: Mutex<State>,
@@ -45,6 +47,11 @@ struct State {
     /// QoS 2 PUBLISHes refused but acknowledged with PUBREC (v3.1.1): their PUBREL is
     /// answered here, as the engine never saw them.
     refused_qos2: HashSet<u16>,
+    /// Whether the client subscribed to `$events/…` (deliveries under the internal
+    /// prefix reach it renamed; other connections never see them).
+    events: bool,
+    /// Whether the client said goodbye with DISCONNECT.
+    disconnected: bool,
 }
 
 impl Gate {
@@ -53,10 +60,12 @@ impl Gate {
         client: ClientInfo,
         version: Version,
         throttle: Option<std::sync::Arc<super::proxy::Throttle>>,
+        events: Events,
     ) -> Self {
         Self {
             security,
             throttle,
+            events,
             client,
             version,
             state: Mutex::new(State::default()),
@@ -65,6 +74,11 @@ impl Gate {
 
     pub fn client(&self) -> &ClientInfo {
         &self.client
+    }
+
+    /// Whether the client ended with a DISCONNECT of its own.
+    pub fn said_goodbye(&self) -> bool {
+        self.state().disconnected
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -76,6 +90,11 @@ impl Gate {
         match packet::packet_kind(packet) {
             kind::PUBLISH => self.publish(packet).await,
             kind::SUBSCRIBE => self.subscribe(packet).await,
+            kind::UNSUBSCRIBE => self.unsubscribe(packet),
+            kind::DISCONNECT => {
+                self.state().disconnected = true;
+                Inbound::Forward
+            }
             kind::PUBREL => {
                 let pkid = packet::pkid_of(packet);
                 match pkid {
@@ -89,8 +108,16 @@ impl Gate {
         }
     }
 
-    /// Rewrites a packet from the engine when it answers something the gate changed.
+    /// Rewrites a packet from the engine when it answers something the gate changed;
+    /// an empty answer drops the packet.
     pub fn outbound(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        if packet::packet_kind(packet) == kind::PUBLISH {
+            let public = events::to_public(packet::publish_topic(packet)?)?;
+            if !self.state().events {
+                return Some(Vec::new());
+            }
+            return packet::with_topic(packet, &public);
+        }
         if packet::packet_kind(packet) != kind::SUBACK {
             return None;
         }
@@ -119,10 +146,12 @@ impl Gate {
             },
         };
         let topic = String::from_utf8_lossy(&topic);
-        if self
-            .security
-            .authorize(&self.client, Action::Publish, &topic)
-            .await
+        // Only the broker publishes events.
+        if !events::is_reserved(&topic)
+            && self
+                .security
+                .authorize(&self.client, Action::Publish, &topic)
+                .await
         {
             if let Some(throttle) = &self.throttle {
                 // Over the tier's rate, wait: the client's further packets stay unread.
@@ -160,17 +189,16 @@ impl Gate {
         };
         let mut keep = Vec::with_capacity(subscribe.filters.len());
         for (filter, _) in &subscribe.filters {
-            let allowed = self
-                .security
-                .authorize(&self.client, Action::Subscribe, shared_topic(filter))
-                .await;
+            let judged = shared_topic(filter);
+            let allowed = !judged.starts_with(events::INTERNAL)
+                && self
+                    .security
+                    .authorize(&self.client, Action::Subscribe, judged)
+                    .await;
             if !allowed {
                 tracing::debug!(client_id = %self.client.client_id, %filter, "subscribe denied");
             }
             keep.push(allowed);
-        }
-        if keep.iter().all(|k| *k) {
-            return Inbound::Forward;
         }
         if keep.iter().all(|k| !*k) {
             return Inbound::Answer(packet::suback_refusing(
@@ -180,9 +208,41 @@ impl Gate {
                 self.refused_filter_code(),
             ));
         }
-        let trimmed = subscribe.retain_entries(packet, &keep);
-        self.state().trimmed.insert(subscribe.pkid, keep);
-        Inbound::Replace(trimmed)
+        let mut renamed = false;
+        for ((filter, range), allowed) in subscribe.filters.iter().zip(&keep) {
+            if *allowed {
+                let qos = packet[range.end - 1] & 0x03;
+                self.events.subscribed(&self.client, filter, qos);
+                if events::to_internal(filter).is_some() {
+                    renamed = true;
+                    self.state().events = true;
+                }
+            }
+        }
+        let trimmed = !keep.iter().all(|k| *k);
+        if !trimmed && !renamed {
+            return Inbound::Forward;
+        }
+        let rewritten = subscribe.rewrite_entries(packet, &keep, events::to_internal);
+        if trimmed {
+            self.state().trimmed.insert(subscribe.pkid, keep);
+        }
+        Inbound::Replace(rewritten)
+    }
+
+    fn unsubscribe(&self, packet: &[u8]) -> Inbound {
+        let Some((renamed, filters)) =
+            packet::rename_unsubscribe(packet, self.version, events::to_internal)
+        else {
+            return Inbound::Forward;
+        };
+        for filter in &filters {
+            self.events.unsubscribed(&self.client, filter);
+        }
+        match renamed {
+            Some(renamed) => Inbound::Replace(renamed),
+            None => Inbound::Forward,
+        }
     }
 
     fn refused_filter_code(&self) -> u8 {

@@ -2,6 +2,7 @@
 //! WebSocket over TLS. Each accepted client is relayed to the engine.
 
 pub mod clients;
+pub mod events;
 pub mod gate;
 pub mod packet;
 pub mod proxy;

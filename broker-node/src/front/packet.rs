@@ -18,6 +18,7 @@ pub mod kind {
     pub const PUBCOMP: u8 = 7;
     pub const SUBSCRIBE: u8 = 8;
     pub const SUBACK: u8 = 9;
+    pub const UNSUBSCRIBE: u8 = 10;
     pub const DISCONNECT: u8 = 14;
 }
 
@@ -288,11 +289,30 @@ impl Subscribe {
 
     /// The same SUBSCRIBE with only the entries whose `keep` flag is set.
     pub fn retain_entries(&self, packet: &[u8], keep: &[bool]) -> Vec<u8> {
+        self.rewrite_entries(packet, keep, |_| None)
+    }
+
+    /// The same SUBSCRIBE with only the kept entries, each filter renamed by `rename`
+    /// when it says so.
+    pub fn rewrite_entries(
+        &self,
+        packet: &[u8],
+        keep: &[bool],
+        rename: impl Fn(&str) -> Option<String>,
+    ) -> Vec<u8> {
         let start = body_start(packet).unwrap_or(2);
         let mut body = packet[start..self.payload_start].to_vec();
-        for ((_, range), keep) in self.filters.iter().zip(keep) {
-            if *keep {
-                body.extend_from_slice(&packet[range.clone()]);
+        for ((filter, range), keep) in self.filters.iter().zip(keep) {
+            if !*keep {
+                continue;
+            }
+            match rename(filter) {
+                Some(renamed) => {
+                    body.extend((renamed.len() as u16).to_be_bytes());
+                    body.extend_from_slice(renamed.as_bytes());
+                    body.push(packet[range.end - 1]); // options byte
+                }
+                None => body.extend_from_slice(&packet[range.clone()]),
             }
         }
         let mut out = vec![packet[0]];
@@ -300,6 +320,61 @@ impl Subscribe {
         out.extend(body);
         out
     }
+}
+
+/// An UNSUBSCRIBE's filters, and the packet with them renamed by `rename` where it says
+/// so (`None` when nothing is renamed); `None` for a malformed packet.
+pub fn rename_unsubscribe(
+    packet: &[u8],
+    version: Version,
+    rename: impl Fn(&str) -> Option<String>,
+) -> Option<(Option<Vec<u8>>, Vec<String>)> {
+    let start = body_start(packet)?;
+    let mut at = start + 2;
+    if version == Version::V5 {
+        at = properties_at(packet, at)?.1;
+    }
+    let mut body = packet[start..at].to_vec();
+    let mut renamed_any = false;
+    let mut filters = Vec::new();
+    while at < packet.len() {
+        let (filter, next) = field_at(packet, at)?;
+        let filter = String::from_utf8_lossy(filter).into_owned();
+        let name = match rename(&filter) {
+            Some(renamed) => {
+                renamed_any = true;
+                renamed
+            }
+            None => filter.clone(),
+        };
+        body.extend((name.len() as u16).to_be_bytes());
+        body.extend_from_slice(name.as_bytes());
+        filters.push(filter);
+        at = next;
+    }
+    let mut out = vec![packet[0]];
+    encode_varint(body.len(), &mut out);
+    out.extend(body);
+    Some((renamed_any.then_some(out), filters))
+}
+
+/// The same PUBLISH with its topic replaced by `topic`.
+pub fn with_topic(packet: &[u8], topic: &str) -> Option<Vec<u8>> {
+    let start = body_start(packet)?;
+    let (_, rest) = field_at(packet, start)?;
+    let mut body = Vec::with_capacity(packet.len() + topic.len());
+    body.extend((topic.len() as u16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&packet[rest..]);
+    let mut out = vec![packet[0]];
+    encode_varint(body.len(), &mut out);
+    out.extend(body);
+    Some(out)
+}
+
+/// The topic of a PUBLISH.
+pub fn publish_topic(packet: &[u8]) -> Option<&[u8]> {
+    Some(field_at(packet, body_start(packet)?)?.0)
 }
 
 /// Rewrites an engine SUBACK so it answers every filter the client asked for: the

@@ -41,6 +41,8 @@ pub struct Upstreams {
     pub counting: bool,
     /// Connected clients, for the deployment API.
     pub clients: super::clients::Clients,
+    /// Device event topics.
+    pub events: super::events::Events,
     /// The tier's session quota: connected plus offline persistent sessions.
     pub max_sessions: Option<u64>,
     /// The tier's publish rate: client PUBLISHes beyond it wait (TCP pushes back on the
@@ -217,7 +219,17 @@ where
         })
     });
     let kicked = registration.as_ref().map(|r| r.kicked.clone());
-    let gate = Gate::new(security.clone(), info, version, upstreams.throttle.clone());
+    let events = &upstreams.events;
+    if registration.is_some() {
+        events.connected(&info, version, fields.keep_alive);
+    }
+    let gate = Gate::new(
+        security.clone(),
+        info,
+        version,
+        upstreams.throttle.clone(),
+        events.clone(),
+    );
     let (mut client_rx, client_tx) = tokio::io::split(client);
     let client_tx = ClientWriter::new(client_tx);
     let (mut engine_rx, mut engine_tx) = upstream.into_split();
@@ -233,17 +245,27 @@ where
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        relayed = pumps => { relayed?; }
+    let mut reason = "closed";
+    let outcome = tokio::select! {
+        relayed = pumps => relayed.map(|_| ()),
         () = kick => {
+            reason = "kicked";
             tracing::info!(client_id = %gate.client().client_id, "kicked through the deployment API");
             if version == Version::V5 {
                 // v5: DISCONNECT 0x98, administrative action.
                 let _ = client_tx.send(&packet::disconnect(0x98)).await;
             }
             let _ = client_tx.shutdown().await;
+            Ok(())
         }
+    };
+    if registration.is_some() {
+        if reason != "kicked" && gate.said_goodbye() {
+            reason = "normal";
+        }
+        events.disconnected(gate.client(), version, reason);
     }
+    outcome?;
     drop(registration);
     drop(counted);
     Ok(version)

@@ -122,7 +122,10 @@ where
             let packet = &bytes[start..end];
             match rewrite(packet) {
                 Some(replaced) => {
-                    observer.packet(Direction::Outbound, &replaced);
+                    // An empty replacement drops the packet.
+                    if !replaced.is_empty() {
+                        observer.packet(Direction::Outbound, &replaced);
+                    }
                     out.get_or_insert_with(|| bytes[..start].to_vec())
                         .extend(replaced);
                 }
@@ -135,7 +138,10 @@ where
             }
             start = end;
         }
-        client.send(out.as_deref().unwrap_or(bytes)).await?;
+        let send = out.as_deref().unwrap_or(bytes);
+        if !send.is_empty() {
+            client.send(send).await?;
+        }
         frames.consume();
     }
     client.shutdown().await
