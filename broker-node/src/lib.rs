@@ -72,6 +72,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let metering = metering::Metering::new(config.metering_settings()?, reqwest::Client::new());
     let publisher = publisher::Publisher::new(metering.meter.clone());
     let clients = front::clients::Clients::default();
+    let subscriptions = front::clients::Subscriptions::default();
     let security = security::Security::open(&config.data_dir())?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
@@ -87,6 +88,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                 api::Node {
                     publisher: publisher.clone(),
                     clients: clients.clone(),
+                    subscriptions: subscriptions.clone(),
                     meter: metering.meter.clone(),
                 },
             )
@@ -107,6 +109,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let expiry = tokio::spawn(end_expired_sessions(
         publisher.clone(),
         metering.meter.clone(),
+        subscriptions.clone(),
     ));
     let sampler = tokio::spawn(metering.clone().run_sampler());
     let reporter = tokio::spawn(metering.clone().run_reporter());
@@ -119,6 +122,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         counting: std::env::var("SKYPORT_BROKER_COUNTING").map_or(true, |v| v != "off"),
         clients: clients.clone(),
         events,
+        subscriptions: subscriptions.clone(),
         max_sessions: config.limits.max_sessions,
         throttle: config.limits.max_tps.and_then(front::proxy::throttle),
     };
@@ -153,6 +157,7 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 async fn end_expired_sessions(
     publisher: publisher::Publisher,
     meter: std::sync::Arc<metering::Meter>,
+    subscriptions: front::clients::Subscriptions,
 ) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
@@ -161,6 +166,7 @@ async fn end_expired_sessions(
             match publisher.end_session(&client_id).await {
                 Ok(()) => {
                     meter.forget_session(&client_id);
+                    subscriptions.forget(&client_id);
                     info!(%client_id, "persistent session expired");
                 }
                 Err(e) => error!(%client_id, error = %e, "cannot end an expired session"),

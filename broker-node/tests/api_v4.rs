@@ -60,6 +60,7 @@ impl Api {
         let node = api::Node {
             publisher: skyport_broker::publisher::Publisher::new(meter.clone()),
             clients: Default::default(),
+            subscriptions: Default::default(),
             meter,
         };
         let app = api::router(Readiness::default(), security.clone(), node)

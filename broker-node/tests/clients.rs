@@ -59,6 +59,14 @@ async fn clients_are_listed_filtered_and_kicked_with_their_sessions() {
     let (status, body) = get(&broker, "/api/v4/clients?conn_state=sleeping").await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(108)));
 
+    // Their subscriptions outlive the connections, as the sessions do.
+    let (status, body) = get(&broker, &format!("/api/v4/subscriptions/{kept}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"][0]["topic"], topic.as_str(), "{body}");
+    assert_eq!(body["data"][0]["qos"], 1, "{body}");
+    let (_, body) = get(&broker, "/api/v4/subscriptions").await;
+    assert_eq!(body["meta"]["count"], 2, "{body}");
+
     // A message for both while they are away; one session is ended through the API.
     let (status, output) = publish(&target, "mqttv311", 1, &topic, "while-away", &[]).await;
     assert!(status.success(), "{output}");
@@ -70,6 +78,8 @@ async fn clients_are_listed_filtered_and_kicked_with_their_sessions() {
     assert_eq!(response.status(), 200);
     let (status, body) = get(&broker, &format!("/api/v4/clients/{ended}")).await;
     assert_eq!((status, body["code"].as_u64()), (404, Some(112)), "{body}");
+    let (_, body) = get(&broker, &format!("/api/v4/subscriptions/{ended}")).await;
+    assert_eq!(body["data"], serde_json::json!([]), "{body}");
 
     // The kept session delivers its queued message; the ended one has nothing left.
     let back = Subscriber::spawn(&target, "mqttv311", 1, &topic, &["-i", &kept, "-c"]);

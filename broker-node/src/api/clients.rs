@@ -18,7 +18,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::envelope::{data, done, Data, Done, PageQuery, Paged, Paging};
 use super::error::{ApiError, INVALID_PARAMETER};
 use super::Errors;
-use crate::front::clients::{Clients, Connected};
+use crate::front::clients::{Clients, Connected, Subscriptions};
 use crate::front::proxy::Version;
 use crate::metering::Meter;
 use crate::publisher::Publisher;
@@ -31,6 +31,60 @@ pub fn router() -> OpenApiRouter<Security> {
     OpenApiRouter::new()
         .routes(routes!(list_clients))
         .routes(routes!(get_client, kick_client))
+        .routes(routes!(list_subscriptions))
+        .routes(routes!(client_subscriptions))
+}
+
+/// One subscription of a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub node: String,
+    pub clientid: String,
+    pub topic: String,
+    pub qos: u8,
+}
+
+fn subscription_views(
+    subscriptions: &Subscriptions,
+    client: Option<&str>,
+) -> Vec<SubscriptionView> {
+    let node = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    subscriptions
+        .list()
+        .into_iter()
+        .filter(|(id, _, _)| client.is_none_or(|c| c == id))
+        .map(|(clientid, topic, qos)| SubscriptionView {
+            node: node.clone(),
+            clientid,
+            topic,
+            qos,
+        })
+        .collect()
+}
+
+/// List subscriptions
+///
+/// Every session's subscriptions (connected clients and offline persistent sessions).
+#[utoipa::path(get, path = "/subscriptions", tag = "subscriptions", params(PageQuery),
+    responses((status = 200, body = Paged<SubscriptionView>), Errors),
+    security(("app_key" = [])))]
+async fn list_subscriptions(
+    Extension(subscriptions): Extension<Subscriptions>,
+    paging: Paging,
+) -> Json<Paged<SubscriptionView>> {
+    paging.page(subscription_views(&subscriptions, None))
+}
+
+/// A client's subscriptions
+#[utoipa::path(get, path = "/subscriptions/{clientid}", tag = "subscriptions",
+    params(("clientid" = String, Path)),
+    responses((status = 200, body = Data<Vec<SubscriptionView>>), Errors),
+    security(("app_key" = [])))]
+async fn client_subscriptions(
+    Extension(subscriptions): Extension<Subscriptions>,
+    Path(client_id): Path<String>,
+) -> Json<Data<Vec<SubscriptionView>>> {
+    data(subscription_views(&subscriptions, Some(&client_id)))
 }
 
 /// A client: connected, or disconnected with a persistent session.
@@ -198,6 +252,7 @@ async fn get_client(
     security(("app_key" = [])))]
 async fn kick_client(
     Extension(clients): Extension<Clients>,
+    Extension(subscriptions): Extension<Subscriptions>,
     Extension(meter): Extension<Arc<Meter>>,
     Extension(publisher): Extension<Publisher>,
     Path(client_id): Path<String>,
@@ -224,6 +279,7 @@ async fn kick_client(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     meter.forget_session(&client_id);
+    subscriptions.forget(&client_id);
     Ok(done())
 }
 

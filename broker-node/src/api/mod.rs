@@ -89,6 +89,7 @@ pub enum Errors {
         (name = "banned", description = "Banned client ids, usernames and peer addresses"),
         (name = "mqtt", description = "Publishing over HTTP"),
         (name = "clients", description = "Connected clients and persistent sessions"),
+        (name = "subscriptions", description = "Sessions' subscriptions"),
         (name = "metrics", description = "The node's counters"),
     )
 )]
@@ -134,6 +135,7 @@ pub fn openapi_json() -> String {
 pub struct Node {
     pub publisher: crate::publisher::Publisher,
     pub clients: crate::front::clients::Clients,
+    pub subscriptions: crate::front::clients::Subscriptions,
     pub meter: Arc<crate::metering::Meter>,
 }
 
@@ -145,6 +147,7 @@ pub fn router(readiness: Readiness, security: crate::security::Security, node: N
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::Extension(node.publisher))
         .layer(axum::Extension(node.clients))
+        .layer(axum::Extension(node.subscriptions))
         .layer(axum::Extension(node.meter))
         .layer(axum::middleware::from_fn_with_state(
             security.clone(),

@@ -110,3 +110,51 @@ impl Clients {
         }
     }
 }
+
+/// Each session's subscriptions (filter → QoS), as the clients asked for them and the
+/// ACL allowed: kept while a persistent session is offline, forgotten when it ends.
+#[derive(Clone, Default)]
+pub struct Subscriptions {
+    inner: Arc<Mutex<HashMap<String, std::collections::BTreeMap<String, u8>>>>,
+}
+
+impl Subscriptions {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, std::collections::BTreeMap<String, u8>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn subscribed(&self, client_id: &str, filter: &str, qos: u8) {
+        self.lock()
+            .entry(client_id.to_owned())
+            .or_default()
+            .insert(filter.to_owned(), qos);
+    }
+
+    pub fn unsubscribed(&self, client_id: &str, filter: &str) {
+        if let Some(filters) = self.lock().get_mut(client_id) {
+            filters.remove(filter);
+        }
+    }
+
+    /// The session ended (clean start, clean disconnect, expiry, kick).
+    pub fn forget(&self, client_id: &str) {
+        self.lock().remove(client_id);
+    }
+
+    /// Every (client id, filter, QoS), sorted.
+    pub fn list(&self) -> Vec<(String, String, u8)> {
+        let mut all: Vec<(String, String, u8)> = self
+            .lock()
+            .iter()
+            .flat_map(|(id, filters)| {
+                filters
+                    .iter()
+                    .map(move |(filter, qos)| (id.clone(), filter.clone(), *qos))
+            })
+            .collect();
+        all.sort();
+        all
+    }
+}

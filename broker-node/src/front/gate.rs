@@ -33,6 +33,7 @@ pub struct Gate {
     /// The tier's publish rate, shared by the node's connections.
     throttle: Option<std::sync::Arc<super::proxy::Throttle>>,
     events: Events,
+    subscriptions: super::clients::Subscriptions,
     client: ClientInfo,
     version: Version,
     state: Mutex<State>,
@@ -61,11 +62,13 @@ impl Gate {
         version: Version,
         throttle: Option<std::sync::Arc<super::proxy::Throttle>>,
         events: Events,
+        subscriptions: super::clients::Subscriptions,
     ) -> Self {
         Self {
             security,
             throttle,
             events,
+            subscriptions,
             client,
             version,
             state: Mutex::new(State::default()),
@@ -213,6 +216,8 @@ impl Gate {
             if *allowed {
                 let qos = packet[range.end - 1] & 0x03;
                 self.events.subscribed(&self.client, filter, qos);
+                self.subscriptions
+                    .subscribed(&self.client.client_id, filter, qos);
                 if events::to_internal(filter).is_some() {
                     renamed = true;
                     self.state().events = true;
@@ -238,6 +243,8 @@ impl Gate {
         };
         for filter in &filters {
             self.events.unsubscribed(&self.client, filter);
+            self.subscriptions
+                .unsubscribed(&self.client.client_id, filter);
         }
         match renamed {
             Some(renamed) => Inbound::Replace(renamed),

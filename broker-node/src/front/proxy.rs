@@ -43,6 +43,8 @@ pub struct Upstreams {
     pub clients: super::clients::Clients,
     /// Device event topics.
     pub events: super::events::Events,
+    /// Sessions' subscriptions, for the deployment API.
+    pub subscriptions: super::clients::Subscriptions,
     /// The tier's session quota: connected plus offline persistent sessions.
     pub max_sessions: Option<u64>,
     /// The tier's publish rate: client PUBLISHes beyond it wait (TCP pushes back on the
@@ -221,6 +223,10 @@ where
     let kicked = registration.as_ref().map(|r| r.kicked.clone());
     let events = &upstreams.events;
     if registration.is_some() {
+        if fields.clean_start {
+            // A clean start discards whatever session the client had.
+            upstreams.subscriptions.forget(&info.client_id);
+        }
         events.connected(&info, version, fields.keep_alive);
     }
     let gate = Gate::new(
@@ -229,6 +235,7 @@ where
         version,
         upstreams.throttle.clone(),
         events.clone(),
+        upstreams.subscriptions.clone(),
     );
     let (mut client_rx, client_tx) = tokio::io::split(client);
     let client_tx = ClientWriter::new(client_tx);
@@ -264,6 +271,9 @@ where
             reason = "normal";
         }
         events.disconnected(gate.client(), version, reason);
+        if let Some((client_id, crate::metering::SessionEnd::AtDisconnect)) = &counted.session {
+            upstreams.subscriptions.forget(client_id);
+        }
     }
     outcome?;
     drop(registration);
