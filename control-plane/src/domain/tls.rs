@@ -1,19 +1,19 @@
 //! Custom server certificates uploaded by deployment owners, checked before they are
 //! stored so a broker is never handed TLS material it cannot serve.
 //!
-//! Rules, each with its problem code (the request field in brackets):
+//! Rules, each with its problem code (the request field in parentheses):
 //!
 //! - every part is PEM: `cert` holds one or more `CERTIFICATE` blocks (leaf first, then
 //!   its chain), `key` one unencrypted private key (PKCS#8, PKCS#1 RSA or SEC1 EC),
-//!   `ca_cert` one or more certificates — `tls_not_pem` [cert, key, ca_cert];
+//!   `ca_cert` one or more certificates — `tls_not_pem` (`cert`, `key`, `ca_cert`);
 //! - a passphrase-protected key is refused: the broker has no passphrase —
-//!   `tls_key_encrypted` [key]; a key type rustls cannot sign with — `tls_key_unsupported`;
-//! - two-way TLS needs the client CA — `tls_ca_required` [ca_cert]; one-way TLS takes
-//!   none — `tls_ca_not_allowed` [ca_cert];
+//!   `tls_key_encrypted` (`key`); a key type rustls cannot sign with — `tls_key_unsupported`;
+//! - two-way TLS needs the client CA — `tls_ca_required` (`ca_cert`); one-way TLS takes
+//!   none — `tls_ca_not_allowed` (`ca_cert`);
 //! - the leaf is X.509 v3 — `tls_cert_not_v3`, valid now — `tls_cert_not_yet_valid`,
-//!   `tls_cert_expired` [cert];
-//! - the key is the leaf's: same SubjectPublicKeyInfo — `tls_key_mismatch` [key];
-//! - the chain is complete — `tls_chain_incomplete` [cert]: a leaf that is not
+//!   `tls_cert_expired` (`cert`);
+//! - the key is the leaf's: same SubjectPublicKeyInfo — `tls_key_mismatch` (`key`);
+//! - the chain is complete — `tls_chain_incomplete` (`cert`): a leaf that is not
 //!   self-signed must be followed by its issuer's certificate, and every further
 //!   certificate by its own issuer's, except the last one, which may be issued by a root
 //!   that clients already trust (roots are optional in a served chain, intermediates are
