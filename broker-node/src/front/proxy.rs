@@ -141,11 +141,7 @@ where
         .await;
     if verdict != ConnectVerdict::Allow {
         let refusal = packet::connack_refusal(version, refusal_code(version, verdict));
-        upstreams.meter.bytes_in(connect_len);
-        upstreams.meter.bytes_out(refusal.len() as u64);
-        let _ = client.write_all(&refusal).await;
-        let _ = client.flush().await;
-        let _ = client.shutdown().await;
+        refuse(&mut client, &upstreams.meter, connect_len, &refusal).await;
         return Err(ProxyError::Refused(verdict));
     }
     if let Some(max) = upstreams.max_sessions {
@@ -157,11 +153,7 @@ where
                 Version::V3_1 | Version::V3_1_1 => reason::V3_SERVER_UNAVAILABLE,
             };
             let refusal = packet::connack_refusal(version, code);
-            upstreams.meter.bytes_in(connect_len);
-            upstreams.meter.bytes_out(refusal.len() as u64);
-            let _ = client.write_all(&refusal).await;
-            let _ = client.flush().await;
-            let _ = client.shutdown().await;
+            refuse(&mut client, &upstreams.meter, connect_len, &refusal).await;
             return Err(ProxyError::QuotaExceeded(max));
         }
     }
@@ -279,6 +271,20 @@ where
     drop(registration);
     drop(counted);
     Ok(version)
+}
+
+/// Answers a CONNECT of `connect_len` bytes with `refusal` and closes, metering both.
+async fn refuse<S: AsyncWrite + Unpin>(
+    client: &mut S,
+    meter: &crate::metering::Meter,
+    connect_len: u64,
+    refusal: &[u8],
+) {
+    meter.bytes_in(connect_len);
+    meter.bytes_out(refusal.len() as u64);
+    let _ = client.write_all(refusal).await;
+    let _ = client.flush().await;
+    let _ = client.shutdown().await;
 }
 
 /// The CONNACK code refusing a connection, by protocol version.

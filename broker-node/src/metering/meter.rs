@@ -114,17 +114,22 @@ impl Meter {
         self.dropped.fetch_add(messages, Ordering::Relaxed);
     }
 
+    /// The counters, each read by `read` (a load, or a swap that resets it).
+    fn read(&self, read: impl Fn(&AtomicU64) -> u64) -> Counts {
+        Counts {
+            messages_in: read(&self.messages_in),
+            messages_out: read(&self.messages_out),
+            retained_out: read(&self.retained_out),
+            http_published: read(&self.http_published),
+            bytes_in: read(&self.bytes_in),
+            bytes_out: read(&self.bytes_out),
+            dropped: read(&self.dropped),
+        }
+    }
+
     /// Takes the counters accumulated since the last call, resetting them.
     pub fn take(&self) -> Counts {
-        let counts = Counts {
-            messages_in: self.messages_in.swap(0, Ordering::Relaxed),
-            messages_out: self.messages_out.swap(0, Ordering::Relaxed),
-            retained_out: self.retained_out.swap(0, Ordering::Relaxed),
-            http_published: self.http_published.swap(0, Ordering::Relaxed),
-            bytes_in: self.bytes_in.swap(0, Ordering::Relaxed),
-            bytes_out: self.bytes_out.swap(0, Ordering::Relaxed),
-            dropped: self.dropped.swap(0, Ordering::Relaxed),
-        };
+        let counts = self.read(|c| c.swap(0, Ordering::Relaxed));
         self.taken.lock().expect("totals lock").add(&counts);
         counts
     }
@@ -132,15 +137,7 @@ impl Meter {
     /// Totals since the node started, without resetting anything.
     pub fn totals(&self) -> Counts {
         let mut totals = *self.taken.lock().expect("totals lock");
-        totals.add(&Counts {
-            messages_in: self.messages_in.load(Ordering::Relaxed),
-            messages_out: self.messages_out.load(Ordering::Relaxed),
-            retained_out: self.retained_out.load(Ordering::Relaxed),
-            http_published: self.http_published.load(Ordering::Relaxed),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-        });
+        totals.add(&self.read(|c| c.load(Ordering::Relaxed)));
         totals
     }
 
