@@ -10,7 +10,10 @@
 //! The control plane builds this with the same types, so the two cannot drift.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
+
+use ipnet::IpNet;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +30,42 @@ pub struct SecuritySettings {
     pub authorization: Authorization,
     /// Custom server certificate; `None` keeps the Skyport-issued one from `config.json`.
     pub tls: Option<CustomTls>,
+    /// Networking add-ons: custom domains, NAT gateway, internal endpoint.
+    pub network: NetworkSettings,
+}
+
+/// A deployment's networking add-ons, applied while the node runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkSettings {
+    /// Custom domains served on the TLS listeners by SNI, each with its own certificate.
+    /// A client naming any other server (or none) gets the default certificate.
+    pub domains: Vec<DomainTls>,
+    /// NAT gateway: the source address of every outbound connection the node opens for
+    /// the deployment (external authentication and authorization requests).
+    pub egress_address: Option<IpAddr>,
+    /// A second, private entry point on the same ports as the public listeners.
+    pub internal_endpoint: Option<InternalEndpoint>,
+}
+
+/// The certificate served to clients that ask for `domain` by SNI. Paths are relative
+/// to the settings file's directory unless absolute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainTls {
+    /// Lower-case ASCII (punycode) host name; `*.example.com` matches one label.
+    pub domain: String,
+    /// Certificate chain, leaf first (PEM).
+    pub cert_file: PathBuf,
+    /// Unencrypted private key (PEM).
+    pub key_file: PathBuf,
+}
+
+/// Listeners on `address`, one per public listener and on the same port, that accept
+/// connections only from peers inside `allowed_cidrs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InternalEndpoint {
+    pub address: IpAddr,
+    pub allowed_cidrs: Vec<IpNet>,
 }
 
 /// One deployment API key; only a hash of the secret is ever written down.

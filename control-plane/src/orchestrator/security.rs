@@ -68,6 +68,7 @@ impl BrokerSecurity {
                 key_file: names.key.into(),
                 ca_file: tls.ca_pem.as_ref().map(|_| names.ca.into()),
             }),
+            network: Default::default(),
         }
     }
 
