@@ -69,6 +69,8 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let api_listener = front::bind("api", config.listeners.api).await?;
     let mqtt_listeners = front::bind_all(&config.listeners).await?;
 
+    // Metering reports are the platform's traffic, not the deployment's: they never leave
+    // from the deployment's egress address.
     let metering = metering::Metering::new(config.metering_settings()?, reqwest::Client::new());
     let publisher = publisher::Publisher::new(metering.meter.clone());
     let clients = front::clients::Clients::default();
@@ -76,6 +78,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let security = security::Security::open(&config.data_dir())?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
+    let internal_endpoint = reloader.internal_endpoint();
     let reloading = tokio::spawn(reloader.run());
     let readiness = api::Readiness::default();
     info!(addr = %config.listeners.api, "serving the deployment API");
@@ -127,7 +130,16 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         throttle: config.limits.max_tps.and_then(front::proxy::throttle),
     };
     info!(v4 = %upstreams.v4, v5 = %upstreams.v5, "MQTT engine ready");
+    let mirror = front::internal::Mirror {
+        ports: mqtt_listeners
+            .iter()
+            .filter_map(|(kind, l)| Some((*kind, l.local_addr().ok()?.port())))
+            .collect(),
+        tls: tls.clone(),
+        upstreams: upstreams.clone(),
+    };
     let fronts = front::serve_all(mqtt_listeners, tls, upstreams);
+    let internal = tokio::spawn(front::internal::supervise(internal_endpoint, mirror));
     readiness.set_ready();
 
     let outcome = tokio::select! {
@@ -138,6 +150,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     // Close the listeners before the process exits; rumqttd itself cannot be stopped.
     drop(fronts);
+    internal.abort();
     api_server.abort();
     reloading.abort();
     expiry.abort();

@@ -6,6 +6,11 @@
 //! uses*, so a certificate replaced under the same name is noticed too. A version that
 //! does not parse or whose certificates do not load is refused as a whole, and the one in
 //! force stays: a bad write never leaves the node half-configured or open.
+//!
+//! A version in force reaches every part it configures: the security checks and their
+//! HTTP clients (through [`Security`], egress address included), the TLS listeners (a new
+//! [`ServerConfig`], custom domains included) and the internal endpoint's listeners
+//! (through [`Reloader::internal_endpoint`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,10 +18,11 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 
 use crate::config::{Config, TlsFiles};
-use crate::front::tls::{self, TlsError, TlsState};
-use crate::security::settings::{SecuritySettings, TlsType};
+use crate::front::tls::{self, DomainFiles, TlsError, TlsMaterial, TlsState};
+use crate::security::settings::{InternalEndpoint, SecuritySettings, TlsType};
 use crate::security::Security;
 
 /// How often the files are looked at.
@@ -58,6 +64,8 @@ pub struct Reloader {
     default_tls: Option<TlsFiles>,
     security: Security,
     tls: Option<Arc<TlsState>>,
+    /// The internal endpoint in force, for the task that binds its listeners.
+    internal_endpoint: watch::Sender<Option<InternalEndpoint>>,
     applied: [u8; 32],
 }
 
@@ -72,6 +80,7 @@ impl Reloader {
             default_tls: config.tls.clone(),
             security,
             tls: None,
+            internal_endpoint: watch::Sender::new(None),
             applied: [0; 32],
         };
         let version = reloader.read()?;
@@ -83,6 +92,11 @@ impl Reloader {
     /// The TLS configuration holder the listeners use (when any listener uses TLS).
     pub fn tls(&self) -> Option<Arc<TlsState>> {
         self.tls.clone()
+    }
+
+    /// Follows the internal endpoint of the settings in force (`None`: no endpoint).
+    pub fn internal_endpoint(&self) -> watch::Receiver<Option<InternalEndpoint>> {
+        self.internal_endpoint.subscribe()
     }
 
     /// Polls for new versions forever.
@@ -120,6 +134,14 @@ impl Reloader {
         if let (Some(state), Some(config)) = (&self.tls, version.tls) {
             state.replace(config);
         }
+        let endpoint = &version.settings.network.internal_endpoint;
+        self.internal_endpoint.send_if_modified(|current| {
+            let changed = current != endpoint;
+            if changed {
+                current.clone_from(endpoint);
+            }
+            changed
+        });
         self.security.set_settings(version.settings);
         self.applied = version.fingerprint;
     }
@@ -147,30 +169,53 @@ impl Reloader {
         })
     }
 
-    /// The certificate files a version uses: (server cert and key, client CA).
-    fn tls_files(
+    /// The certificate files a version uses; `None` without any server certificate (no
+    /// listener serves TLS then, so custom domains have nothing to apply to).
+    fn tls_material(
         &self,
         settings: &SecuritySettings,
-    ) -> Result<Option<(TlsFiles, Option<PathBuf>)>, ReloadError> {
-        let Some(custom) = &settings.tls else {
-            return Ok(self.default_tls.clone().map(|files| (files, None)));
+    ) -> Result<Option<TlsMaterial>, ReloadError> {
+        let (server, client_ca) = match &settings.tls {
+            None => match &self.default_tls {
+                Some(files) => (files.clone(), None),
+                None => return Ok(None),
+            },
+            Some(custom) => {
+                let files = TlsFiles {
+                    cert_file: self.base.join(&custom.cert_file),
+                    key_file: self.base.join(&custom.key_file),
+                };
+                let ca = match custom.tls_type {
+                    TlsType::OneWay => None,
+                    TlsType::TwoWay => Some(
+                        self.base.join(
+                            custom
+                                .ca_file
+                                .as_ref()
+                                .ok_or(ReloadError::ClientCaMissing)?,
+                        ),
+                    ),
+                };
+                (files, ca)
+            }
         };
-        let files = TlsFiles {
-            cert_file: self.base.join(&custom.cert_file),
-            key_file: self.base.join(&custom.key_file),
-        };
-        let ca = match custom.tls_type {
-            TlsType::OneWay => None,
-            TlsType::TwoWay => Some(
-                self.base.join(
-                    custom
-                        .ca_file
-                        .as_ref()
-                        .ok_or(ReloadError::ClientCaMissing)?,
-                ),
-            ),
-        };
-        Ok(Some((files, ca)))
+        let domains = settings
+            .network
+            .domains
+            .iter()
+            .map(|d| DomainFiles {
+                domain: d.domain.clone(),
+                files: TlsFiles {
+                    cert_file: self.base.join(&d.cert_file),
+                    key_file: self.base.join(&d.key_file),
+                },
+            })
+            .collect();
+        Ok(Some(TlsMaterial {
+            server,
+            client_ca,
+            domains,
+        }))
     }
 
     fn fingerprint(&self) -> Result<[u8; 32], ReloadError> {
@@ -179,11 +224,8 @@ impl Reloader {
         let mut hash = Sha256::new();
         hash.update(bytes.as_deref().unwrap_or_default());
         // Unparseable settings are fingerprinted by their bytes alone.
-        if let Ok(Some((files, ca))) = settings.and_then(|s| self.tls_files(&s)) {
-            for path in [Some(&files.cert_file), Some(&files.key_file), ca.as_ref()]
-                .into_iter()
-                .flatten()
-            {
+        if let Ok(Some(material)) = settings.and_then(|s| self.tls_material(&s)) {
+            for path in material.paths() {
                 hash.update(read_or_empty(path));
             }
         }
@@ -193,8 +235,8 @@ impl Reloader {
     fn read(&self) -> Result<Version, ReloadError> {
         let fingerprint = self.fingerprint()?;
         let settings = self.parse(self.settings_bytes()?.as_deref())?;
-        let tls = match self.tls_files(&settings)? {
-            Some((files, ca)) => Some(tls::server_config(&files, ca.as_deref())?),
+        let tls = match self.tls_material(&settings)? {
+            Some(material) => Some(tls::server_config(&material)?),
             None => None,
         };
         Ok(Version {

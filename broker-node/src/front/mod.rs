@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod events;
 pub mod gate;
+pub mod internal;
 pub mod packet;
 pub mod proxy;
 pub mod pump;
@@ -25,6 +26,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::config::Listeners;
 use crate::security::Transport;
+use internal::PeerFilter;
 use proxy::{Peer, Upstreams};
 use tls::TlsState;
 
@@ -111,13 +113,32 @@ pub fn serve_all(
     tls: Option<Arc<TlsState>>,
     upstreams: Upstreams,
 ) -> JoinSet<()> {
-    let mut tasks = JoinSet::new();
-    for (kind, listener) in listeners {
-        let tls = if kind.uses_tls() { tls.clone() } else { None };
+    for (kind, listener) in &listeners {
         if let Ok(addr) = listener.local_addr() {
             info!(listener = %kind, %addr, "listening for MQTT clients");
         }
-        tasks.spawn(accept_loop(kind, listener, tls, upstreams.clone()));
+    }
+    serve_filtered(listeners, tls, upstreams, None)
+}
+
+/// Starts an accept loop per listener, closing at once the connections of peers that
+/// `filter` (when given) does not allow. Connections already accepted outlive the set.
+pub fn serve_filtered(
+    listeners: Vec<(Kind, TcpListener)>,
+    tls: Option<Arc<TlsState>>,
+    upstreams: Upstreams,
+    filter: Option<PeerFilter>,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    for (kind, listener) in listeners {
+        let tls = if kind.uses_tls() { tls.clone() } else { None };
+        tasks.spawn(accept_loop(
+            kind,
+            listener,
+            tls,
+            upstreams.clone(),
+            filter.clone(),
+        ));
     }
     tasks
 }
@@ -127,6 +148,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: Option<Arc<TlsState>>,
     upstreams: Upstreams,
+    filter: Option<PeerFilter>,
 ) {
     let listener_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -139,6 +161,11 @@ async fn accept_loop(
                 continue;
             }
         };
+        if filter.as_ref().is_some_and(|f| !f.allows(addr.ip())) {
+            debug!(listener = %kind, peer = %addr, "peer outside the allowed CIDRs; connection closed");
+            drop(stream);
+            continue;
+        }
         let tls = tls.as_ref().map(|state| state.acceptor());
         let upstreams = upstreams.clone();
         let span = tracing::debug_span!("client", listener = %kind, peer = %addr);

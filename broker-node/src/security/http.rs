@@ -8,6 +8,11 @@
 //! cache keyed by a SHA-256 of the fully rendered request (so passwords are not kept in
 //! memory as keys). Only the service's answers are cached; failures and timeouts are
 //! retried by the next CONNECT. Concurrent identical requests share one round trip.
+//!
+//! These requests are the deployment's own outbound traffic, so they leave from the
+//! deployment's egress address (NAT gateway) when it has one; a new egress address
+//! gets new clients. (Metering reports to the control plane are the platform's traffic
+//! and never use it.)
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -115,12 +120,14 @@ struct Compiled {
 pub struct HttpAuthority {
     source: HttpSource,
     scope: Scope,
+    local_address: Option<IpAddr>,
     compiled: Result<Compiled, String>,
     cache: Option<Cache<[u8; 32], Answer>>,
 }
 
 impl HttpAuthority {
-    /// Prepares `source` for `scope`. Unusable settings are logged and make every request
+    /// Prepares `source` for `scope`, its requests leaving from `local_address` when set
+    /// (the egress address). Unusable settings are logged and make every request
     /// deny, so a bad file never lets clients in.
     pub fn new(source: &HttpSource, scope: Scope, local_address: Option<IpAddr>) -> Self {
         let compiled = compile(source, scope, local_address).map_err(|e| {
@@ -136,15 +143,17 @@ impl HttpAuthority {
         Self {
             source: source.clone(),
             scope,
+            local_address,
             compiled,
             cache,
         }
     }
 
-    /// Whether this was built from exactly `source` for `scope` (and can be kept, with its
-    /// pool and cache, across a settings change that did not touch it).
-    pub fn is_for(&self, source: &HttpSource, scope: Scope) -> bool {
-        self.scope == scope && self.source == *source
+    /// Whether this was built from exactly `source` for `scope` and `local_address` (and
+    /// can be kept, with its pool and cache, across a settings change that did not touch
+    /// it).
+    pub fn is_for(&self, source: &HttpSource, scope: Scope, local_address: Option<IpAddr>) -> bool {
+        self.scope == scope && self.source == *source && self.local_address == local_address
     }
 
     /// Asks the service (or the cache).

@@ -14,7 +14,7 @@ pub mod template;
 pub mod topic;
 pub mod users;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -130,12 +130,9 @@ enum Link {
 
 impl State {
     /// Prepares `settings`, keeping the HTTP sources of `previous` (with their connection
-    /// pools and caches) that did not change.
-    fn build(
-        settings: SecuritySettings,
-        previous: Option<&State>,
-        local_address: Option<IpAddr>,
-    ) -> Self {
+    /// pools and caches) that did not change, egress address included.
+    fn build(settings: SecuritySettings, previous: Option<&State>) -> Self {
+        let local_address = settings.network.egress_address;
         let links = |chain: &[Source], scope: Scope| -> Vec<Link> {
             chain
                 .iter()
@@ -147,7 +144,9 @@ impl State {
                                 .iter()
                                 .chain(&p.authorization)
                                 .find_map(|link| match link {
-                                    Link::Http(h) if h.is_for(http, scope) => Some(h.clone()),
+                                    Link::Http(h) if h.is_for(http, scope, local_address) => {
+                                        Some(h.clone())
+                                    }
                                     _ => None,
                                 })
                         });
@@ -185,7 +184,7 @@ impl Security {
     pub fn open(dir: &Path) -> Result<Self, SecurityError> {
         Ok(Self {
             inner: Arc::new(Inner {
-                state: ArcSwap::from_pointee(State::build(SecuritySettings::default(), None, None)),
+                state: ArcSwap::from_pointee(State::build(SecuritySettings::default(), None)),
                 users: Users::open(dir)?,
                 acl: Acl::open(dir)?,
                 bans: Bans::open(dir)?,
@@ -200,10 +199,10 @@ impl Security {
 
     /// Puts new settings in force for every later decision; connected clients stay.
     /// External HTTP sources get new connection pools and empty caches, unless their
-    /// settings are unchanged.
+    /// settings and the egress address are unchanged.
     pub fn set_settings(&self, settings: SecuritySettings) {
         let previous = self.inner.state.load_full();
-        let state = State::build(settings, Some(&previous), None);
+        let state = State::build(settings, Some(&previous));
         self.inner.state.store(Arc::new(state));
     }
 

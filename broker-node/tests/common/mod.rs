@@ -106,6 +106,21 @@ impl Pki {
         pki
     }
 
+    /// A server certificate for `host` issued by this CA, chain leaf first: (certificate
+    /// file, key file).
+    pub fn server_cert(&self, host: &str) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(vec![host.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, host);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let stem = unique(&format!("server-{}", host.replace('*', "star")));
+        let cert_file = self.dir.join(format!("{stem}.pem"));
+        let key_file = self.dir.join(format!("{stem}.key"));
+        std::fs::write(&cert_file, format!("{}{}", cert.pem(), self.ca.pem())).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        (cert_file, key_file)
+    }
+
     /// A client certificate issued by this CA: (certificate file, key file).
     pub fn client_cert(&self, common_name: &str) -> (PathBuf, PathBuf) {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -276,6 +291,11 @@ impl Broker {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process is still running (it has not exited or restarted).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Replaces `security.json`; the running broker picks it up by itself.
@@ -557,6 +577,17 @@ pub async fn exchange(target: &Target, version: &str, qos: u8) {
         1,
         "{version} q{qos}: payload not delivered exactly once: {output:#?}"
     );
+}
+
+/// A raw MQTT 3.1.1 CONNECT with a clean session, no credentials and `client_id`.
+pub fn mqtt_connect_v311(client_id: &str) -> Vec<u8> {
+    let mut body = b"\0\x04MQTT\x04\x02\0\x3c".to_vec();
+    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+    body.extend_from_slice(client_id.as_bytes());
+    assert!(body.len() < 128, "one-byte remaining length only");
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    packet
 }
 
 /// rustls client config trusting only `ca_file`.
