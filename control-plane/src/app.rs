@@ -36,6 +36,44 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Encrypts secrets kept in the store (custom TLS private keys).
     pub secret_key: Arc<SecretKey>,
+    /// Verifies custom domains' DNS records.
+    pub dns: Arc<crate::dns::DnsVerifier>,
+    /// What the platform offers the networking add-ons.
+    pub network: NetworkPlatform,
+}
+
+/// The platform's side of the networking add-ons, from the operator's settings.
+#[derive(Clone, Debug)]
+pub struct NetworkPlatform {
+    /// Egress addresses a new NAT gateway gets (empty: NAT gateways are unavailable).
+    pub egress_addresses: Vec<std::net::IpAddr>,
+    /// Address of internal endpoints, when the platform fixes it (local); `None` when a
+    /// load balancer assigns it (Kubernetes).
+    pub internal_address: Option<std::net::IpAddr>,
+    /// Whether internal endpoints can be created: always locally; on Kubernetes only
+    /// with `--internal-lb-provider` (else the Service would be a public one).
+    pub internal_endpoints: bool,
+    /// First back-off of the background DNS re-check of pending domains.
+    pub dns_recheck_interval: std::time::Duration,
+}
+
+impl NetworkPlatform {
+    pub fn from_args(serve: &ServeArgs) -> Self {
+        let local = serve.orchestrator == OrchestratorKind::Local;
+        let egress_addresses = if serve.nat_egress_addresses.is_empty() && local {
+            vec![std::net::Ipv4Addr::new(127, 0, 0, 2).into()]
+        } else {
+            serve.nat_egress_addresses.clone()
+        };
+        Self {
+            egress_addresses,
+            internal_address: serve
+                .internal_address
+                .or(local.then(|| std::net::Ipv4Addr::new(127, 0, 0, 3).into())),
+            internal_endpoints: local || serve.kube.internal_lb_provider.is_some(),
+            dns_recheck_interval: serve.dns_recheck_interval,
+        }
+    }
 }
 
 /// The HTTP application: `/api/v1/…`, its OpenAPI document and health.
@@ -204,7 +242,10 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         reconcile: wake,
         metrics,
         secret_key,
+        dns: Arc::new(crate::dns::DnsVerifier::new(serve.dns_server).context("configuring the DNS resolver")?),
+        network: NetworkPlatform::from_args(serve),
     });
+    let domain_checks = tokio::spawn(crate::domains::run_rechecks(state.clone()));
     println!("Skyport control plane listening on http://{addr}");
     println!("  API:     http://{addr}/api/v1");
     println!("  OpenAPI: http://{addr}/api/v1/openapi.json");
@@ -220,6 +261,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     reconcile_task.abort();
+    domain_checks.abort();
     purge_task.abort();
     metering_purge_task.abort();
     tracing::info!("control plane stopped; brokers keep running and are re-adopted on next start");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
-use crate::orchestrator::kubernetes::{InternalLbProvider, KubernetesSettings};
+use crate::orchestrator::kubernetes::{InternalLbProvider, KubernetesSettings, NatProvider};
 
 /// Skyport: a self-hostable managed-MQTT cloud.
 ///
@@ -169,6 +169,29 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_BROKER_BIN")]
     pub broker_bin: Option<PathBuf>,
 
+    /// DNS server (`ADDR:PORT`) that custom domains are verified against. Defaults to
+    /// the system's resolvers.
+    #[arg(long, env = "SKYPORT_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+
+    /// First wait before a pending custom domain's DNS record is looked up again in the
+    /// background; each further miss doubles it, up to an hour.
+    #[arg(long, env = "SKYPORT_DNS_RECHECK_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub dns_recheck_interval: std::time::Duration,
+
+    /// Fixed egress address(es) of NAT gateways, shown to deployment owners (repeat, or
+    /// comma-separate). The local orchestrator binds brokers' outbound sockets to the
+    /// first; defaults to 127.0.0.2 there. On Kubernetes these are the NAT's public
+    /// addresses; without them NAT gateways cannot be created.
+    #[arg(long = "nat-egress-address", env = "SKYPORT_NAT_EGRESS_ADDRESSES", value_delimiter = ',')]
+    pub nat_egress_addresses: Vec<IpAddr>,
+
+    /// Private address of internal endpoints on the local orchestrator (brokers listen
+    /// there on their public ports, for the allowed ranges only); defaults to 127.0.0.3.
+    /// On Kubernetes the internal load balancer assigns it.
+    #[arg(long, env = "SKYPORT_INTERNAL_ADDRESS")]
+    pub internal_address: Option<IpAddr>,
+
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -199,6 +222,12 @@ pub struct KubeArgs {
     #[arg(long, env = "SKYPORT_INTERNAL_LB_PROVIDER", value_enum)]
     pub internal_lb_provider: Option<InternalLbProvider>,
 
+    /// How a deployment's NAT gateway is realised: `node-pool` (the pod runs on nodes
+    /// whose subnet egresses through the cloud NAT; label and taint `skyport.io/egress=nat`)
+    /// or `calico` (Calico egress gateways labelled `skyport.io/egress-gateway=true`).
+    #[arg(long, env = "SKYPORT_NAT_PROVIDER", value_enum, default_value_t = NatProvider::NodePool)]
+    pub nat_provider: NatProvider,
+
     /// Base domain of deployments' host names: each deployment is reached at
     /// `<id>.<base-domain>`, which its server certificate covers and its Service asks
     /// external-dns to publish. Unset, clients use the load balancer's address.
@@ -215,6 +244,7 @@ impl KubeArgs {
             storage_class: self.storage_class.clone(),
             storage_size: self.broker_storage_size.clone(),
             internal_lb_provider: self.internal_lb_provider,
+            nat_provider: self.nat_provider,
             base_domain: self.base_domain.clone(),
         }
     }

@@ -3,7 +3,9 @@
 pub mod app;
 pub mod ca;
 pub mod config;
+pub mod dns;
 pub mod domain;
+pub mod domains;
 pub mod encryption;
 pub mod error;
 pub mod events;

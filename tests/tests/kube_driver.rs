@@ -23,6 +23,7 @@ fn settings() -> KubernetesSettings {
         storage_class: Some("fast".into()),
         storage_size: "1Gi".into(),
         internal_lb_provider: None,
+        nat_provider: Default::default(),
         base_domain: None,
     }
 }

@@ -42,12 +42,16 @@ pub enum EventType {
     NatGatewayDeleted,
     #[serde(rename = "internal_endpoint.created")]
     InternalEndpointCreated,
+    /// Its allowed ranges changed (an extension of the contract's list: a change that
+    /// is neither a creation nor a deletion).
+    #[serde(rename = "internal_endpoint.updated")]
+    InternalEndpointUpdated,
     #[serde(rename = "internal_endpoint.deleted")]
     InternalEndpointDeleted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 18] = [
+    pub const ALL: [EventType; 19] = [
         EventType::DeploymentCreated,
         EventType::DeploymentProvisioning,
         EventType::DeploymentRunning,
@@ -65,6 +69,7 @@ impl EventType {
         EventType::NatGatewayCreated,
         EventType::NatGatewayDeleted,
         EventType::InternalEndpointCreated,
+        EventType::InternalEndpointUpdated,
         EventType::InternalEndpointDeleted,
     ];
 
@@ -87,6 +92,7 @@ impl EventType {
             EventType::NatGatewayCreated => "nat_gateway.created",
             EventType::NatGatewayDeleted => "nat_gateway.deleted",
             EventType::InternalEndpointCreated => "internal_endpoint.created",
+            EventType::InternalEndpointUpdated => "internal_endpoint.updated",
             EventType::InternalEndpointDeleted => "internal_endpoint.deleted",
         }
     }

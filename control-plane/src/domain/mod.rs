@@ -4,6 +4,7 @@ pub mod auth_chain;
 pub mod deployment;
 pub mod event;
 pub mod id;
+pub mod network;
 pub mod tls;
 pub mod token;
 

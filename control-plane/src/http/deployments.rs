@@ -24,7 +24,7 @@ use crate::domain::{
     Actor, DeploymentName, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Deployment, DeploymentPatch, Event, StoreError};
+use crate::store::{Deployment, DeploymentPatch, DomainStatus, Event, NetworkRecord, StoreError};
 
 /// Broker versions this control plane can run.
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.1"];
@@ -92,8 +92,63 @@ pub struct DeploymentView {
     pub observed_generation: i64,
     /// Where clients connect; absent until the broker first runs.
     pub endpoints: Option<Endpoints>,
+    /// Networking add-ons: shown by `GET /deployments/{id}`, absent from lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A deployment's networking add-ons, in brief (each has its own resource for details).
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct NetworkView {
+    /// Custom domains with their status (`pending_dns` or `active`).
+    #[serde(default)]
+    pub domains: Vec<NetworkDomain>,
+    /// The NAT gateway's egress addresses; empty without one.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub egress_addresses: Vec<std::net::IpAddr>,
+    #[serde(default)]
+    pub internal_endpoint: Option<NetworkInternalEndpoint>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NetworkDomain {
+    pub domain: String,
+    pub status: DomainStatus,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NetworkInternalEndpoint {
+    /// Absent until the platform assigns one.
+    #[schema(value_type = Option<String>)]
+    pub address: Option<std::net::IpAddr>,
+    #[schema(value_type = Vec<String>)]
+    pub allowed_cidrs: Vec<ipnet::IpNet>,
+}
+
+impl From<NetworkRecord> for NetworkView {
+    fn from(n: NetworkRecord) -> Self {
+        Self {
+            domains: n
+                .domains
+                .into_iter()
+                .map(|d| NetworkDomain {
+                    domain: d.domain,
+                    status: d.status,
+                })
+                .collect(),
+            egress_addresses: n
+                .nat_gateway
+                .map(|nat| nat.egress_addresses)
+                .unwrap_or_default(),
+            internal_endpoint: n.internal_endpoint.map(|i| NetworkInternalEndpoint {
+                address: i.address,
+                allowed_cidrs: i.allowed_cidrs,
+            }),
+        }
+    }
 }
 
 impl From<Deployment> for DeploymentView {
@@ -111,6 +166,7 @@ impl From<Deployment> for DeploymentView {
             generation: d.generation,
             observed_generation: d.observed_generation,
             endpoints: d.endpoints,
+            network: None,
             created_at: d.created_at,
             updated_at: d.updated_at,
         }
@@ -265,7 +321,7 @@ async fn list_deployments(
     )))
 }
 
-/// Get a deployment with its status and endpoints.
+/// Get a deployment with its status, endpoints and networking add-ons (`network`).
 #[utoipa::path(get, path = "/deployments/{deployment_id}", tag = "deployments",
     params(("deployment_id" = String, Path, description = "Deployment id")),
     responses((status = 200, description = "The deployment", body = DeploymentView), Problems),
@@ -275,7 +331,11 @@ async fn get_deployment(
     key: ProjectKey,
     Path(deployment_id): Path<String>,
 ) -> ApiResult<Json<DeploymentView>> {
-    Ok(Json(load(&state, &key, &deployment_id).await?.into()))
+    let deployment = load(&state, &key, &deployment_id).await?;
+    let network = state.store.network(deployment.id).await?;
+    let mut view = DeploymentView::from(deployment);
+    view.network = Some(network.into());
+    Ok(Json(view))
 }
 
 /// Change a deployment: rename (200), or change plan, tier or version (202: the broker
@@ -299,6 +359,22 @@ async fn patch_deployment(
     let version = body.version.as_deref().map(parse_version).transpose()?;
     let current = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&current)?;
+    if let Some(plan) = body.plan.filter(|p| *p != current.plan) {
+        let refused = super::domains::add_ons_refused_by(&state, &current, plan).await?;
+        if !refused.is_empty() {
+            let names: Vec<&str> = refused.iter().map(|a| a.describe()).collect();
+            return Err(ApiError::conflict(
+                "plan_feature_in_use",
+                format!(
+                    "the {} plan does not include {}; remove {} first",
+                    plan.as_str(),
+                    names.join(", "),
+                    if names.len() == 1 { "it" } else { "them" }
+                ),
+            )
+            .with_field("plan"));
+        }
+    }
 
     let rolls_out = body.plan.is_some_and(|p| p != current.plan)
         || tier.is_some_and(|t| t != current.tier)

@@ -6,9 +6,12 @@ pub mod app_keys;
 pub mod auth;
 pub mod auth_chains;
 pub mod deployments;
+pub mod domains;
 pub mod events;
+pub mod internal_endpoint;
 pub mod json;
 pub mod metering;
+pub mod nat_gateway;
 pub mod page;
 pub mod projects;
 pub mod reports;
@@ -65,6 +68,7 @@ pub enum Problems {
     tags(
         (name = "projects", description = "Tenants and their API keys"),
         (name = "deployments", description = "MQTT broker deployments"),
+        (name = "networking", description = "Custom domains, NAT gateway and internal endpoint"),
         (name = "metering", description = "Usage: sessions, TPS, messages and traffic"),
         (name = "internal", description = "Called by broker nodes, not by users; served under /internal/v1"),
     )
@@ -92,6 +96,9 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .merge(app_keys::router())
         .merge(auth_chains::router())
         .merge(tls::router())
+        .merge(domains::router())
+        .merge(nat_gateway::router())
+        .merge(internal_endpoint::router())
         .merge(events::router())
         .merge(metering::router())
         .split_for_parts();

@@ -13,8 +13,11 @@
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
+use std::net::IpAddr;
+
 use skyport_broker::security::settings::{
-    AppKey, Authentication, Authorization, CustomTls, SecuritySettings, TlsType,
+    AppKey, Authentication, Authorization, CustomTls, DomainTls, InternalEndpoint,
+    NetworkSettings, SecuritySettings, TlsType,
 };
 
 use super::OrchestratorError;
@@ -28,6 +31,37 @@ pub struct TlsFileNames {
     pub cert: &'static str,
     pub key: &'static str,
     pub ca: &'static str,
+    /// Prefix of each custom domain's `<prefix><domain>.pem` and `.key`.
+    pub domain_prefix: &'static str,
+}
+
+impl TlsFileNames {
+    /// The certificate and key file names of `domain` (`*` spelled `_wildcard`, so the
+    /// name is a valid file name and Secret key).
+    pub fn domain(&self, domain: &str) -> (String, String) {
+        let stem = domain.replace('*', "_wildcard");
+        (
+            format!("{}{stem}.pem", self.domain_prefix),
+            format!("{}{stem}.key", self.domain_prefix),
+        )
+    }
+}
+
+/// An active custom domain with its decrypted private key.
+#[derive(Clone)]
+pub struct DomainMaterial {
+    pub domain: String,
+    pub cert_pem: String,
+    pub key_pem: SecretString,
+}
+
+/// How the broker itself takes part in the networking add-ons. Locally it binds the
+/// egress and internal addresses itself; on Kubernetes the platform does (a NAT'd node
+/// pool or egress gateway, an internal load balancer), so the pod is not told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetworkDelivery {
+    InProcess,
+    Platform,
 }
 
 /// A custom certificate with its decrypted private key.
@@ -47,17 +81,23 @@ pub struct BrokerSecurity {
     pub authentication: Authentication,
     pub authorization: Authorization,
     pub tls: Option<CustomTlsMaterial>,
+    /// Active custom domains, served by SNI.
+    pub domains: Vec<DomainMaterial>,
+    /// The NAT gateway's egress addresses (empty: no NAT gateway).
+    pub egress_addresses: Vec<IpAddr>,
+    /// The internal endpoint, when the deployment has one.
+    pub internal_endpoint: Option<crate::store::InternalEndpointRecord>,
 }
 
 /// One file to deliver next to `security.json`.
 pub struct SecurityFile {
-    pub name: &'static str,
+    pub name: String,
     pub contents: SecretString,
 }
 
 impl BrokerSecurity {
     /// The settings file's content, naming the TLS files by `names`.
-    pub fn settings(&self, names: TlsFileNames) -> SecuritySettings {
+    pub fn settings(&self, names: TlsFileNames, delivery: NetworkDelivery) -> SecuritySettings {
         SecuritySettings {
             app_keys: self.app_keys.clone(),
             authentication: self.authentication.clone(),
@@ -68,37 +108,67 @@ impl BrokerSecurity {
                 key_file: names.key.into(),
                 ca_file: tls.ca_pem.as_ref().map(|_| names.ca.into()),
             }),
-            network: Default::default(),
+            network: NetworkSettings {
+                domains: self
+                    .domains
+                    .iter()
+                    .map(|d| {
+                        let (cert, key) = names.domain(&d.domain);
+                        DomainTls {
+                            domain: d.domain.clone(),
+                            cert_file: cert.into(),
+                            key_file: key.into(),
+                        }
+                    })
+                    .collect(),
+                egress_address: match delivery {
+                    NetworkDelivery::InProcess => self.egress_addresses.first().copied(),
+                    NetworkDelivery::Platform => None,
+                },
+                internal_endpoint: match delivery {
+                    NetworkDelivery::InProcess => {
+                        self.internal_endpoint.as_ref().and_then(|internal| {
+                            Some(InternalEndpoint {
+                                address: internal.address?,
+                                allowed_cidrs: internal.allowed_cidrs.clone(),
+                            })
+                        })
+                    }
+                    NetworkDelivery::Platform => None,
+                },
+            },
         }
     }
 
     /// `security.json`, pretty-printed.
-    pub fn settings_json(&self, names: TlsFileNames) -> Vec<u8> {
-        let mut json = serde_json::to_vec_pretty(&self.settings(names)).unwrap_or_default();
+    pub fn settings_json(&self, names: TlsFileNames, delivery: NetworkDelivery) -> Vec<u8> {
+        let mut json =
+            serde_json::to_vec_pretty(&self.settings(names, delivery)).unwrap_or_default();
         json.push(b'\n');
         json
     }
 
-    /// The TLS files `security.json` names (none without a custom certificate).
+    /// The TLS files `security.json` names: the custom certificate's, and each active
+    /// domain's.
     pub fn tls_files(&self, names: TlsFileNames) -> Vec<SecurityFile> {
-        let Some(tls) = &self.tls else {
-            return Vec::new();
-        };
-        let mut files = vec![
-            SecurityFile {
-                name: names.cert,
-                contents: tls.cert_pem.clone().into(),
-            },
-            SecurityFile {
-                name: names.key,
-                contents: tls.key_pem.expose_secret().into(),
-            },
-        ];
-        if let Some(ca) = &tls.ca_pem {
+        let mut files = Vec::new();
+        let mut add = |name: String, contents: &str| {
             files.push(SecurityFile {
-                name: names.ca,
-                contents: ca.clone().into(),
-            });
+                name,
+                contents: contents.into(),
+            })
+        };
+        if let Some(tls) = &self.tls {
+            add(names.cert.into(), &tls.cert_pem);
+            add(names.key.into(), tls.key_pem.expose_secret());
+            if let Some(ca) = &tls.ca_pem {
+                add(names.ca.into(), ca);
+            }
+        }
+        for domain in &self.domains {
+            let (cert, key) = names.domain(&domain.domain);
+            add(cert, &domain.cert_pem);
+            add(key, domain.key_pem.expose_secret());
         }
         files
     }
@@ -135,11 +205,36 @@ impl SecuritySource {
             }),
             None => None,
         };
+        let network = self
+            .store
+            .network(deployment_id)
+            .await
+            .map_err(|e| OrchestratorError::Security(format!("loading networking: {e}")))?;
+        let mut domains = Vec::new();
+        for domain in network.domains {
+            if domain.status != crate::store::DomainStatus::Active {
+                continue;
+            }
+            domains.push(DomainMaterial {
+                key_pem: self
+                    .key
+                    .open(&domain.key_ciphertext, &deployment_id.to_string())
+                    .map_err(|e| OrchestratorError::Security(e.to_string()))?,
+                domain: domain.domain,
+                cert_pem: domain.cert_pem,
+            });
+        }
         Ok(BrokerSecurity {
             app_keys: record.app_keys,
             authentication: record.authentication.unwrap_or_default(),
             authorization: record.authorization.unwrap_or_default(),
             tls,
+            domains,
+            egress_addresses: network
+                .nat_gateway
+                .map(|nat| nat.egress_addresses)
+                .unwrap_or_default(),
+            internal_endpoint: network.internal_endpoint,
         })
     }
 

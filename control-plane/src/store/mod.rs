@@ -4,6 +4,7 @@
 //! connect and migrate. The backend is chosen once, from the database URL's scheme.
 
 pub mod metering;
+pub mod network;
 mod postgres;
 pub mod security;
 mod sql;
@@ -15,6 +16,10 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Actor, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier};
 
 pub use metering::{DeploymentUsage, MeteringStore, UsageRow};
+pub use network::{
+    CertSource, DomainCheck, DomainRecord, DomainStatus, InternalEndpointRecord, NatGatewayRecord,
+    NetworkRecord, NetworkStore,
+};
 pub use postgres::PgStore;
 pub use security::{AppKeyRecord, SecurityRecord, SecurityStore, TlsRecord};
 pub use sqlite::SqliteStore;
@@ -165,7 +170,7 @@ pub struct CaRecord {
 
 /// Every use case the control plane has for persistent state.
 #[async_trait]
-pub trait Store: MeteringStore + SecurityStore + Send + Sync + 'static {
+pub trait Store: MeteringStore + SecurityStore + NetworkStore + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Reverts migrations down to (excluding) `target` version; 0 reverts all.

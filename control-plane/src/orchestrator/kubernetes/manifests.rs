@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::settings::KubernetesSettings;
 use super::workload;
 use crate::domain::Id;
-use crate::orchestrator::security::{BrokerSecurity, TlsFileNames};
+use crate::orchestrator::security::{BrokerSecurity, NetworkDelivery, TlsFileNames};
 use crate::store::Deployment;
 
 /// Finalizer on the root object: Skyport removes the deployment's volumes before the
@@ -65,6 +65,7 @@ pub const SECURITY_TLS_FILES: TlsFileNames = TlsFileNames {
     cert: "custom.pem",
     key: "custom.key",
     ca: "client-ca.pem",
+    domain_prefix: "domain-",
 };
 pub const DATA_DIR: &str = "/var/lib/skyport";
 /// Key of the security Secret holding the deployment's node token, which the broker
@@ -123,6 +124,8 @@ pub struct Names {
     pub tls: String,
     /// The Secret holding `security.json` and custom TLS material.
     pub security: String,
+    /// The internal `LoadBalancer` Service of the internal endpoint add-on.
+    pub internal: String,
 }
 
 impl Names {
@@ -133,6 +136,7 @@ impl Names {
             config: format!("{base}-config"),
             tls: format!("{base}-tls"),
             security: format!("{base}-security"),
+            internal: format!("{base}-internal"),
             base,
         }
     }
@@ -146,6 +150,8 @@ pub struct Manifests {
     pub tls: Secret,
     pub security: Secret,
     pub service: Service,
+    /// Present when the deployment has an internal endpoint.
+    pub internal_service: Option<Service>,
     pub pdb: PodDisruptionBudget,
     pub network_policy: NetworkPolicy,
     pub stateful_set: StatefulSet,
@@ -154,17 +160,22 @@ pub struct Manifests {
 impl Manifests {
     /// The objects as multi-document YAML, `---` separated.
     pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
-        let docs = [
+        let mut docs = vec![
             serde_yaml::to_string(&self.root)?,
             serde_yaml::to_string(&self.config)?,
             serde_yaml::to_string(&self.tls)?,
             serde_yaml::to_string(&self.security)?,
             serde_yaml::to_string(&self.service)?,
+        ];
+        if let Some(internal) = &self.internal_service {
+            docs.push(serde_yaml::to_string(internal)?);
+        }
+        docs.extend([
             serde_yaml::to_string(&self.pdb)?,
             serde_yaml::to_string(&self.network_policy)?,
             serde_yaml::to_string(&self.stateful_set)?,
-        ];
-        Ok(docs.map(|d| format!("---\n{d}")).concat())
+        ]);
+        Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
     }
 }
 
@@ -294,11 +305,11 @@ pub fn build(
     // through the kubelet's in-place update of the mounted Secret.
     let mut security_data = BTreeMap::from([(
         skyport_broker::security::settings::FILE_NAME.to_owned(),
-        ByteString(security.settings_json(SECURITY_TLS_FILES)),
+        ByteString(security.settings_json(SECURITY_TLS_FILES, NetworkDelivery::Platform)),
     )]);
     for file in security.tls_files(SECURITY_TLS_FILES) {
         security_data.insert(
-            file.name.to_owned(),
+            file.name,
             ByteString(file.contents.expose_secret().as_bytes().to_vec()),
         );
     }
@@ -321,29 +332,61 @@ pub fn build(
             host,
         )]));
     }
+    let service_ports = |ports: Vec<(&'static str, u16)>| {
+        ports
+            .into_iter()
+            .map(|(name, port)| ServicePort {
+                name: Some(name.into()),
+                port: port.into(),
+                target_port: Some(IntOrString::String(name.into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            })
+            .collect()
+    };
     let service = Service {
         metadata: service_meta,
         spec: Some(ServiceSpec {
             type_: Some("LoadBalancer".into()),
             selector: Some(selector_labels(d.id)),
-            ports: Some(
-                exposed_ports(d)
-                    .into_iter()
-                    .map(|(name, port)| ServicePort {
-                        name: Some(name.into()),
-                        port: port.into(),
-                        target_port: Some(IntOrString::String(name.into())),
-                        protocol: Some("TCP".into()),
-                        ..ServicePort::default()
-                    })
-                    .collect(),
-            ),
+            ports: Some(service_ports(exposed_ports(d))),
             // Clients' own addresses reach the broker (peername in events, ban list).
             external_traffic_policy: Some("Local".into()),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     };
+    // The internal endpoint: the same MQTT ports (not the API) on the provider's
+    // internal load balancer, open to the allowed ranges only.
+    let internal_service = security.internal_endpoint.as_ref().map(|internal| {
+        let mut internal_meta = meta(&names.internal);
+        internal_meta.annotations = settings
+            .internal_lb_provider
+            .map(|provider| provider.service_annotations());
+        Service {
+            metadata: internal_meta,
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                selector: Some(selector_labels(d.id)),
+                ports: Some(service_ports(
+                    exposed_ports(d)
+                        .into_iter()
+                        .filter(|(name, _)| *name != "api")
+                        .collect(),
+                )),
+                load_balancer_source_ranges: Some(
+                    internal
+                        .allowed_cidrs
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect(),
+                ),
+                external_traffic_policy: Some("Local".into()),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        }
+    });
     let pdb = PodDisruptionBudget {
         metadata: meta(&names.base),
         spec: Some(PodDisruptionBudgetSpec {
@@ -384,13 +427,15 @@ pub fn build(
             ..NetworkPolicySpec::default()
         }),
     };
-    let stateful_set = workload::stateful_set(d, settings, meta(&names.base), &config_hash);
+    let nat = (!security.egress_addresses.is_empty()).then_some(settings.nat_provider);
+    let stateful_set = workload::stateful_set(d, settings, meta(&names.base), &config_hash, nat);
     Manifests {
         root: root(d, settings),
         config,
         tls: tls_secret,
         security: security_secret,
         service,
+        internal_service,
         pdb,
         network_policy,
         stateful_set,

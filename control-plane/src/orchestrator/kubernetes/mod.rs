@@ -53,7 +53,7 @@ pub use error::KubeError;
 use manifests::{
     BrokerMetering, Names, DEPLOYMENT_ID, FIELD_MANAGER, FINALIZER, NODE_TOKEN_KEY, ROOT_SELECTOR,
 };
-pub use settings::{InternalLbProvider, KubernetesSettings};
+pub use settings::{InternalLbProvider, KubernetesSettings, NatProvider};
 
 use super::security::{BrokerSecurity, SecuritySource};
 use super::{Applied, Observed, Orchestrator, OrchestratorError};
@@ -141,6 +141,25 @@ impl KubernetesOrchestrator {
             .get_opt(name)
             .await
             .map_err(KubeError::api("reading", K::kind(&()), name))
+    }
+
+    /// Deletes the named object if it exists.
+    async fn delete_opt<K>(&self, name: &str) -> Result<(), KubeError>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + Debug
+            + DeserializeOwned,
+    {
+        match self
+            .api::<K>()
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(KubeError::api("deleting", K::kind(&()), name)(e)),
+        }
     }
 
     async fn pods(&self, id: Id) -> Result<Vec<Pod>, KubeError> {
@@ -240,6 +259,12 @@ impl KubernetesOrchestrator {
         secret::apply(&self.client, &m.tls).await?;
         secret::apply(&self.client, &m.security).await?;
         self.apply_object(&m.service).await?;
+        match &m.internal_service {
+            Some(internal) => {
+                self.apply_object(internal).await?;
+            }
+            None => self.delete_opt::<Service>(&names.internal).await?,
+        }
         self.apply_object(&m.pdb).await?;
         self.apply_object(&m.network_policy).await?;
         let applied = self.apply_object(&m.stateful_set).await?;

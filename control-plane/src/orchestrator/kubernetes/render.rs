@@ -15,8 +15,9 @@ use crate::store::Deployment;
 /// the real one when the root is first applied.
 pub const UNASSIGNED_UID: &str = "00000000-0000-0000-0000-000000000000";
 
-/// Reads a deployment as `GET /deployments/{id}` returns it.
-pub fn read_deployment(path: &Path) -> anyhow::Result<Deployment> {
+/// Reads a deployment as `GET /deployments/{id}` returns it, with the networking
+/// add-ons of its `network` section (egress addresses, internal endpoint).
+pub fn read_deployment(path: &Path) -> anyhow::Result<(Deployment, BrokerSecurity)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the deployment file {}", path.display()))?;
     let de = &mut serde_json::Deserializer::from_str(&text);
@@ -40,7 +41,20 @@ pub fn read_deployment(path: &Path) -> anyhow::Result<Deployment> {
         .tier
         .validate()
         .map_err(|msg| anyhow::anyhow!("{}: {msg}", path.display()))?;
-    Ok(Deployment {
+    let network = view.network.unwrap_or_default();
+    let security = BrokerSecurity {
+        egress_addresses: network.egress_addresses,
+        internal_endpoint: network.internal_endpoint.map(|internal| {
+            crate::store::InternalEndpointRecord {
+                address: internal.address,
+                allowed_cidrs: internal.allowed_cidrs,
+                created_at: view.updated_at,
+                updated_at: view.updated_at,
+            }
+        }),
+        ..BrokerSecurity::default()
+    };
+    let deployment = Deployment {
         id: parse_id("id", &view.id)?,
         project_id: parse_id("project_id", &view.project_id)?,
         name: view.name,
@@ -55,23 +69,29 @@ pub fn read_deployment(path: &Path) -> anyhow::Result<Deployment> {
         endpoints: view.endpoints,
         created_at: view.created_at,
         updated_at: view.updated_at,
-    })
+    };
+    Ok((deployment, security))
 }
 
-/// The deployment's objects, with a server certificate from a throwaway CA.
-pub fn render(deployment: &Deployment, settings: &KubernetesSettings) -> anyhow::Result<Manifests> {
+/// The deployment's objects, with a server certificate from a throwaway CA. Secrets
+/// (keys, custom certificates, credentials) live in the control plane's database and
+/// are not rendered: `security` carries only what the deployment file shows.
+pub fn render(
+    deployment: &Deployment,
+    security: &BrokerSecurity,
+    settings: &KubernetesSettings,
+) -> anyhow::Result<Manifests> {
     let ca = Ca::ephemeral()?;
     let tls = super::tls::reuse_or_issue(
         None,
         &manifests::certificate_names(deployment.id, settings),
         &ca,
     )?;
-    // Security settings live in the control plane's database: render the defaults.
     Ok(manifests::build(
         deployment,
         settings,
         &tls,
-        &BrokerSecurity::default(),
+        security,
         None,
         UNASSIGNED_UID,
     ))
@@ -79,8 +99,8 @@ pub fn render(deployment: &Deployment, settings: &KubernetesSettings) -> anyhow:
 
 /// Runs the subcommand: prints the YAML on stdout.
 pub fn run(deployment_file: &Path, settings: &KubernetesSettings) -> anyhow::Result<()> {
-    let deployment = read_deployment(deployment_file)?;
-    let yaml = render(&deployment, settings)?.to_yaml()?;
+    let (deployment, security) = read_deployment(deployment_file)?;
+    let yaml = render(&deployment, &security, settings)?.to_yaml()?;
     print!("{yaml}");
     Ok(())
 }

@@ -18,6 +18,36 @@ pub enum InternalLbProvider {
     Custom,
 }
 
+/// How a deployment with a NAT gateway gets its fixed egress addresses on the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum NatProvider {
+    /// A node pool whose subnet egresses through a cloud NAT gateway with fixed addresses
+    /// (AWS NAT Gateway, GCP Cloud NAT, Azure NAT Gateway): the pod gets the node
+    /// selector `skyport.io/egress: nat` and tolerates the taint
+    /// `skyport.io/egress=nat:NoSchedule`, which the operator puts on that pool.
+    #[default]
+    NodePool,
+    /// Calico egress gateways: the pod is annotated to send its egress through the
+    /// gateway pods labelled `skyport.io/egress-gateway: "true"`.
+    Calico,
+}
+
+/// Label and taint key of the NAT'd node pool, and label of Calico egress gateways.
+pub const EGRESS_KEY: &str = "skyport.io/egress";
+
+impl NatProvider {
+    /// Pod annotations that route the pod's egress through the NAT.
+    pub fn pod_annotations(self) -> BTreeMap<String, String> {
+        match self {
+            NatProvider::NodePool => BTreeMap::new(),
+            NatProvider::Calico => BTreeMap::from([(
+                "egress.projectcalico.org/selector".to_owned(),
+                "skyport.io/egress-gateway == 'true'".to_owned(),
+            )]),
+        }
+    }
+}
+
 impl InternalLbProvider {
     /// Annotations that make a `LoadBalancer` Service internal on this provider.
     pub fn service_annotations(self) -> BTreeMap<String, String> {
@@ -59,6 +89,8 @@ pub struct KubernetesSettings {
     pub storage_size: String,
     /// Provider of the internal load balancer, for the internal endpoint add-on.
     pub internal_lb_provider: Option<InternalLbProvider>,
+    /// How NAT gateways are realised.
+    pub nat_provider: NatProvider,
     /// When set, each deployment's default host is `<id>.<base_domain>`: it goes into the
     /// server certificate, the endpoints, and an external-dns annotation on the Service.
     pub base_domain: Option<String>,

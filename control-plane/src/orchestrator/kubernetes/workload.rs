@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Toleration,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -19,7 +19,7 @@ use super::manifests::{
     exposed_ports, labels, selector_labels, Names, CONFIG_DIR, CONFIG_HASH, DATA_DIR,
     DEPLOYMENT_ID, GENERATION, SECURITY_DIR, TLS_DIR,
 };
-use super::settings::{KubernetesSettings, TierResources};
+use super::settings::{KubernetesSettings, NatProvider, TierResources, EGRESS_KEY};
 use crate::domain::DesiredState;
 use crate::store::Deployment;
 
@@ -34,6 +34,7 @@ pub fn stateful_set(
     settings: &KubernetesSettings,
     mut meta: ObjectMeta,
     config_hash: &str,
+    nat: Option<NatProvider>,
 ) -> StatefulSet {
     let names = Names::of(d.id);
     meta.annotations = Some(BTreeMap::from([(
@@ -63,19 +64,35 @@ pub fn stateful_set(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(d)),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH.into(),
-                        config_hash.to_owned(),
-                    )])),
+                    annotations: Some({
+                        let mut annotations = nat.map(|p| p.pod_annotations()).unwrap_or_default();
+                        annotations.insert(CONFIG_HASH.into(), config_hash.to_owned());
+                        annotations
+                    }),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(d, settings, &names)),
+                spec: Some(nat_placement(pod_spec(d, settings, &names), nat)),
             },
             volume_claim_templates: Some(vec![data_claim(d, settings)]),
             ..StatefulSetSpec::default()
         }),
         status: None,
     }
+}
+
+/// Places a pod with a NAT gateway where its egress is NAT'd (see [`NatProvider`]).
+fn nat_placement(mut spec: PodSpec, nat: Option<NatProvider>) -> PodSpec {
+    if nat == Some(NatProvider::NodePool) {
+        spec.node_selector = Some(BTreeMap::from([(EGRESS_KEY.into(), "nat".into())]));
+        spec.tolerations = Some(vec![Toleration {
+            key: Some(EGRESS_KEY.into()),
+            operator: Some("Equal".into()),
+            value: Some("nat".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        }]);
+    }
+    spec
 }
 
 /// The session-data claim template. It depends on the deployment id and the storage

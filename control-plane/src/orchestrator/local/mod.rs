@@ -22,7 +22,7 @@ use tokio::process::Child;
 use tokio::sync::Mutex;
 
 use self::layout::{write_atomic, DeploymentDir, Ports, RuntimeRecord};
-use super::security::{SecuritySource, TlsFileNames};
+use super::security::{NetworkDelivery, SecuritySource, TlsFileNames};
 use super::{Applied, Observed, Orchestrator, OrchestratorError};
 use crate::ca::Ca;
 use crate::domain::{Endpoints, Id};
@@ -34,6 +34,7 @@ const TLS_FILES: TlsFileNames = TlsFileNames {
     cert: "tls/custom.pem",
     key: "tls/custom.key",
     ca: "tls/client-ca.pem",
+    domain_prefix: "tls/domains/",
 };
 
 /// How long a running broker is given to pick up a rewritten `security.json`: it polls
@@ -145,15 +146,32 @@ impl LocalOrchestrator {
         let mut changed = false;
         for file in &files {
             changed |= write_if_changed(
-                &dir.root.join(file.name),
+                &dir.root.join(&file.name),
                 file.contents.expose_secret().as_bytes(),
             )?;
         }
-        changed |= write_if_changed(&dir.security(), &security.settings_json(TLS_FILES))?;
-        for stale in [TLS_FILES.cert, TLS_FILES.key, TLS_FILES.ca] {
-            if !files.iter().any(|f| f.name == stale) {
-                changed |= std::fs::remove_file(dir.root.join(stale)).is_ok();
-            }
+        changed |= write_if_changed(
+            &dir.security(),
+            &security.settings_json(TLS_FILES, NetworkDelivery::InProcess),
+        )?;
+        let domain_files = std::fs::read_dir(dir.root.join(TLS_FILES.domain_prefix))
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok())
+            .filter_map(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .map(|name| format!("{}{name}", TLS_FILES.domain_prefix))
+            });
+        let stale: Vec<String> = [TLS_FILES.cert, TLS_FILES.key, TLS_FILES.ca]
+            .map(String::from)
+            .into_iter()
+            .chain(domain_files)
+            .filter(|name| !files.iter().any(|f| &f.name == name))
+            .collect();
+        for name in stale {
+            changed |= std::fs::remove_file(dir.root.join(name)).is_ok();
         }
         Ok(changed)
     }
