@@ -242,7 +242,10 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         reconcile: wake,
         metrics,
         secret_key,
-        dns: Arc::new(crate::dns::DnsVerifier::new(serve.dns_server).context("configuring the DNS resolver")?),
+        dns: Arc::new(
+            crate::dns::DnsVerifier::new(serve.dns_server)
+                .context("configuring the DNS resolver")?,
+        ),
         network: NetworkPlatform::from_args(serve),
     });
     let domain_checks = tokio::spawn(crate::domains::run_rechecks(state.clone()));

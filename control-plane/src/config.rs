@@ -183,7 +183,11 @@ pub struct ServeArgs {
     /// comma-separate). The local orchestrator binds brokers' outbound sockets to the
     /// first; defaults to 127.0.0.2 there. On Kubernetes these are the NAT's public
     /// addresses; without them NAT gateways cannot be created.
-    #[arg(long = "nat-egress-address", env = "SKYPORT_NAT_EGRESS_ADDRESSES", value_delimiter = ',')]
+    #[arg(
+        long = "nat-egress-address",
+        env = "SKYPORT_NAT_EGRESS_ADDRESSES",
+        value_delimiter = ','
+    )]
     pub nat_egress_addresses: Vec<IpAddr>,
 
     /// Private address of internal endpoints on the local orchestrator (brokers listen

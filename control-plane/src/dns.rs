@@ -94,7 +94,7 @@ impl DnsVerifier {
     pub async fn verify(&self, domain: &DomainName, record: &DnsRecord) -> (bool, Observation) {
         let observation = self.observe(domain).await;
         let expected = normalise(&record.value);
-        if observation.cname.iter().any(|target| *target == expected) {
+        if observation.cname.contains(&expected) {
             return (true, observation);
         }
         if observation.addresses.is_empty() {

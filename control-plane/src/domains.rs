@@ -76,9 +76,8 @@ pub async fn check(
         observed,
         checked_at: now,
         verified,
-        next_check_at: (!verified).then(|| {
-            next_check_at(state.network.dns_recheck_interval, record.checks, now)
-        }),
+        next_check_at: (!verified)
+            .then(|| next_check_at(state.network.dns_recheck_interval, record.checks, now)),
     };
     let updated = state
         .store
@@ -124,7 +123,10 @@ async fn recheck(
     deployment_id: Id,
     record: &DomainRecord,
 ) -> Result<(), StoreError> {
-    let deployment = state.store.get_deployment(project_id, deployment_id).await?;
+    let deployment = state
+        .store
+        .get_deployment(project_id, deployment_id)
+        .await?;
     check(state, &deployment, record, &Actor::System).await?;
     Ok(())
 }
@@ -137,8 +139,17 @@ mod tests {
     fn back_off_doubles_up_to_an_hour() {
         let now = Utc::now();
         let first = Duration::from_secs(30);
-        assert_eq!(next_check_at(first, 0, now) - now, chrono::Duration::seconds(30));
-        assert_eq!(next_check_at(first, 3, now) - now, chrono::Duration::seconds(240));
-        assert_eq!(next_check_at(first, 40, now) - now, chrono::Duration::hours(1));
+        assert_eq!(
+            next_check_at(first, 0, now) - now,
+            chrono::Duration::seconds(30)
+        );
+        assert_eq!(
+            next_check_at(first, 3, now) - now,
+            chrono::Duration::seconds(240)
+        );
+        assert_eq!(
+            next_check_at(first, 40, now) - now,
+            chrono::Duration::hours(1)
+        );
     }
 }

@@ -15,7 +15,7 @@ CREATE TABLE deployment_domains (
     cert_expires_at TIMESTAMPTZ NOT NULL,
     -- The last DNS answer seen, shown to the owner while the record is missing or wrong.
     observed        JSONB,
-    checks          INTEGER NOT NULL DEFAULT 0,
+    checks          BIGINT NOT NULL DEFAULT 0,
     last_checked_at TIMESTAMPTZ,
     next_check_at   TIMESTAMPTZ,
     verified_at     TIMESTAMPTZ,

@@ -776,3 +776,233 @@ async fn metering_keeps_a_node_token_in_the_security_secret_not_the_config() {
     driver.apply(&other).await.unwrap();
     assert_ne!(security_data(&s, &other)["node-token"], node_token);
 }
+
+/// The services' port numbers.
+fn port_numbers(service: &Value) -> Vec<i64> {
+    service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_endpoint_and_nat_gateway_from_the_store_are_applied_and_removed() {
+    use skyport_control_plane::domain::{Actor, EventType};
+    use skyport_control_plane::encryption::SecretKey;
+    use skyport_control_plane::orchestrator::kubernetes::{InternalLbProvider, NatProvider};
+    use skyport_control_plane::orchestrator::security::SecuritySource;
+    use skyport_control_plane::store::{Event, InternalEndpointRecord, NatGatewayRecord, Project};
+
+    // The store the driver reads each deployment's add-ons from.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cp.db").display());
+    let store = skyport_control_plane::store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let d = deployment(Plan::Dedicated);
+    store
+        .create_project(&Project {
+            id: d.project_id,
+            name: "networked".into(),
+            created_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    let event = |kind| Event::new(&d, kind, &Actor::System, json!({}));
+    store
+        .create_deployment(&d, &event(EventType::DeploymentCreated))
+        .await
+        .unwrap();
+    let key = Arc::new(SecretKey::from_base64(&format!("{}=", "A".repeat(43))).unwrap());
+    let kube_settings = KubernetesSettings {
+        internal_lb_provider: Some(InternalLbProvider::Aws),
+        ..settings()
+    };
+    let s = setup_with(kube_settings.clone());
+    // One CA for every driver, as across control plane restarts: the certificate is kept.
+    let ca = Arc::new(Ca::ephemeral().expect("a CA"));
+    let driver = |settings: KubernetesSettings| {
+        KubernetesOrchestrator::new(s.client.clone(), settings, ca.clone())
+            .with_security(SecuritySource::new(store.clone(), key.clone()))
+    };
+    let node_pool = driver(kube_settings.clone());
+    let internal_name = format!("{}-internal", base(&d));
+
+    // No add-ons: no internal Service (deleting the absent one is no error), no placement.
+    assert_eq!(node_pool.apply(&d).await.unwrap(), Applied::Started);
+    assert!(s.fake.object("services", NS, &internal_name).is_none());
+    let pod_spec = |s: &Setup| s.sts(&d)["spec"]["template"]["spec"].clone();
+    assert!(pod_spec(&s).get("nodeSelector").is_none());
+    assert!(pod_spec(&s).get("tolerations").is_none());
+    let first = s.sts(&d);
+
+    // An internal endpoint: a second LoadBalancer Service on the provider's internal load
+    // balancer, open to the allowed ranges, without the API port. The pod does not roll.
+    let internal = |cidrs: &[&str]| InternalEndpointRecord {
+        address: Some("10.0.0.9".parse().unwrap()),
+        allowed_cidrs: cidrs.iter().map(|c| c.parse().unwrap()).collect(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    store
+        .put_internal_endpoint(
+            d.project_id,
+            d.id,
+            &internal(&["10.1.0.0/16", "192.168.10.0/24"]),
+            &event(EventType::InternalEndpointCreated),
+        )
+        .await
+        .unwrap();
+    assert_eq!(node_pool.apply(&d).await.unwrap(), Applied::Unchanged);
+    let svc = s.obj("services", &internal_name);
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc["spec"]["loadBalancerSourceRanges"],
+        json!(["10.1.0.0/16", "192.168.10.0/24"])
+    );
+    assert_eq!(
+        svc["metadata"]["annotations"],
+        json!({
+            "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
+            "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+        })
+    );
+    assert_eq!(port_numbers(&svc), vec![1883, 8883, 8083, 8084], "no API");
+    let public = s.obj("services", &base(&d));
+    assert_eq!(svc["spec"]["selector"], public["spec"]["selector"]);
+    assert!(public["spec"].get("loadBalancerSourceRanges").is_none());
+    assert!(public["metadata"].get("annotations").is_none());
+    let root = s.obj("configmaps", &format!("{}-root", base(&d)));
+    assert_eq!(
+        svc["metadata"]["ownerReferences"][0]["uid"], root["metadata"]["uid"],
+        "owned by the root, so collected with the deployment"
+    );
+    assert_eq!(hash(&s.sts(&d)), hash(&first), "no roll");
+    assert_eq!(
+        s.sts(&d)["metadata"]["generation"],
+        first["metadata"]["generation"]
+    );
+
+    // Changed ranges are applied in place.
+    store
+        .put_internal_endpoint(
+            d.project_id,
+            d.id,
+            &internal(&["172.16.0.0/12"]),
+            &event(EventType::InternalEndpointUpdated),
+        )
+        .await
+        .unwrap();
+    node_pool.apply(&d).await.unwrap();
+    let updated = s.obj("services", &internal_name);
+    assert_eq!(
+        updated["spec"]["loadBalancerSourceRanges"],
+        json!(["172.16.0.0/12"])
+    );
+    assert_eq!(updated["metadata"]["uid"], svc["metadata"]["uid"]);
+
+    // A NAT gateway moves the pod to the NAT'd node pool.
+    let (_, created) = store
+        .put_nat_gateway(
+            d.project_id,
+            d.id,
+            &NatGatewayRecord {
+                egress_addresses: vec!["203.0.113.7".parse().unwrap()],
+                created_at: Utc::now(),
+            },
+            &event(EventType::NatGatewayCreated),
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(node_pool.apply(&d).await.unwrap(), Applied::Started);
+    let spec = pod_spec(&s);
+    assert_eq!(spec["nodeSelector"], json!({"skyport.io/egress": "nat"}));
+    assert_eq!(
+        spec["tolerations"],
+        json!([{"key": "skyport.io/egress", "operator": "Equal", "value": "nat", "effect": "NoSchedule"}])
+    );
+    assert!(s.sts(&d)["spec"]["template"]["metadata"]["annotations"]
+        .get("egress.projectcalico.org/selector")
+        .is_none());
+    assert!(
+        !s.sts(&d).to_string().contains("203.0.113.7")
+            && !s
+                .obj("configmaps", &format!("{}-config", base(&d)))
+                .to_string()
+                .contains("203.0.113.7"),
+        "the platform NATs: the broker is not told the address"
+    );
+
+    // A control plane switched to Calico egress gateways takes the placement back.
+    let calico = driver(KubernetesSettings {
+        nat_provider: NatProvider::Calico,
+        ..kube_settings.clone()
+    });
+    assert_eq!(calico.apply(&d).await.unwrap(), Applied::Started);
+    let sts = s.sts(&d);
+    assert_eq!(
+        sts["spec"]["template"]["metadata"]["annotations"]["egress.projectcalico.org/selector"],
+        "skyport.io/egress-gateway == 'true'"
+    );
+    let spec = &sts["spec"]["template"]["spec"];
+    assert!(spec.get("nodeSelector").is_none(), "{spec}");
+    assert!(spec.get("tolerations").is_none(), "{spec}");
+
+    // Removing the internal endpoint deletes its Service, and only it.
+    assert!(store
+        .delete_internal_endpoint(
+            d.project_id,
+            d.id,
+            &event(EventType::InternalEndpointDeleted)
+        )
+        .await
+        .unwrap());
+    assert_eq!(calico.apply(&d).await.unwrap(), Applied::Unchanged);
+    assert!(
+        s.fake.object("services", NS, &internal_name).is_none(),
+        "the internal Service is gone"
+    );
+    assert_eq!(
+        s.obj("services", &base(&d))["metadata"]["uid"],
+        public["metadata"]["uid"],
+        "the public Service stays"
+    );
+    assert_eq!(calico.apply(&d).await.unwrap(), Applied::Unchanged);
+
+    // Removing the NAT gateway puts the pod back where it was.
+    assert!(store
+        .delete_nat_gateway(d.project_id, d.id, &event(EventType::NatGatewayDeleted))
+        .await
+        .unwrap());
+    assert_eq!(node_pool.apply(&d).await.unwrap(), Applied::Started);
+    let sts = s.sts(&d);
+    assert_eq!(
+        sts["spec"]["template"]["spec"], first["spec"]["template"]["spec"],
+        "no placement left"
+    );
+    assert_eq!(
+        sts["spec"]["template"]["metadata"]["annotations"],
+        first["spec"]["template"]["metadata"]["annotations"]
+    );
+
+    // The internal Service goes with the deployment.
+    store
+        .put_internal_endpoint(
+            d.project_id,
+            d.id,
+            &internal(&["10.1.0.0/16"]),
+            &event(EventType::InternalEndpointCreated),
+        )
+        .await
+        .unwrap();
+    node_pool.apply(&d).await.unwrap();
+    assert!(s.fake.object("services", NS, &internal_name).is_some());
+    node_pool.remove(d.id).await.unwrap();
+    assert!(
+        s.fake.all_objects(NS).is_empty(),
+        "{:#?}",
+        s.fake.all_objects(NS)
+    );
+}

@@ -58,7 +58,9 @@ impl DomainName {
             return Err(invalid("it is empty"));
         }
         if trimmed.parse::<IpAddr>().is_ok() {
-            return Err(invalid("it is an IP address; custom domains are host names"));
+            return Err(invalid(
+                "it is an IP address; custom domains are host names",
+            ));
         }
         let (wildcard, rest) = match trimmed.strip_prefix("*.") {
             Some(rest) => (true, rest),
@@ -73,7 +75,9 @@ impl DomainName {
             .map_err(|_| invalid("it is not a valid internationalised domain name (IDNA)"))?;
         let labels: Vec<&str> = ascii.split('.').collect();
         if labels.len() < 2 {
-            return Err(invalid("it needs at least two labels, like `mqtt.example.com`"));
+            return Err(invalid(
+                "it needs at least two labels, like `mqtt.example.com`",
+            ));
         }
         if ascii.len() + if wildcard { 2 } else { 0 } > 253 {
             return Err(invalid("it is longer than 253 characters"));
@@ -287,19 +291,33 @@ mod tests {
     #[test]
     fn dns_record_follows_the_default_host() {
         let d = DomainName::parse("mqtt.example.com").unwrap();
-        assert_eq!(DnsRecord::for_host(&d, "abc.skyport.test").record_type, "CNAME");
+        assert_eq!(
+            DnsRecord::for_host(&d, "abc.skyport.test").record_type,
+            "CNAME"
+        );
         let a = DnsRecord::for_host(&d, "127.0.0.1");
-        assert_eq!((a.record_type.as_str(), a.value.as_str()), ("A", "127.0.0.1"));
+        assert_eq!(
+            (a.record_type.as_str(), a.value.as_str()),
+            ("A", "127.0.0.1")
+        );
         assert_eq!(DnsRecord::for_host(&d, "::1").record_type, "AAAA");
     }
 
     #[test]
     fn cidrs_are_strict() {
-        let ok = parse_cidrs(&["10.0.0.0/8".into(), "192.168.1.7".into(), "10.0.0.0/8".into()])
-            .unwrap();
+        let ok = parse_cidrs(&[
+            "10.0.0.0/8".into(),
+            "192.168.1.7".into(),
+            "10.0.0.0/8".into(),
+        ])
+        .unwrap();
         assert_eq!(ok.len(), 2);
         assert_eq!(ok[1].to_string(), "192.168.1.7/32");
-        for bad in [vec![], vec!["10.0.0.1/8".to_owned()], vec!["nope".to_owned()]] {
+        for bad in [
+            vec![],
+            vec!["10.0.0.1/8".to_owned()],
+            vec!["nope".to_owned()],
+        ] {
             assert_eq!(parse_cidrs(&bad).unwrap_err().code, "invalid_cidr");
         }
     }

@@ -160,13 +160,11 @@ fn certificate(
     };
     let (source, chain, key) = match upload {
         Some((cert, key)) => (CertSource::Uploaded, cert.to_owned(), key.to_owned()),
-        None if domain.is_wildcard() => {
-            return Err(ApiError::unprocessable(
-                "wildcard_needs_certificate",
-                "Skyport's CA does not issue wildcard certificates: upload one covering the wildcard",
-            )
-            .with_field("certificate"))
-        }
+        None if domain.is_wildcard() => return Err(ApiError::unprocessable(
+            "wildcard_needs_certificate",
+            "Skyport's CA does not issue wildcard certificates: upload one covering the wildcard",
+        )
+        .with_field("certificate")),
         None => {
             let issued = state
                 .ca

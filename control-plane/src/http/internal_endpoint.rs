@@ -92,7 +92,10 @@ fn urls(public: Option<&Endpoints>, address: Option<IpAddr>) -> InternalUrls {
     }
 }
 
-pub(super) fn view(deployment: &Deployment, record: InternalEndpointRecord) -> InternalEndpointView {
+pub(super) fn view(
+    deployment: &Deployment,
+    record: InternalEndpointRecord,
+) -> InternalEndpointView {
     InternalEndpointView {
         status: if record.address.is_some() {
             AddOnStatus::of(deployment)
@@ -144,7 +147,10 @@ async fn put_internal_endpoint(
         created_at: existing.as_ref().map_or(now, |e| e.created_at),
         updated_at: now,
     };
-    if existing.as_ref().is_some_and(|e| e.allowed_cidrs == record.allowed_cidrs) {
+    if existing
+        .as_ref()
+        .is_some_and(|e| e.allowed_cidrs == record.allowed_cidrs)
+    {
         return Ok((StatusCode::OK, Json(view(&deployment, record))).into_response());
     }
     let event = Event::new(

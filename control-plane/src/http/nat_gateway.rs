@@ -29,7 +29,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::store::{Deployment, Event, NatGatewayRecord};
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(put_nat_gateway, get_nat_gateway, delete_nat_gateway))
+    OpenApiRouter::new().routes(routes!(
+        put_nat_gateway,
+        get_nat_gateway,
+        delete_nat_gateway
+    ))
 }
 
 /// Whether an add-on is in force on the broker yet.

@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret, SecretString};
 use std::net::IpAddr;
 
 use skyport_broker::security::settings::{
-    AppKey, Authentication, Authorization, CustomTls, DomainTls, InternalEndpoint,
-    NetworkSettings, SecuritySettings, TlsType,
+    AppKey, Authentication, Authorization, CustomTls, DomainTls, InternalEndpoint, NetworkSettings,
+    SecuritySettings, TlsType,
 };
 
 use super::OrchestratorError;

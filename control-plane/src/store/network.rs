@@ -210,10 +210,9 @@ impl TryFrom<DomainRow> for DomainRecord {
 
     fn try_from(row: DomainRow) -> Result<Self, Self::Error> {
         Ok(DomainRecord {
-            deployment_id: row
-                .deployment_id
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("deployment id `{}`", row.deployment_id)))?,
+            deployment_id: row.deployment_id.parse().map_err(|_| {
+                StoreError::Corrupt(format!("deployment id `{}`", row.deployment_id))
+            })?,
             status: match row.status.as_str() {
                 "pending_dns" => DomainStatus::PendingDns,
                 "active" => DomainStatus::Active,
@@ -315,7 +314,7 @@ macro_rules! network_sql_store {
                 let done = sqlx::query(
                     "UPDATE deployment_domains SET status = $1, observed = $2, \
                        checks = checks + 1, last_checked_at = $3, next_check_at = $4, \
-                       verified_at = CASE WHEN $1 = 'active' THEN $3 ELSE verified_at END \
+                       verified_at = $7 \
                      WHERE deployment_id = $5 AND domain = $6 AND status = 'pending_dns'",
                 )
                 .bind(status)
@@ -324,6 +323,7 @@ macro_rules! network_sql_store {
                 .bind(check.next_check_at)
                 .bind(deployment_id.to_string())
                 .bind(domain)
+                .bind(check.verified.then_some(check.checked_at))
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {

@@ -358,35 +358,39 @@ pub fn build(
     };
     // The internal endpoint: the same MQTT ports (not the API) on the provider's
     // internal load balancer, open to the allowed ranges only.
-    let internal_service = security.internal_endpoint.as_ref().map(|internal| {
-        let mut internal_meta = meta(&names.internal);
-        internal_meta.annotations = settings
-            .internal_lb_provider
-            .map(|provider| provider.service_annotations());
-        Service {
-            metadata: internal_meta,
-            spec: Some(ServiceSpec {
-                type_: Some("LoadBalancer".into()),
-                selector: Some(selector_labels(d.id)),
-                ports: Some(service_ports(
-                    exposed_ports(d)
-                        .into_iter()
-                        .filter(|(name, _)| *name != "api")
-                        .collect(),
-                )),
-                load_balancer_source_ranges: Some(
-                    internal
-                        .allowed_cidrs
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect(),
-                ),
-                external_traffic_policy: Some("Local".into()),
-                ..ServiceSpec::default()
-            }),
-            ..Service::default()
-        }
-    });
+    // Without a provider there is no way to make the load balancer internal: no Service
+    // rather than a public one (the API refuses internal endpoints in that case).
+    let internal_service = security
+        .internal_endpoint
+        .as_ref()
+        .zip(settings.internal_lb_provider)
+        .map(|(internal, provider)| {
+            let mut internal_meta = meta(&names.internal);
+            internal_meta.annotations = Some(provider.service_annotations());
+            Service {
+                metadata: internal_meta,
+                spec: Some(ServiceSpec {
+                    type_: Some("LoadBalancer".into()),
+                    selector: Some(selector_labels(d.id)),
+                    ports: Some(service_ports(
+                        exposed_ports(d)
+                            .into_iter()
+                            .filter(|(name, _)| *name != "api")
+                            .collect(),
+                    )),
+                    load_balancer_source_ranges: Some(
+                        internal
+                            .allowed_cidrs
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect(),
+                    ),
+                    external_traffic_policy: Some("Local".into()),
+                    ..ServiceSpec::default()
+                }),
+                ..Service::default()
+            }
+        });
     let pdb = PodDisruptionBudget {
         metadata: meta(&names.base),
         spec: Some(PodDisruptionBudgetSpec {

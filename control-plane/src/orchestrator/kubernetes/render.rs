@@ -100,6 +100,11 @@ pub fn render(
 /// Runs the subcommand: prints the YAML on stdout.
 pub fn run(deployment_file: &Path, settings: &KubernetesSettings) -> anyhow::Result<()> {
     let (deployment, security) = read_deployment(deployment_file)?;
+    anyhow::ensure!(
+        security.internal_endpoint.is_none() || settings.internal_lb_provider.is_some(),
+        "{} has an internal endpoint: pass --internal-lb-provider (aws, gcp, azure or custom) so its load balancer is internal",
+        deployment_file.display()
+    );
     let yaml = render(&deployment, &security, settings)?.to_yaml()?;
     print!("{yaml}");
     Ok(())
