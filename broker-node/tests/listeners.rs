@@ -156,7 +156,10 @@ fn connect_packet(name: &[u8], level: u8, keep_alive: u16) -> Vec<u8> {
     if level == 5 {
         body.push(0); // no properties
     }
-    body.extend_from_slice(b"\0\x08raw-test");
+    // A client id per protocol level: the engine may still be ending the previous
+    // connection of a test, and a same-id takeover racing that is not what is tested.
+    body.extend_from_slice(b"\0\x08raw-tst");
+    body.push(b'0' + level);
     let mut packet = vec![0x10, body.len() as u8];
     packet.extend(body);
     packet
