@@ -187,6 +187,44 @@ async fn zero_keep_alive_is_accepted() {
     }
 }
 
+/// A clean-session CONNECT with client id `id`.
+fn connect_with_id(level: u8, id: &str) -> Vec<u8> {
+    let mut body = 4u16.to_be_bytes().to_vec();
+    body.extend_from_slice(b"MQTT");
+    body.extend_from_slice(&[level, 0b10, 0, 60]);
+    if level == 5 {
+        body.push(0); // no properties
+    }
+    body.extend((id.len() as u16).to_be_bytes());
+    body.extend(id.as_bytes());
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    packet
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_ids_the_engine_cannot_hold_are_refused_and_harmless() {
+    let broker = Broker::start(&["tcp"]).await;
+    // Twice each: the second attempt is the one that used to take the engine down.
+    for id in ["dev/1", "dev+1", "dev#1", "$dev1"] {
+        for _ in 0..2 {
+            let v3 = connack_for(&broker, &connect_with_id(4, id)).await;
+            assert_eq!(v3, [0x20, 0x02, 0x00, 0x02], "{id}: identifier rejected");
+            let v5 = connack_for(&broker, &connect_with_id(5, id)).await;
+            assert_eq!(
+                &v5[..4],
+                [0x20, 0x03, 0x00, 0x85],
+                "{id}: client id not valid"
+            );
+        }
+    }
+    // The engine still admits everyone else, on both protocol levels.
+    for level in [4, 5] {
+        let connack = connack_for(&broker, &connect_with_id(level, "dev-1")).await;
+        assert_eq!((connack[0], connack[3]), (0x20, 0x00), "level {level}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_protocol_level_gets_unacceptable_version() {
     let broker = Broker::start(&["tcp"]).await;

@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod error;
 pub mod metrics;
 pub mod mqtt;
+pub mod subscribe;
 pub mod users;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,6 +115,7 @@ fn v4() -> (Router<Security>, utoipa::openapi::OpenApi) {
         .merge(acl::router())
         .merge(banned::router())
         .merge(mqtt::router())
+        .merge(subscribe::router())
         .merge(clients::router())
         .merge(metrics::router())
         .split_for_parts()

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::proxy::Version;
 use crate::security::Transport;
@@ -32,7 +32,34 @@ struct Entry {
     connection: u64,
     info: Connected,
     kick: Arc<Notify>,
+    commands: mpsc::Sender<Command>,
 }
+
+/// What the deployment API asks a connection to do in its client's name. The answer is
+/// the engine's reason codes, one per filter (none for an MQTT 3.1.1 UNSUBSCRIBE).
+#[derive(Debug)]
+pub enum Command {
+    Subscribe {
+        filters: Vec<(String, u8)>,
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    Unsubscribe {
+        filters: Vec<String>,
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+}
+
+/// Why a command did not get its answer.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("the client is not connected")]
+    NotConnected,
+    #[error("the connection ended before the broker answered")]
+    NoAnswer,
+}
+
+/// How long a command may wait for the engine's answer.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The registry. Cheap to clone.
 #[derive(Clone, Default)]
@@ -48,6 +75,15 @@ pub struct Registration {
     connection: u64,
     /// Notified when the API kicks this client.
     pub kicked: Arc<Notify>,
+    /// Commands from the API, for the connection to carry out (see [`Self::take_commands`]).
+    commands: Option<mpsc::Receiver<Command>>,
+}
+
+impl Registration {
+    /// The receiver of the API's commands, for the task relaying the connection.
+    pub fn take_commands(&mut self) -> Option<mpsc::Receiver<Command>> {
+        self.commands.take()
+    }
 }
 
 impl Drop for Registration {
@@ -71,6 +107,7 @@ impl Clients {
     pub fn register(&self, info: Connected) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let kick = Arc::new(Notify::new());
+        let (commands_tx, commands) = mpsc::channel(16);
         let client_id = info.client_id.clone();
         self.lock().insert(
             client_id.clone(),
@@ -78,6 +115,7 @@ impl Clients {
                 connection,
                 info,
                 kick: kick.clone(),
+                commands: commands_tx,
             },
         );
         Registration {
@@ -85,6 +123,30 @@ impl Clients {
             client_id,
             connection,
             kicked: kick,
+            commands: Some(commands),
+        }
+    }
+
+    /// Has the client's connection carry out a command built by `make` around the reply
+    /// channel, and waits for the engine's answer.
+    pub async fn command(
+        &self,
+        client_id: &str,
+        make: impl FnOnce(oneshot::Sender<Vec<u8>>) -> Command,
+    ) -> Result<Vec<u8>, CommandError> {
+        let sender = self
+            .lock()
+            .get(client_id)
+            .map(|entry| entry.commands.clone())
+            .ok_or(CommandError::NotConnected)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(make(reply))
+            .await
+            .map_err(|_| CommandError::NotConnected)?;
+        match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
+            Ok(Ok(codes)) => Ok(codes),
+            _ => Err(CommandError::NoAnswer),
         }
     }
 

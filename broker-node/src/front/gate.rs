@@ -53,6 +53,13 @@ struct State {
     events: bool,
     /// Whether the client said goodbye with DISCONNECT.
     disconnected: bool,
+    /// SUBSCRIBEs and UNSUBSCRIBEs the node sent in the client's name (deployment API),
+    /// by packet id: their acknowledgements go to the API, never to the client.
+    injected: HashMap<u16, tokio::sync::oneshot::Sender<Vec<u8>>>,
+    /// The packet id the next injected packet tries first. Injected ids count down from
+    /// 65535 while clients usually count up from 1, so the two rarely meet; an id in
+    /// flight either way is never reused here.
+    next_injected: u16,
 }
 
 impl Gate {
@@ -114,22 +121,87 @@ impl Gate {
     /// Rewrites a packet from the engine when it answers something the gate changed;
     /// an empty answer drops the packet.
     pub fn outbound(&self, packet: &[u8]) -> Option<Vec<u8>> {
-        if packet::packet_kind(packet) == kind::PUBLISH {
+        let packet_kind = packet::packet_kind(packet);
+        if packet_kind == kind::PUBLISH {
             let public = events::to_public(packet::publish_topic(packet)?)?;
             if !self.state().events {
                 return Some(Vec::new());
             }
             return packet::with_topic(packet, &public);
         }
-        if packet::packet_kind(packet) != kind::SUBACK {
+        if packet_kind != kind::SUBACK && packet_kind != kind::UNSUBACK {
             return None;
         }
         let mut state = self.state();
-        if state.trimmed.is_empty() {
+        if !state.injected.is_empty() {
+            let pkid = packet::pkid_of(packet)?;
+            if let Some(reply) = state.injected.remove(&pkid) {
+                let _ = reply.send(packet::ack_codes(packet, self.version).unwrap_or_default());
+                return Some(Vec::new());
+            }
+        }
+        if packet_kind != kind::SUBACK || state.trimmed.is_empty() {
             return None;
         }
         let keep = state.trimmed.remove(&packet::pkid_of(packet)?)?;
         packet::splice_suback(packet, self.version, &keep, self.refused_filter_code())
+    }
+
+    /// The packet carrying out an API command in the client's name (the ACL does not
+    /// apply: the deployment owner asked), remembering where its answer goes.
+    pub fn command(&self, command: super::clients::Command) -> Vec<u8> {
+        use super::clients::Command;
+        let mut state = self.state();
+        let mut pkid = if state.next_injected == 0 {
+            u16::MAX
+        } else {
+            state.next_injected
+        };
+        while state.injected.contains_key(&pkid) || state.trimmed.contains_key(&pkid) {
+            pkid = pkid.checked_sub(1).filter(|p| *p > 0).unwrap_or(u16::MAX);
+        }
+        state.next_injected = pkid.checked_sub(1).filter(|p| *p > 0).unwrap_or(u16::MAX);
+        let (bytes, reply) = match command {
+            Command::Subscribe { filters, reply } => {
+                let mut entries = Vec::with_capacity(filters.len());
+                for (filter, qos) in &filters {
+                    self.events.subscribed(&self.client, filter, *qos);
+                    self.subscriptions
+                        .subscribed(&self.client.client_id, filter, *qos);
+                    let engine_filter = match events::to_internal(filter) {
+                        Some(internal) => {
+                            state.events = true;
+                            internal
+                        }
+                        None => filter.clone(),
+                    };
+                    entries.push((engine_filter, Some(*qos)));
+                }
+                let entries: Vec<(&str, Option<u8>)> =
+                    entries.iter().map(|(f, q)| (f.as_str(), *q)).collect();
+                (
+                    packet::subscription_request(pkid, self.version, &entries),
+                    reply,
+                )
+            }
+            Command::Unsubscribe { filters, reply } => {
+                let mut entries = Vec::with_capacity(filters.len());
+                for filter in &filters {
+                    self.events.unsubscribed(&self.client, filter);
+                    self.subscriptions
+                        .unsubscribed(&self.client.client_id, filter);
+                    entries.push(events::to_internal(filter).unwrap_or_else(|| filter.clone()));
+                }
+                let entries: Vec<(&str, Option<u8>)> =
+                    entries.iter().map(|f| (f.as_str(), None)).collect();
+                (
+                    packet::subscription_request(pkid, self.version, &entries),
+                    reply,
+                )
+            }
+        };
+        state.injected.insert(pkid, reply);
+        bytes
     }
 
     async fn publish(&self, packet: &[u8]) -> Inbound {

@@ -19,6 +19,7 @@ pub mod kind {
     pub const SUBSCRIBE: u8 = 8;
     pub const SUBACK: u8 = 9;
     pub const UNSUBSCRIBE: u8 = 10;
+    pub const UNSUBACK: u8 = 11;
     pub const DISCONNECT: u8 = 14;
 }
 
@@ -30,6 +31,10 @@ pub mod reason {
     pub const V3_NOT_AUTHORIZED: u8 = 0x05;
     /// MQTT 3.1.1 CONNACK: server unavailable.
     pub const V3_SERVER_UNAVAILABLE: u8 = 0x03;
+    /// MQTT 3.1.1 CONNACK: identifier rejected.
+    pub const V3_IDENTIFIER_REJECTED: u8 = 0x02;
+    /// MQTT 5 CONNACK: client identifier not valid.
+    pub const CLIENT_ID_NOT_VALID: u8 = 0x85;
     /// MQTT 3.1.1 SUBACK: failure.
     pub const V3_SUBACK_FAILURE: u8 = 0x80;
     pub const BAD_CREDENTIALS: u8 = 0x86;
@@ -405,6 +410,41 @@ pub fn splice_suback(
     Some(out)
 }
 
+/// A SUBSCRIBE (`filters` with their QoS) or, without QoS, an UNSUBSCRIBE that the node
+/// sends in a client's name.
+pub fn subscription_request(
+    pkid: u16,
+    version: Version,
+    filters: &[(&str, Option<u8>)],
+) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if version == Version::V5 {
+        body.push(0); // no properties
+    }
+    let mut first = 0xa2; // UNSUBSCRIBE
+    for (filter, qos) in filters {
+        body.extend((filter.len() as u16).to_be_bytes());
+        body.extend(filter.as_bytes());
+        if let Some(qos) = qos {
+            first = 0x82; // SUBSCRIBE
+            body.push(*qos);
+        }
+    }
+    let mut out = vec![first];
+    encode_varint(body.len(), &mut out);
+    out.extend(body);
+    out
+}
+
+/// The reason codes of a SUBACK or UNSUBACK (none in an MQTT 3.1.1 UNSUBACK).
+pub fn ack_codes(packet: &[u8], version: Version) -> Option<Vec<u8>> {
+    let mut at = body_start(packet)? + 2;
+    if version == Version::V5 {
+        at = properties_at(packet, at)?.1;
+    }
+    Some(packet.get(at..)?.to_vec())
+}
+
 /// A SUBACK refusing `count` filters.
 pub fn suback_refusing(pkid: u16, version: Version, count: usize, refused: u8) -> Vec<u8> {
     let mut body = pkid.to_be_bytes().to_vec();
@@ -449,6 +489,22 @@ pub fn disconnect(reason: u8) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscription_requests_round_trip() {
+        for version in [Version::V3_1_1, Version::V5] {
+            let sub = subscription_request(0xfffe, version, &[("a/+", Some(1)), ("b", Some(2))]);
+            let parsed = Subscribe::parse(&sub, version).unwrap();
+            assert_eq!(parsed.pkid, 0xfffe);
+            let filters: Vec<&str> = parsed.filters.iter().map(|(f, _)| f.as_str()).collect();
+            assert_eq!(filters, ["a/+", "b"]);
+            let unsub = subscription_request(7, version, &[("a/+", None)]);
+            let (_, names) = rename_unsubscribe(&unsub, version, |_| None).unwrap();
+            assert_eq!(names, ["a/+"]);
+            let suback = suback_refusing(7, version, 2, 0x80);
+            assert_eq!(ack_codes(&suback, version).unwrap(), [0x80, 0x80]);
+        }
+    }
 
     fn with_header(first: u8, body: Vec<u8>) -> Vec<u8> {
         let mut out = vec![first];

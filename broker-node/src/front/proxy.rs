@@ -87,6 +87,8 @@ pub enum ProxyError {
     Refused(ConnectVerdict),
     #[error("connection refused: the deployment's {0} sessions are in use")]
     QuotaExceeded(u64),
+    #[error("connection refused: client id {0:?} contains one of `+ $ # /`")]
+    InvalidClientId(String),
     #[error("unsupported protocol {name:?} level {level}")]
     UnsupportedProtocol { name: String, level: u8 },
     #[error("engine listener {addr} unreachable: {source}")]
@@ -135,6 +137,15 @@ where
         transport: peer.transport,
         listener_port: peer.listener_port,
     };
+    if !engine_accepts_client_id(&info.client_id) {
+        let code = match version {
+            Version::V5 => reason::CLIENT_ID_NOT_VALID,
+            Version::V3_1 | Version::V3_1_1 => reason::V3_IDENTIFIER_REJECTED,
+        };
+        let refusal = packet::connack_refusal(version, code);
+        refuse(&mut client, &upstreams.meter, connect_len, &refusal).await;
+        return Err(ProxyError::InvalidClientId(info.client_id));
+    }
     let security = &upstreams.security;
     let verdict = security
         .authenticate(&info, fields.password.as_deref())
@@ -200,7 +211,7 @@ where
         meter.session_connected(client_id);
     }
     let observer = Metered(upstreams.counting.then_some(&**meter));
-    let registration = super::session::connack_accepts(&connack).then(|| {
+    let mut registration = super::session::connack_accepts(&connack).then(|| {
         upstreams.clients.register(super::clients::Connected {
             client_id: info.client_id.clone(),
             username: info.username.clone(),
@@ -213,6 +224,9 @@ where
         })
     });
     let kicked = registration.as_ref().map(|r| r.kicked.clone());
+    let mut commands = registration
+        .as_mut()
+        .and_then(super::clients::Registration::take_commands);
     let events = &upstreams.events;
     if registration.is_some() {
         if fields.clean_start {
@@ -234,7 +248,14 @@ where
     let (mut engine_rx, mut engine_tx) = upstream.into_split();
     let pumps = async {
         tokio::try_join!(
-            pump::inbound(&mut client_rx, &mut engine_tx, &client_tx, &observer, &gate),
+            pump::inbound(
+                &mut client_rx,
+                &mut engine_tx,
+                &client_tx,
+                &observer,
+                &gate,
+                commands.as_mut(),
+            ),
             pump::outbound(&mut engine_rx, &client_tx, &observer, |p| gate.outbound(p)),
         )
     };
@@ -271,6 +292,15 @@ where
     drop(registration);
     drop(counted);
     Ok(version)
+}
+
+/// Whether the engine can hold a session for `client_id`. rumqttd's router drops a
+/// connection whose id contains `+`, `$`, `#` or `/` without answering, and leaves a
+/// stale will handler behind: the next CONNECT with that id then panics the engine's
+/// listener thread and poisons it for every later client. Such ids are refused here,
+/// with the protocol's "identifier rejected" code (MQTT lets a server refuse ids).
+fn engine_accepts_client_id(client_id: &str) -> bool {
+    !client_id.contains(['+', '$', '#', '/'])
 }
 
 /// Answers a CONNECT of `connect_len` bytes with `refusal` and closes, metering both.

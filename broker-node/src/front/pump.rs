@@ -148,13 +148,16 @@ where
 }
 
 /// Relays the client's packets to the engine until the client closes (or the gate closes
-/// the connection), letting the gate forward, replace or answer each one.
+/// the connection), letting the gate forward, replace or answer each one. Between
+/// batches it also sends the engine what the deployment API asks in the client's name
+/// (`commands`); those packets are the node's, not the client's traffic.
 pub async fn inbound<R, E, W, O>(
     client_rx: &mut R,
     engine: &mut E,
     client: &ClientWriter<W>,
     observer: &O,
     gate: &super::gate::Gate,
+    mut commands: Option<&mut tokio::sync::mpsc::Receiver<super::clients::Command>>,
 ) -> std::io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -165,7 +168,27 @@ where
     use super::gate::Inbound;
     let mut frames = Frames::new(client_rx);
     let mut open = true;
-    while open && frames.fill().await? {
+    while open {
+        let filled = match commands.as_deref_mut() {
+            // `fill` keeps what it read in `frames`, so losing the race loses nothing.
+            Some(rx) => tokio::select! {
+                filled = frames.fill() => filled?,
+                command = rx.recv() => {
+                    match command {
+                        Some(command) => {
+                            engine.write_all(&gate.command(command)).await?;
+                            engine.flush().await?;
+                        }
+                        None => commands = None,
+                    }
+                    continue;
+                }
+            },
+            None => frames.fill().await?,
+        };
+        if !filled {
+            break;
+        }
         let (bytes, ends) = frames.batch();
         let mut out: Option<Vec<u8>> = None;
         let mut start = 0;
