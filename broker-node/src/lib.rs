@@ -10,6 +10,7 @@ pub mod metering;
 pub mod publisher;
 pub mod reload;
 pub mod security;
+pub mod sessions;
 pub mod telemetry;
 
 use std::future::IntoFuture;
@@ -75,6 +76,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let publisher = publisher::Publisher::new(metering.meter.clone());
     let clients = front::clients::Clients::default();
     let subscriptions = front::clients::Subscriptions::default();
+    let pending = sessions::Pending::default();
     let security = security::Security::open(&config.data_dir())?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
@@ -93,6 +95,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
                     clients: clients.clone(),
                     subscriptions: subscriptions.clone(),
                     meter: metering.meter.clone(),
+                    pending: pending.clone(),
                 },
             )
             .into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -108,11 +111,30 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         e = &mut stopped => return Err(e.into()),
     }
     publisher.attach(engine.v4_addr());
+    let data_dir = config.data_dir();
+    let journal = |publisher, meter, subscriptions, pending| sessions::Node {
+        data_dir: &data_dir,
+        meter,
+        subscriptions,
+        publisher,
+        pending,
+    };
+    let restored = sessions::restore(journal(
+        &publisher,
+        &metering.meter,
+        &subscriptions,
+        &pending,
+    ))
+    .await;
+    if restored > 0 {
+        info!(sessions = restored, "persistent sessions restored");
+    }
     let (events, events_task) = front::events::Events::start(publisher.clone());
     let expiry = tokio::spawn(end_expired_sessions(
         publisher.clone(),
         metering.meter.clone(),
         subscriptions.clone(),
+        pending.clone(),
     ));
     let sampler = tokio::spawn(metering.clone().run_sampler());
     let reporter = tokio::spawn(metering.clone().run_reporter());
@@ -128,6 +150,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         subscriptions: subscriptions.clone(),
         max_sessions: config.limits.max_sessions,
         throttle: config.limits.max_tps.and_then(front::proxy::throttle),
+        pending: pending.clone(),
     };
     info!(v4 = %upstreams.v4, v5 = %upstreams.v5, "MQTT engine ready");
     let mirror = front::internal::Mirror {
@@ -150,6 +173,21 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     // Close the listeners before the process exits; rumqttd itself cannot be stopped.
     drop(fronts);
+    if outcome.is_ok() {
+        // A planned stop: carry persistent sessions over to the next start.
+        clients.disconnect_all(SHUTDOWN_DISCONNECT).await;
+        match sessions::save(journal(
+            &publisher,
+            &metering.meter,
+            &subscriptions,
+            &pending,
+        ))
+        .await
+        {
+            Ok(saved) => info!(sessions = saved, "persistent sessions saved"),
+            Err(e) => error!(error = %e, "cannot save persistent sessions"),
+        }
+    }
     internal.abort();
     api_server.abort();
     reloading.abort();
@@ -161,6 +199,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     outcome
 }
 
+/// How long clients get to be disconnected when the node stops.
+const SHUTDOWN_DISCONNECT: Duration = Duration::from_secs(3);
+
 /// How often expired persistent sessions are looked for.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -171,6 +212,7 @@ async fn end_expired_sessions(
     publisher: publisher::Publisher,
     meter: std::sync::Arc<metering::Meter>,
     subscriptions: front::clients::Subscriptions,
+    pending: sessions::Pending,
 ) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
@@ -180,6 +222,7 @@ async fn end_expired_sessions(
                 Ok(()) => {
                     meter.forget_session(&client_id);
                     subscriptions.forget(&client_id);
+                    pending.forget(&client_id);
                     info!(%client_id, "persistent session expired");
                 }
                 Err(e) => error!(%client_id, error = %e, "cannot end an expired session"),

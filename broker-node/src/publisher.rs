@@ -83,12 +83,91 @@ impl Publisher {
     pub async fn end_session(&self, client_id: &str) -> Result<(), PublishError> {
         let engine = *self.engine.get().ok_or(PublishError::NotReady)?;
         let ended = async {
-            let mut conn = Connection::open_as(engine, client_id).await?;
+            let mut conn = Connection::open_as(engine, client_id, true).await?;
             conn.stream.write_all(&[0xe0, 0x00]).await?;
             conn.stream.shutdown().await?;
             Ok::<_, PublishError>(())
         };
         tokio::time::timeout(ACK_TIMEOUT, ended)
+            .await
+            .map_err(|_| PublishError::Timeout)?
+    }
+
+    /// Takes the messages the engine queued for `client_id`'s offline session, in order:
+    /// resumes the session in its name, acknowledges every message it delivers until it
+    /// has been quiet for `quiet`, then disconnects (the session stays).
+    pub async fn drain_session(
+        &self,
+        client_id: &str,
+        quiet: Duration,
+    ) -> Result<Vec<Message>, PublishError> {
+        let engine = *self.engine.get().ok_or(PublishError::NotReady)?;
+        let mut conn = Connection::open_as(engine, client_id, false).await?;
+        let mut messages = Vec::new();
+        while let Ok(packet) = tokio::time::timeout(quiet, conn.read_packet()).await {
+            let packet = packet?;
+            match packet::packet_kind(&packet) {
+                kind::PUBLISH => {
+                    let (message, pkid) =
+                        parse_v4_publish(&packet).ok_or(PublishError::Protocol(packet[0]))?;
+                    let version = crate::front::proxy::Version::V3_1_1;
+                    match (message.qos, pkid) {
+                        (1, Some(pkid)) => {
+                            conn.stream
+                                .write_all(&packet::ack(kind::PUBACK, pkid, version, 0))
+                                .await?
+                        }
+                        (2, Some(pkid)) => {
+                            conn.stream
+                                .write_all(&packet::ack(kind::PUBREC, pkid, version, 0))
+                                .await?
+                        }
+                        _ => {}
+                    }
+                    messages.push(message);
+                }
+                kind::PUBREL => {
+                    if let Some(pkid) = packet::pkid_of(&packet) {
+                        let version = crate::front::proxy::Version::V3_1_1;
+                        conn.stream
+                            .write_all(&packet::ack(kind::PUBCOMP, pkid, version, 0))
+                            .await?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        conn.stream.write_all(&[0xe0, 0x00]).await?;
+        let _ = conn.stream.shutdown().await;
+        Ok(messages)
+    }
+
+    /// Re-creates `client_id`'s persistent session in the engine with `filters` (engine
+    /// spelling) and leaves it offline, so the engine queues what arrives for it.
+    pub async fn restore_session(
+        &self,
+        client_id: &str,
+        filters: &[(String, u8)],
+    ) -> Result<(), PublishError> {
+        let engine = *self.engine.get().ok_or(PublishError::NotReady)?;
+        let restored = async {
+            let mut conn = Connection::open_as(engine, client_id, false).await?;
+            if !filters.is_empty() {
+                let entries: Vec<(&str, Option<u8>)> = filters
+                    .iter()
+                    .map(|(f, q)| (f.as_str(), Some(*q)))
+                    .collect();
+                let version = crate::front::proxy::Version::V3_1_1;
+                conn.stream
+                    .write_all(&packet::subscription_request(1, version, &entries))
+                    .await?;
+                conn.expect(kind::SUBACK, 1).await?;
+            }
+            conn.stream.write_all(&[0xe0, 0x00]).await?;
+            let _ = conn.stream.shutdown().await;
+            Ok::<_, PublishError>(())
+        };
+        tokio::time::timeout(ACK_TIMEOUT, restored)
             .await
             .map_err(|_| PublishError::Timeout)?
     }
@@ -142,18 +221,22 @@ impl Publisher {
 impl Connection {
     async fn open(engine: SocketAddr) -> Result<Self, PublishError> {
         let client_id = format!("skyport-internal-http-{}", std::process::id());
-        Self::open_as(engine, &client_id).await
+        Self::open_as(engine, &client_id, true).await
     }
 
-    /// Connects to the engine as `client_id` with a clean session, which also ends any
-    /// session the engine kept for that client id.
-    async fn open_as(engine: SocketAddr, client_id: &str) -> Result<Self, PublishError> {
+    /// Connects to the engine as `client_id`. A clean session also ends any session the
+    /// engine kept for that client id; otherwise that session resumes.
+    async fn open_as(
+        engine: SocketAddr,
+        client_id: &str,
+        clean: bool,
+    ) -> Result<Self, PublishError> {
         let mut stream = TcpStream::connect(engine).await?;
         stream.set_nodelay(true)?;
         let mut body = Vec::new();
         put_str(&mut body, b"MQTT");
-        // Level 4, clean session, the longest keep-alive (the engine refuses 0).
-        body.extend([4, 0b10, 0xff, 0xff]);
+        // Level 4, the longest keep-alive (the engine refuses 0).
+        body.extend([4, if clean { 0b10 } else { 0 }, 0xff, 0xff]);
         put_str(&mut body, client_id.as_bytes());
         stream.write_all(&with_header(0x10, &body)).await?;
         let mut conn = Self {
@@ -227,6 +310,30 @@ impl Connection {
             }
         }
     }
+}
+
+/// An MQTT 3.1.1 PUBLISH from the engine as a message, with its packet id.
+fn parse_v4_publish(packet: &[u8]) -> Option<(Message, Option<u16>)> {
+    let qos = (packet[0] >> 1) & 0x03;
+    let retain = packet[0] & 0x01 == 1;
+    let mut at = packet::body_start(packet)?;
+    let len = usize::from(u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]));
+    let topic = String::from_utf8(packet.get(at + 2..at + 2 + len)?.to_vec()).ok()?;
+    at += 2 + len;
+    let pkid = if qos > 0 {
+        let pkid = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
+        at += 2;
+        Some(pkid)
+    } else {
+        None
+    };
+    let message = Message {
+        topic,
+        payload: packet.get(at..)?.to_vec(),
+        qos,
+        retain,
+    };
+    Some((message, pkid))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {

@@ -61,6 +61,7 @@ impl Api {
             publisher: skyport_broker::publisher::Publisher::new(meter.clone()),
             clients: Default::default(),
             subscriptions: Default::default(),
+            pending: Default::default(),
             meter,
         };
         let app = api::router(Readiness::default(), security.clone(), node)

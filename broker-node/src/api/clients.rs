@@ -255,6 +255,7 @@ async fn kick_client(
     Extension(subscriptions): Extension<Subscriptions>,
     Extension(meter): Extension<Arc<Meter>>,
     Extension(publisher): Extension<Publisher>,
+    Extension(pending): Extension<crate::sessions::Pending>,
     Path(client_id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     let was_connected = clients.kick(&client_id);
@@ -280,6 +281,7 @@ async fn kick_client(
     }
     meter.forget_session(&client_id);
     subscriptions.forget(&client_id);
+    pending.forget(&client_id);
     Ok(done())
 }
 

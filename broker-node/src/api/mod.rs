@@ -139,6 +139,8 @@ pub struct Node {
     pub clients: crate::front::clients::Clients,
     pub subscriptions: crate::front::clients::Subscriptions,
     pub meter: Arc<crate::metering::Meter>,
+    /// Messages saved across a restart, dropped when a session is ended.
+    pub pending: crate::sessions::Pending,
 }
 
 /// Routes of the deployment API.
@@ -150,6 +152,7 @@ pub fn router(readiness: Readiness, security: crate::security::Security, node: N
         .layer(axum::Extension(node.publisher))
         .layer(axum::Extension(node.clients))
         .layer(axum::Extension(node.subscriptions))
+        .layer(axum::Extension(node.pending))
         .layer(axum::Extension(node.meter))
         .layer(axum::middleware::from_fn_with_state(
             security.clone(),

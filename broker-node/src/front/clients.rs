@@ -66,6 +66,7 @@ const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Clients {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
     next: Arc<AtomicU64>,
+    shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A connection's place in the registry; leaving it (drop) removes the entry.
@@ -159,6 +160,26 @@ impl Clients {
 
     pub fn get(&self, client_id: &str) -> Option<Connected> {
         self.lock().get(client_id).map(|e| e.info.clone())
+    }
+
+    /// Disconnects every client because the node is stopping, and waits (bounded) until
+    /// their connections have wound down.
+    pub async fn disconnect_all(&self, within: std::time::Duration) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        for entry in self.lock().values() {
+            entry.kick.notify_one();
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.lock().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // A connection that failed leaves the registry before its session bookkeeping.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    /// Whether the node is stopping (disconnections then say so).
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
     }
 
     /// Closes the client's connection; `false` when it is not connected.

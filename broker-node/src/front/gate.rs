@@ -56,10 +56,32 @@ struct State {
     /// SUBSCRIBEs and UNSUBSCRIBEs the node sent in the client's name (deployment API),
     /// by packet id: their acknowledgements go to the API, never to the client.
     injected: HashMap<u16, tokio::sync::oneshot::Sender<Vec<u8>>>,
+    /// Saved messages delivered after a restart, by packet id (QoS): the client's
+    /// acknowledgements end here, as the engine never sent them.
+    delivered: HashMap<u16, u8>,
     /// The packet id the next injected packet tries first. Injected ids count down from
     /// 65535 while clients usually count up from 1, so the two rarely meet; an id in
     /// flight either way is never reused here.
     next_injected: u16,
+}
+
+impl State {
+    /// A packet id for a packet of the node's own on this connection.
+    fn node_pkid(&mut self) -> u16 {
+        let mut pkid = if self.next_injected == 0 {
+            u16::MAX
+        } else {
+            self.next_injected
+        };
+        while self.injected.contains_key(&pkid)
+            || self.trimmed.contains_key(&pkid)
+            || self.delivered.contains_key(&pkid)
+        {
+            pkid = pkid.checked_sub(1).filter(|p| *p > 0).unwrap_or(u16::MAX);
+        }
+        self.next_injected = pkid.checked_sub(1).filter(|p| *p > 0).unwrap_or(u16::MAX);
+        pkid
+    }
 }
 
 impl Gate {
@@ -105,6 +127,9 @@ impl Gate {
                 self.state().disconnected = true;
                 Inbound::Forward
             }
+            kind::PUBACK | kind::PUBREC | kind::PUBCOMP => self
+                .saved_ack(packet::packet_kind(packet), packet)
+                .unwrap_or(Inbound::Forward),
             kind::PUBREL => {
                 let pkid = packet::pkid_of(packet);
                 match pkid {
@@ -152,15 +177,7 @@ impl Gate {
     pub fn command(&self, command: super::clients::Command) -> Vec<u8> {
         use super::clients::Command;
         let mut state = self.state();
-        let mut pkid = if state.next_injected == 0 {
-            u16::MAX
-        } else {
-            state.next_injected
-        };
-        while state.injected.contains_key(&pkid) || state.trimmed.contains_key(&pkid) {
-            pkid = pkid.checked_sub(1).filter(|p| *p > 0).unwrap_or(u16::MAX);
-        }
-        state.next_injected = pkid.checked_sub(1).filter(|p| *p > 0).unwrap_or(u16::MAX);
+        let pkid = state.node_pkid();
         let (bytes, reply) = match command {
             Command::Subscribe { filters, reply } => {
                 let mut entries = Vec::with_capacity(filters.len());
@@ -202,6 +219,46 @@ impl Gate {
         };
         state.injected.insert(pkid, reply);
         bytes
+    }
+
+    /// The PUBLISH delivering a message saved across a restart (see [`crate::sessions`]),
+    /// with a packet id of the node's whose acknowledgements the gate answers.
+    pub fn saved_delivery(&self, message: &crate::publisher::Message) -> Vec<u8> {
+        let pkid = (message.qos > 0).then(|| {
+            let mut state = self.state();
+            let pkid = state.node_pkid();
+            state.delivered.insert(pkid, message.qos);
+            pkid
+        });
+        packet::publish(
+            &message.topic,
+            &message.payload,
+            message.qos,
+            message.retain,
+            pkid,
+            self.version,
+        )
+    }
+
+    /// The client's acknowledgement of a saved message: answered here.
+    fn saved_ack(&self, packet_kind: u8, packet: &[u8]) -> Option<Inbound> {
+        let pkid = packet::pkid_of(packet)?;
+        let mut state = self.state();
+        let qos = *state.delivered.get(&pkid)?;
+        Some(match (packet_kind, qos) {
+            (kind::PUBACK, 1) | (kind::PUBCOMP, 2) => {
+                state.delivered.remove(&pkid);
+                Inbound::Answer(Vec::new())
+            }
+            (kind::PUBREC, 2) => {
+                let pubrel = packet::ack(kind::PUBREL, pkid, self.version, 0);
+                // PUBREL has fixed-header flags 0b0010.
+                let mut pubrel = pubrel;
+                pubrel[0] |= 0x02;
+                Inbound::Answer(pubrel)
+            }
+            _ => return None,
+        })
     }
 
     async fn publish(&self, packet: &[u8]) -> Inbound {

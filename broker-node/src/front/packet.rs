@@ -436,6 +436,31 @@ pub fn subscription_request(
     out
 }
 
+/// A PUBLISH of the node's own to a client.
+pub fn publish(
+    topic: &str,
+    payload: &[u8],
+    qos: u8,
+    retain: bool,
+    pkid: Option<u16>,
+    version: Version,
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(topic.len() + payload.len() + 6);
+    body.extend((topic.len() as u16).to_be_bytes());
+    body.extend(topic.as_bytes());
+    if let Some(pkid) = pkid.filter(|_| qos > 0) {
+        body.extend(pkid.to_be_bytes());
+    }
+    if version == Version::V5 {
+        body.push(0); // no properties
+    }
+    body.extend_from_slice(payload);
+    let mut out = vec![0x30 | (qos.min(2) << 1) | u8::from(retain)];
+    encode_varint(body.len(), &mut out);
+    out.extend(body);
+    out
+}
+
 /// The reason codes of a SUBACK or UNSUBACK (none in an MQTT 3.1.1 UNSUBACK).
 pub fn ack_codes(packet: &[u8], version: Version) -> Option<Vec<u8>> {
     let mut at = body_start(packet)? + 2;

@@ -50,6 +50,8 @@ pub struct Upstreams {
     /// The tier's publish rate: client PUBLISHes beyond it wait (TCP pushes back on the
     /// client), so none is lost.
     pub throttle: Option<std::sync::Arc<Throttle>>,
+    /// Messages saved across a restart for sessions whose clients have not returned.
+    pub pending: crate::sessions::Pending,
 }
 
 /// A token bucket of PUBLISHes per second for the whole node.
@@ -243,6 +245,23 @@ where
         events.clone(),
         upstreams.subscriptions.clone(),
     );
+    if registration.is_some() {
+        // Saved across a restart: delivered before anything the engine queued since.
+        let saved = upstreams.pending.take(&gate.client().client_id);
+        if !fields.clean_start && !saved.is_empty() {
+            let mut bytes = Vec::new();
+            for message in &saved {
+                let publish = gate.saved_delivery(message);
+                if upstreams.counting {
+                    meter.publish_out(message.retain);
+                }
+                meter.bytes_out(publish.len() as u64);
+                bytes.extend(publish);
+            }
+            client.write_all(&bytes).await?;
+            client.flush().await?;
+        }
+    }
     let (mut client_rx, client_tx) = tokio::io::split(client);
     let client_tx = ClientWriter::new(client_tx);
     let (mut engine_rx, mut engine_tx) = upstream.into_split();
@@ -270,10 +289,12 @@ where
         relayed = pumps => relayed.map(|_| ()),
         () = kick => {
             reason = "kicked";
-            tracing::info!(client_id = %gate.client().client_id, "kicked through the deployment API");
+            let shutting_down = upstreams.clients.shutting_down();
+            tracing::info!(client_id = %gate.client().client_id, shutting_down, "disconnected by the node");
             if version == Version::V5 {
-                // v5: DISCONNECT 0x98, administrative action.
-                let _ = client_tx.send(&packet::disconnect(0x98)).await;
+                // v5: DISCONNECT 0x8B server shutting down, or 0x98 administrative action.
+                let code = if shutting_down { 0x8b } else { 0x98 };
+                let _ = client_tx.send(&packet::disconnect(code)).await;
             }
             let _ = client_tx.shutdown().await;
             Ok(())
@@ -288,9 +309,11 @@ where
             upstreams.subscriptions.forget(client_id);
         }
     }
-    outcome?;
-    drop(registration);
+    // The session's bookkeeping first: once a client is out of the registry, its
+    // session is already counted as offline (or gone).
     drop(counted);
+    drop(registration);
+    outcome?;
     Ok(version)
 }
 

@@ -180,6 +180,15 @@ impl Meter {
             || ((s.connected.len() + s.offline.values().filter(|e| live(e)).count()) as u64) < max
     }
 
+    /// A persistent session restored after a restart: offline until its client returns,
+    /// expiring at `expires`.
+    pub fn session_restored(&self, client_id: &str, expires: Instant) {
+        let mut s = self.sessions.lock().expect("sessions lock");
+        if !s.connected.contains_key(client_id) {
+            s.offline.insert(client_id.to_owned(), expires);
+        }
+    }
+
     /// Forgets `client_id`'s offline session (it was ended on purpose).
     pub fn forget_session(&self, client_id: &str) -> bool {
         let mut s = self.sessions.lock().expect("sessions lock");

@@ -293,6 +293,20 @@ impl Broker {
         self.child.id()
     }
 
+    /// A planned restart: SIGTERM, a clean exit, then the same configuration and data
+    /// directory started again.
+    pub async fn restart(&mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.wait_exit();
+        assert!(exit.success(), "unclean exit ({exit}): {}", self.stderr());
+        self.child = spawn_broker(&self.dir.path().join("broker.json"), &self.stderr_file);
+        self.wait_ready().await;
+    }
+
     /// Whether the process is still running (it has not exited or restarted).
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

@@ -1,0 +1,225 @@
+//! Persistent sessions across a planned restart of the node.
+//!
+//! rumqttd keeps sessions in memory only, so the node carries them over itself:
+//!
+//! 1. On SIGTERM the listeners close and every client is disconnected (v5: DISCONNECT
+//!    0x8B, server shutting down); persistent sessions become offline.
+//! 2. For each offline persistent session the node resumes it in the engine in the
+//!    client's name and takes the messages queued for it, acknowledging them, until the
+//!    engine is quiet. The sessions (client id, time left before expiry, subscriptions)
+//!    and their queued messages are written to `sessions.json` in the data directory
+//!    (the deployment's volume), atomically.
+//! 3. On start, before the listeners open, each unexpired session is re-created in the
+//!    engine with its subscriptions (so messages published from then on queue for it),
+//!    counted again as an offline session, and its saved messages wait in [`Pending`].
+//! 4. When the client reconnects without a clean start, the front delivers the saved
+//!    messages first, in order, then the engine's; a clean start discards them.
+//!
+//! A crash (no SIGTERM) loses what was queued, as the engine alone would.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::front::clients::Subscriptions;
+use crate::front::events;
+use crate::metering::Meter;
+use crate::publisher::{Message, Publisher};
+
+/// File name of the journal, in the data directory.
+pub const FILE_NAME: &str = "sessions.json";
+/// How long the engine must stay quiet before a session's queue counts as drained.
+const DRAIN_QUIET: Duration = Duration::from_millis(200);
+
+/// Saved messages of restored sessions, delivered when their clients return.
+#[derive(Clone, Default)]
+pub struct Pending {
+    inner: Arc<Mutex<HashMap<String, Vec<Message>>>>,
+}
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Message>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The messages waiting for `client_id`, removed.
+    pub fn take(&self, client_id: &str) -> Vec<Message> {
+        self.lock().remove(client_id).unwrap_or_default()
+    }
+
+    /// Drops what waits for `client_id` (its session ended).
+    pub fn forget(&self, client_id: &str) {
+        self.lock().remove(client_id);
+    }
+
+    fn insert(&self, client_id: String, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            self.lock().insert(client_id, messages);
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    /// Unix time of the save, in milliseconds: expiry keeps running while the node is down.
+    saved_at_ms: u64,
+    sessions: Vec<SavedSession>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedSession {
+    client_id: String,
+    /// Time left before the session expires, at `saved_at_ms`.
+    expires_in_ms: u64,
+    /// Filters as the client named them (`$events/…` included) with their QoS.
+    subscriptions: Vec<(String, u8)>,
+    messages: Vec<SavedMessage>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedMessage {
+    topic: String,
+    payload_base64: String,
+    qos: u8,
+    retain: bool,
+}
+
+/// What the journal needs from the running node.
+pub struct Node<'a> {
+    pub data_dir: &'a Path,
+    pub meter: &'a Meter,
+    pub subscriptions: &'a Subscriptions,
+    pub publisher: &'a Publisher,
+    pub pending: &'a Pending,
+}
+
+fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE_NAME)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Saves every offline persistent session with its queued messages; returns how many.
+pub async fn save(node: Node<'_>) -> std::io::Result<usize> {
+    let now = Instant::now();
+    let by_client: HashMap<String, Vec<(String, u8)>> = node.subscriptions.list().into_iter().fold(
+        HashMap::new(),
+        |mut map, (client, filter, qos)| {
+            map.entry(client).or_default().push((filter, qos));
+            map
+        },
+    );
+    let mut sessions = Vec::new();
+    for (client_id, expires) in node.meter.offline_sessions() {
+        if expires <= now {
+            continue;
+        }
+        let mut messages = node.pending.take(&client_id);
+        match node.publisher.drain_session(&client_id, DRAIN_QUIET).await {
+            Ok(drained) => messages.extend(drained),
+            Err(err) => {
+                tracing::error!(%client_id, error = %err, "cannot take a session's queued messages; saving its subscriptions only");
+            }
+        }
+        sessions.push(SavedSession {
+            expires_in_ms: (expires - now).as_millis() as u64,
+            subscriptions: by_client.get(&client_id).cloned().unwrap_or_default(),
+            messages: messages
+                .into_iter()
+                .map(|m| SavedMessage {
+                    topic: events::to_public(m.topic.as_bytes()).unwrap_or(m.topic),
+                    payload_base64: base64::engine::general_purpose::STANDARD.encode(&m.payload),
+                    qos: m.qos,
+                    retain: m.retain,
+                })
+                .collect(),
+            client_id,
+        });
+    }
+    let journal = Journal {
+        saved_at_ms: unix_ms(),
+        sessions,
+    };
+    let bytes = serde_json::to_vec(&journal).map_err(std::io::Error::other)?;
+    let target = path(node.data_dir);
+    let tmp = target.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(journal.sessions.len())
+}
+
+/// Restores the sessions a previous run saved, then removes the journal; returns how
+/// many. A journal that cannot be read is set aside (renamed) rather than trusted.
+pub async fn restore(node: Node<'_>) -> usize {
+    let file = path(node.data_dir);
+    let bytes = match std::fs::read(&file) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(err) => {
+            tracing::error!(path = %file.display(), error = %err, "cannot read saved sessions");
+            return 0;
+        }
+    };
+    let journal: Journal = match serde_json::from_slice(&bytes) {
+        Ok(journal) => journal,
+        Err(err) => {
+            tracing::error!(path = %file.display(), error = %err, "saved sessions are unreadable; set aside");
+            let _ = std::fs::rename(&file, file.with_extension("json.unreadable"));
+            return 0;
+        }
+    };
+    let down_for = Duration::from_millis(unix_ms().saturating_sub(journal.saved_at_ms));
+    let now = Instant::now();
+    let mut restored = 0;
+    for session in journal.sessions {
+        let Some(left) = Duration::from_millis(session.expires_in_ms).checked_sub(down_for) else {
+            continue; // expired while the node was down
+        };
+        let engine_filters: Vec<(String, u8)> = session
+            .subscriptions
+            .iter()
+            .map(|(filter, qos)| (events::to_internal(filter).unwrap_or(filter.clone()), *qos))
+            .collect();
+        if let Err(err) = node
+            .publisher
+            .restore_session(&session.client_id, &engine_filters)
+            .await
+        {
+            tracing::error!(client_id = %session.client_id, error = %err, "cannot restore a session");
+            continue;
+        }
+        for (filter, qos) in &session.subscriptions {
+            node.subscriptions
+                .subscribed(&session.client_id, filter, *qos);
+        }
+        node.meter.session_restored(&session.client_id, now + left);
+        let messages = session
+            .messages
+            .into_iter()
+            .filter_map(|m| {
+                Some(Message {
+                    payload: base64::engine::general_purpose::STANDARD
+                        .decode(m.payload_base64)
+                        .ok()?,
+                    topic: m.topic,
+                    qos: m.qos,
+                    retain: m.retain,
+                })
+            })
+            .collect();
+        node.pending.insert(session.client_id, messages);
+        restored += 1;
+    }
+    if let Err(err) = std::fs::remove_file(&file) {
+        tracing::warn!(path = %file.display(), error = %err, "cannot remove the restored sessions file");
+    }
+    restored
+}

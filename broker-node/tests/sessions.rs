@@ -1,0 +1,107 @@
+//! Persistent sessions survive a planned restart of the node: mosquitto clients with a
+//! persistent session (MQTT 3.1.1 `-c`, MQTT 5 with a session expiry) subscribe and go
+//! away, messages are published, the node restarts (SIGTERM, same data directory), more
+//! messages are published, and the clients come back to every message, in order.
+
+mod common;
+
+use common::{publish, unique, Broker, Subscriber};
+use reqwest::Method;
+
+/// The payloads a `mosquitto_sub -d` printed (its other lines start with "Client" or
+/// "Subscribed").
+fn payloads(output: &[String]) -> Vec<String> {
+    output
+        .iter()
+        .filter(|line| !line.starts_with("Client ") && !line.starts_with("Subscribed "))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_messages_and_subscriptions_survive_a_restart() {
+    let mut broker = Broker::start(&["tcp"]).await;
+    let target = broker.mqtt("tcp");
+    let base = unique("persist");
+    let sessions = [
+        ("mqttv311", format!("{base}-v3"), vec!["-c"]),
+        ("mqttv5", format!("{base}-v5"), vec!["-c", "-x", "3600"]),
+    ];
+    // Subscribe with a persistent session, then leave.
+    for (version, client, flags) in &sessions {
+        let topic = format!("{base}/{version}/#");
+        let mut extra = vec!["-i", client.as_str(), "-E"];
+        extra.extend(flags.iter().copied());
+        Subscriber::start(&target, version, 2, &topic, &extra)
+            .await
+            .finish()
+            .await;
+    }
+    for (version, _, _) in &sessions {
+        for (n, qos) in [(1, 1), (2, 2), (3, 1)] {
+            let (status, output) = publish(
+                &target,
+                version,
+                qos,
+                &format!("{base}/{version}/t"),
+                &format!("before-{n}"),
+                &[],
+            )
+            .await;
+            assert!(status.success(), "{output}");
+        }
+    }
+    let pid = broker.pid();
+
+    broker.restart().await;
+    assert_ne!(broker.pid(), pid, "a new process");
+    assert!(
+        broker.stderr().contains("persistent sessions restored"),
+        "{}",
+        broker.stderr()
+    );
+    // The sessions are there while their clients are away, with their subscriptions.
+    for (version, client, _) in &sessions {
+        let listed: serde_json::Value = broker
+            .api(Method::GET, &format!("/api/v4/subscriptions/{client}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            listed["data"][0]["topic"],
+            format!("{base}/{version}/#"),
+            "{listed}"
+        );
+    }
+    // Published while the clients are still away, after the restart.
+    for (version, _, _) in &sessions {
+        let (status, output) = publish(
+            &target,
+            version,
+            1,
+            &format!("{base}/{version}/t"),
+            "after-4",
+            &[],
+        )
+        .await;
+        assert!(status.success(), "{output}");
+    }
+
+    for (version, client, flags) in &sessions {
+        let topic = format!("{base}/{version}/#");
+        let mut extra = vec!["-i", client.as_str(), "-C", "4"];
+        extra.extend(flags.iter().copied());
+        let output = Subscriber::start(&target, version, 2, &topic, &extra)
+            .await
+            .finish()
+            .await;
+        assert_eq!(
+            payloads(&output),
+            ["before-1", "before-2", "before-3", "after-4"],
+            "{version}: {output:#?}"
+        );
+    }
+}
