@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::front::clients::Subscriptions;
@@ -34,6 +35,8 @@ use crate::publisher::{Message, Publisher};
 pub const FILE_NAME: &str = "sessions.json";
 /// How long the engine must stay quiet before a session's queue counts as drained.
 const DRAIN_QUIET: Duration = Duration::from_millis(200);
+/// Sessions drained at once.
+const DRAIN_CONCURRENCY: usize = 64;
 
 /// Saved messages of restored sessions, delivered when their clients return.
 #[derive(Clone, Default)]
@@ -117,19 +120,29 @@ pub async fn save(node: Node<'_>) -> std::io::Result<usize> {
             map
         },
     );
-    let mut sessions = Vec::new();
-    for (client_id, expires) in node.meter.offline_sessions() {
-        if expires <= now {
-            continue;
-        }
-        let mut messages = node.pending.take(&client_id);
-        match node.publisher.drain_session(&client_id, DRAIN_QUIET).await {
-            Ok(drained) => messages.extend(drained),
-            Err(err) => {
-                tracing::error!(%client_id, error = %err, "cannot take a session's queued messages; saving its subscriptions only");
+    // Sessions are drained a few dozen at a time: the node has a grace period to stop.
+    let drains = node
+        .meter
+        .offline_sessions()
+        .into_iter()
+        .filter(|(_, expires)| *expires > now)
+        .map(|(client_id, expires)| async move {
+            let mut messages = node.pending.take(&client_id);
+            match node.publisher.drain_session(&client_id, DRAIN_QUIET).await {
+                Ok(drained) => messages.extend(drained),
+                Err(err) => {
+                    tracing::error!(%client_id, error = %err, "cannot take a session's queued messages; saving its subscriptions only");
+                }
             }
-        }
-        sessions.push(SavedSession {
+            (client_id, expires, messages)
+        });
+    let drained: Vec<_> = futures::stream::iter(drains)
+        .buffer_unordered(DRAIN_CONCURRENCY)
+        .collect()
+        .await;
+    let sessions: Vec<SavedSession> = drained
+        .into_iter()
+        .map(|(client_id, expires, messages)| SavedSession {
             expires_in_ms: (expires - now).as_millis() as u64,
             subscriptions: by_client.get(&client_id).cloned().unwrap_or_default(),
             messages: messages
@@ -142,8 +155,8 @@ pub async fn save(node: Node<'_>) -> std::io::Result<usize> {
                 })
                 .collect(),
             client_id,
-        });
-    }
+        })
+        .collect();
     let journal = Journal {
         saved_at_ms: unix_ms(),
         sessions,

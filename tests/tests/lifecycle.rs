@@ -252,3 +252,82 @@ async fn patch_renames_and_changes_tier_with_a_rollout() {
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
     assert_eq!(list.body["items"][0]["name"], "renamed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tier_change_restarts_the_broker_without_losing_persistent_sessions() {
+    let cp = ControlPlane::start();
+    let (_, api) = cp.api.project_with_key("acme").await;
+    let id = api.create_open_deployment("sessions", "dedicated").await;
+    let d = api.wait_status(&id, "running").await;
+    let target = Target::from_url(url(&d, "mqtt"), None);
+    let mosquitto = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(["-h", &target.host, "-p", &target.port.to_string()])
+            .args(args)
+            .output()
+            .expect("mosquitto clients are installed");
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // A persistent session subscribes and leaves; two messages queue for it.
+    mosquitto(
+        "mosquitto_sub",
+        &[
+            "-i",
+            "field-unit-7",
+            "-c",
+            "-q",
+            "1",
+            "-t",
+            "fleet/7/#",
+            "-E",
+        ],
+    );
+    for payload in ["one", "two"] {
+        mosquitto(
+            "mosquitto_pub",
+            &["-q", "1", "-t", "fleet/7/cmd", "-m", payload],
+        );
+    }
+    let pids = cp.live_broker_pids();
+
+    let tier = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/deployments/{id}"),
+            Some(json!({"tier": {"max_sessions": 500, "max_tps": 200}})),
+        )
+        .await;
+    assert_eq!(tier.status, StatusCode::ACCEPTED, "{}", tier.text);
+    api.wait_status(&id, "running").await;
+    assert_ne!(cp.live_broker_pids(), pids, "the broker was restarted");
+    mosquitto(
+        "mosquitto_pub",
+        &["-q", "1", "-t", "fleet/7/cmd", "-m", "three"],
+    );
+
+    let received = mosquitto(
+        "mosquitto_sub",
+        &[
+            "-i",
+            "field-unit-7",
+            "-c",
+            "-q",
+            "1",
+            "-t",
+            "fleet/7/#",
+            "-C",
+            "3",
+            "-W",
+            "20",
+        ],
+    );
+    assert_eq!(
+        received.lines().collect::<Vec<_>>(),
+        ["one", "two", "three"]
+    );
+}

@@ -43,7 +43,9 @@ const TLS_FILES: TlsFileNames = TlsFileNames {
 const SECURITY_RELOAD_GRACE: Duration = Duration::from_millis(1_200);
 
 /// How long a broker gets to exit after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// (It disconnects its clients and saves persistent sessions with their queued messages
+/// first; see `skyport_broker::sessions`.)
+const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Longest wait between restarts of a failing broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
