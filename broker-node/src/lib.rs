@@ -76,7 +76,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let publisher = publisher::Publisher::new(metering.meter.clone());
     let clients = front::clients::Clients::default();
     let subscriptions = front::clients::Subscriptions::default();
-    let pending = sessions::Pending::default();
+    let pending = sessions::Pending::with_limit(config.limits.max_queued_messages);
     let security = security::Security::open(&config.data_dir())?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
@@ -130,6 +130,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         info!(sessions = restored, "persistent sessions restored");
     }
     let (events, events_task) = front::events::Events::start(publisher.clone());
+    let keeper = tokio::spawn(sessions::run_keeper(
+        publisher.clone(),
+        metering.meter.clone(),
+        pending.clone(),
+        events.clone(),
+    ));
     let expiry = tokio::spawn(end_expired_sessions(
         publisher.clone(),
         metering.meter.clone(),
@@ -173,6 +179,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     };
     // Close the listeners before the process exits; rumqttd itself cannot be stopped.
     drop(fronts);
+    keeper.abort();
     if outcome.is_ok() {
         // A planned stop: carry persistent sessions over to the next start.
         clients.disconnect_all(SHUTDOWN_DISCONNECT).await;

@@ -15,9 +15,16 @@
 //! 4. When the client reconnects without a clean start, the front delivers the saved
 //!    messages first, in order, then the engine's; a clean start discards them.
 //!
-//! A crash (no SIGTERM) loses what was queued, as the engine alone would.
+//! A crash (no SIGTERM) loses what was queued since the last keeper pass.
+//!
+//! While the node runs, a keeper does step 2 every few seconds for every offline
+//! persistent session, into [`Pending`]: that is where the offline queue limit
+//! (`limits.max_queued_messages`, 1,000 by default) applies — beyond it the oldest
+//! message is dropped, counted in the `dropped` metric and announced on
+//! `$events/message_dropped` — and what a restart saves. A client's CONNECT waits for a
+//! pass over its own session to finish, so nothing is taken from under it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,31 +45,135 @@ const DRAIN_QUIET: Duration = Duration::from_millis(200);
 /// Sessions drained at once.
 const DRAIN_CONCURRENCY: usize = 64;
 
-/// Saved messages of restored sessions, delivered when their clients return.
-#[derive(Clone, Default)]
+/// Messages kept by the node for offline persistent sessions, delivered when their
+/// clients return. Cheap to clone.
+#[derive(Clone)]
 pub struct Pending {
-    inner: Arc<Mutex<HashMap<String, Vec<Message>>>>,
+    inner: Arc<Mutex<HashMap<String, VecDeque<Message>>>>,
+    /// One lock per client id: held by a keeper pass over the session, and by the
+    /// client's CONNECT until it is in.
+    passes: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    limit: usize,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self::with_limit(usize::MAX)
+    }
 }
 
 impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Message>>> {
+    /// Keeps at most `limit` messages per session.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            passes: Arc::default(),
+            limit: limit.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Message>>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The messages waiting for `client_id`, removed.
     pub fn take(&self, client_id: &str) -> Vec<Message> {
-        self.lock().remove(client_id).unwrap_or_default()
+        self.lock()
+            .remove(client_id)
+            .map(Vec::from)
+            .unwrap_or_default()
     }
 
     /// Drops what waits for `client_id` (its session ended).
     pub fn forget(&self, client_id: &str) {
         self.lock().remove(client_id);
+        self.passes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(client_id);
     }
 
-    fn insert(&self, client_id: String, messages: Vec<Message>) {
-        if !messages.is_empty() {
-            self.lock().insert(client_id, messages);
+    /// Appends `messages` for `client_id`; returns those dropped (the oldest) to stay
+    /// within the limit.
+    pub fn push(&self, client_id: &str, messages: Vec<Message>) -> Vec<Message> {
+        if messages.is_empty() {
+            return Vec::new();
         }
+        let mut all = self.lock();
+        let queue = all.entry(client_id.to_owned()).or_default();
+        queue.extend(messages);
+        let excess = queue.len().saturating_sub(self.limit);
+        queue.drain(..excess).collect()
+    }
+
+    /// Exclusive access to `client_id`'s session against keeper passes.
+    pub async fn pass(&self, client_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .passes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(client_id.to_owned())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+}
+
+/// How often the keeper takes offline sessions' queued messages from the engine.
+pub const KEEPER_INTERVAL: Duration = Duration::from_secs(2);
+/// How long the engine must stay quiet during a keeper pass.
+const KEEPER_QUIET: Duration = Duration::from_millis(50);
+
+/// Takes, every [`KEEPER_INTERVAL`], the messages the engine queued for each offline
+/// persistent session into `pending`, enforcing the queue limit.
+pub async fn run_keeper(
+    publisher: Publisher,
+    meter: Arc<Meter>,
+    pending: Pending,
+    events: events::Events,
+) {
+    let mut tick = tokio::time::interval(KEEPER_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let passes = meter
+            .offline_sessions()
+            .into_iter()
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(client_id, _)| {
+                let (publisher, meter, pending, events) = (&publisher, &meter, &pending, &events);
+                async move {
+                    let _pass = pending.pass(&client_id).await;
+                    // The client may have come back while the pass waited.
+                    if !meter.is_offline(&client_id) {
+                        return;
+                    }
+                    match publisher.drain_session(&client_id, KEEPER_QUIET).await {
+                        Ok(messages) => {
+                            let dropped = pending.push(&client_id, messages);
+                            if !dropped.is_empty() {
+                                meter.dropped(dropped.len() as u64);
+                                tracing::debug!(%client_id, dropped = dropped.len(), "offline queue full");
+                            }
+                            for message in &dropped {
+                                let public = Message {
+                                    topic: events::to_public(message.topic.as_bytes())
+                                        .unwrap_or_else(|| message.topic.clone()),
+                                    ..message.clone()
+                                };
+                                events.message_dropped(&client_id, &public);
+                            }
+                        }
+                        Err(err) => {
+                            tracing::debug!(%client_id, error = %err, "keeper pass failed");
+                        }
+                    }
+                }
+            });
+        futures::stream::iter(passes)
+            .buffer_unordered(DRAIN_CONCURRENCY)
+            .collect::<Vec<()>>()
+            .await;
     }
 }
 
@@ -127,13 +238,17 @@ pub async fn save(node: Node<'_>) -> std::io::Result<usize> {
         .into_iter()
         .filter(|(_, expires)| *expires > now)
         .map(|(client_id, expires)| async move {
-            let mut messages = node.pending.take(&client_id);
+            let _pass = node.pending.pass(&client_id).await;
             match node.publisher.drain_session(&client_id, DRAIN_QUIET).await {
-                Ok(drained) => messages.extend(drained),
+                Ok(drained) => {
+                    let dropped = node.pending.push(&client_id, drained);
+                    node.meter.dropped(dropped.len() as u64);
+                }
                 Err(err) => {
-                    tracing::error!(%client_id, error = %err, "cannot take a session's queued messages; saving its subscriptions only");
+                    tracing::error!(%client_id, error = %err, "cannot take a session's queued messages; saving what was kept");
                 }
             }
+            let messages = node.pending.take(&client_id);
             (client_id, expires, messages)
         });
     let drained: Vec<_> = futures::stream::iter(drains)
@@ -228,7 +343,8 @@ pub async fn restore(node: Node<'_>) -> usize {
                 })
             })
             .collect();
-        node.pending.insert(session.client_id, messages);
+        let dropped = node.pending.push(&session.client_id, messages);
+        node.meter.dropped(dropped.len() as u64);
         restored += 1;
     }
     if let Err(err) = std::fs::remove_file(&file) {

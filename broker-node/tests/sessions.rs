@@ -94,8 +94,8 @@ async fn queued_messages_and_subscriptions_survive_a_restart() {
         let topic = format!("{base}/{version}/#");
         let mut extra = vec!["-i", client.as_str(), "-C", "4"];
         extra.extend(flags.iter().copied());
-        let output = Subscriber::start(&target, version, 2, &topic, &extra)
-            .await
+        // Saved messages may all arrive before the SUBACK: do not wait for it.
+        let output = Subscriber::spawn(&target, version, 2, &topic, &extra)
             .finish()
             .await;
         assert_eq!(
@@ -104,4 +104,84 @@ async fn queued_messages_and_subscriptions_survive_a_restart() {
             "{version}: {output:#?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_offline_queue_drops_the_oldest_counts_and_announces_it() {
+    let broker = Broker::start_with(
+        &["tcp"],
+        common::open_security(),
+        Some(serde_json::json!({"max_queued_messages": 3})),
+    )
+    .await;
+    let target = broker.mqtt("tcp");
+    let base = unique("queue");
+    let client = format!("{base}-device");
+    let topic = format!("{base}/cmd");
+    let watcher = Subscriber::start(
+        &target,
+        "mqttv5",
+        0,
+        "$events/message_dropped",
+        &["-C", "2", "-W", "30"],
+    )
+    .await;
+    Subscriber::start(
+        &target,
+        "mqttv311",
+        1,
+        &format!("{base}/#"),
+        &["-i", &client, "-c", "-E"],
+    )
+    .await
+    .finish()
+    .await;
+    for n in 1..=5 {
+        let (status, output) = publish(&target, "mqttv311", 1, &topic, &format!("m{n}"), &[]).await;
+        assert!(status.success(), "{output}");
+    }
+
+    // The keeper takes the queue within seconds: two dropped, counted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let body: serde_json::Value = broker
+            .api(Method::GET, "/api/v4/metrics")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if body["data"][0]["metrics"]["messages.dropped"] == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never dropped 2: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let events: Vec<serde_json::Value> = payloads(&watcher.finish().await)
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    for event in &events {
+        assert_eq!(event["clientid"], client.as_str());
+        assert_eq!(event["topic"], topic.as_str());
+        assert_eq!(event["reason"], "queue_full");
+        assert!(event["timestamp"].is_i64());
+    }
+
+    // The newest three wait for the client, in order.
+    let output = Subscriber::spawn(
+        &target,
+        "mqttv311",
+        1,
+        &format!("{base}/#"),
+        &["-i", &client, "-c", "-C", "3"],
+    )
+    .finish()
+    .await;
+    assert_eq!(payloads(&output), ["m3", "m4", "m5"], "{output:#?}");
 }

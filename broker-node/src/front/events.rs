@@ -128,6 +128,26 @@ impl Events {
     }
 }
 
+impl Events {
+    /// A message for `client_id`'s offline session was dropped: its queue was full.
+    pub fn message_dropped(&self, client_id: &str, message: &Message) {
+        if is_reserved(&message.topic) {
+            // Announcing a dropped event could drop another one.
+            return;
+        }
+        self.send(
+            "message_dropped",
+            json!({
+                "clientid": client_id,
+                "topic": message.topic,
+                "qos": message.qos,
+                "reason": "queue_full",
+                "timestamp": now_ms(),
+            }),
+        );
+    }
+}
+
 fn proto_ver(version: Version) -> u8 {
     match version {
         Version::V3_1 => 3,

@@ -181,6 +181,8 @@ where
             connect = packet::without_will(&connect).ok_or(ProxyError::Malformed("bad will"))?;
         }
     }
+    // No keeper pass over this session while the client takes it back.
+    let pass = upstreams.pending.pass(&info.client_id).await;
     let addr = match version {
         Version::V3_1 | Version::V3_1_1 => upstreams.v4,
         Version::V5 => upstreams.v5,
@@ -262,6 +264,7 @@ where
             client.flush().await?;
         }
     }
+    drop(pass);
     let (mut client_rx, client_tx) = tokio::io::split(client);
     let client_tx = ClientWriter::new(client_tx);
     let (mut engine_rx, mut engine_tx) = upstream.into_split();

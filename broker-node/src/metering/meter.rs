@@ -189,6 +189,12 @@ impl Meter {
         }
     }
 
+    /// Whether `client_id` holds an offline persistent session (and is not connected).
+    pub fn is_offline(&self, client_id: &str) -> bool {
+        let s = self.sessions.lock().expect("sessions lock");
+        !s.connected.contains_key(client_id) && s.offline.contains_key(client_id)
+    }
+
     /// Forgets `client_id`'s offline session (it was ended on purpose).
     pub fn forget_session(&self, client_id: &str) -> bool {
         let mut s = self.sessions.lock().expect("sessions lock");
