@@ -87,30 +87,12 @@ pub struct TlsFiles {
 
 /// Tier limits: `max_sessions` refuses CONNECTs beyond the quota, `max_tps` paces client
 /// PUBLISHes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct Limits {
     #[serde(default)]
     pub max_sessions: Option<u64>,
     #[serde(default)]
     pub max_tps: Option<u64>,
-    /// Most messages kept for one offline persistent session; beyond it the oldest are
-    /// dropped (counted, and announced on `$events/message_dropped`).
-    #[serde(default = "default_max_queued_messages")]
-    pub max_queued_messages: usize,
-}
-
-fn default_max_queued_messages() -> usize {
-    1_000
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_sessions: None,
-            max_tps: None,
-            max_queued_messages: default_max_queued_messages(),
-        }
-    }
 }
 
 /// Why a configuration was refused.

@@ -76,7 +76,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let publisher = publisher::Publisher::new(metering.meter.clone());
     let clients = front::clients::Clients::default();
     let subscriptions = front::clients::Subscriptions::default();
-    let pending = sessions::Pending::with_limit(config.limits.max_queued_messages);
+    let pending = sessions::Pending::default();
     let security = security::Security::open(&config.data_dir())?;
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
@@ -112,8 +112,10 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     }
     publisher.attach(engine.v4_addr());
     let data_dir = config.data_dir();
+    let settings = security.clone();
     let journal = |publisher, meter, subscriptions, pending| sessions::Node {
         data_dir: &data_dir,
+        limit: settings.settings().sessions.max_queued_messages,
         meter,
         subscriptions,
         publisher,
@@ -135,6 +137,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         metering.meter.clone(),
         pending.clone(),
         events.clone(),
+        security.clone(),
     ));
     let expiry = tokio::spawn(end_expired_sessions(
         publisher.clone(),

@@ -47,31 +47,15 @@ const DRAIN_CONCURRENCY: usize = 64;
 
 /// Messages kept by the node for offline persistent sessions, delivered when their
 /// clients return. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Pending {
     inner: Arc<Mutex<HashMap<String, VecDeque<Message>>>>,
     /// One lock per client id: held by a keeper pass over the session, and by the
     /// client's CONNECT until it is in.
     passes: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    limit: usize,
-}
-
-impl Default for Pending {
-    fn default() -> Self {
-        Self::with_limit(usize::MAX)
-    }
 }
 
 impl Pending {
-    /// Keeps at most `limit` messages per session.
-    pub fn with_limit(limit: usize) -> Self {
-        Self {
-            inner: Arc::default(),
-            passes: Arc::default(),
-            limit: limit.max(1),
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Message>>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -93,16 +77,16 @@ impl Pending {
             .remove(client_id);
     }
 
-    /// Appends `messages` for `client_id`; returns those dropped (the oldest) to stay
-    /// within the limit.
-    pub fn push(&self, client_id: &str, messages: Vec<Message>) -> Vec<Message> {
+    /// Appends `messages` for `client_id`; returns those dropped (the oldest) to keep at
+    /// most `limit`.
+    pub fn push(&self, client_id: &str, messages: Vec<Message>, limit: usize) -> Vec<Message> {
         if messages.is_empty() {
             return Vec::new();
         }
         let mut all = self.lock();
         let queue = all.entry(client_id.to_owned()).or_default();
         queue.extend(messages);
-        let excess = queue.len().saturating_sub(self.limit);
+        let excess = queue.len().saturating_sub(limit.max(1));
         queue.drain(..excess).collect()
     }
 
@@ -131,11 +115,13 @@ pub async fn run_keeper(
     meter: Arc<Meter>,
     pending: Pending,
     events: events::Events,
+    security: crate::security::Security,
 ) {
     let mut tick = tokio::time::interval(KEEPER_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let limit = security.settings().sessions.max_queued_messages;
         let passes = meter
             .offline_sessions()
             .into_iter()
@@ -150,7 +136,7 @@ pub async fn run_keeper(
                     }
                     match publisher.drain_session(&client_id, KEEPER_QUIET).await {
                         Ok(messages) => {
-                            let dropped = pending.push(&client_id, messages);
+                            let dropped = pending.push(&client_id, messages, limit);
                             if !dropped.is_empty() {
                                 meter.dropped(dropped.len() as u64);
                                 tracing::debug!(%client_id, dropped = dropped.len(), "offline queue full");
@@ -205,6 +191,8 @@ struct SavedMessage {
 /// What the journal needs from the running node.
 pub struct Node<'a> {
     pub data_dir: &'a Path,
+    /// Most messages kept per session.
+    pub limit: usize,
     pub meter: &'a Meter,
     pub subscriptions: &'a Subscriptions,
     pub publisher: &'a Publisher,
@@ -241,7 +229,7 @@ pub async fn save(node: Node<'_>) -> std::io::Result<usize> {
             let _pass = node.pending.pass(&client_id).await;
             match node.publisher.drain_session(&client_id, DRAIN_QUIET).await {
                 Ok(drained) => {
-                    let dropped = node.pending.push(&client_id, drained);
+                    let dropped = node.pending.push(&client_id, drained, node.limit);
                     node.meter.dropped(dropped.len() as u64);
                 }
                 Err(err) => {
@@ -343,7 +331,7 @@ pub async fn restore(node: Node<'_>) -> usize {
                 })
             })
             .collect();
-        let dropped = node.pending.push(&session.client_id, messages);
+        let dropped = node.pending.push(&session.client_id, messages, node.limit);
         node.meter.dropped(dropped.len() as u64);
         restored += 1;
     }

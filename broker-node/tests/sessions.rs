@@ -108,12 +108,9 @@ async fn queued_messages_and_subscriptions_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_offline_queue_drops_the_oldest_counts_and_announces_it() {
-    let broker = Broker::start_with(
-        &["tcp"],
-        common::open_security(),
-        Some(serde_json::json!({"max_queued_messages": 3})),
-    )
-    .await;
+    let mut security = common::open_security();
+    security["sessions"] = serde_json::json!({"max_queued_messages": 3});
+    let broker = Broker::start_with_security(&["tcp"], security).await;
     let target = broker.mqtt("tcp");
     let base = unique("queue");
     let client = format!("{base}-device");
@@ -184,4 +181,49 @@ async fn a_full_offline_queue_drops_the_oldest_counts_and_announces_it() {
     .finish()
     .await;
     assert_eq!(payloads(&output), ["m3", "m4", "m5"], "{output:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deployment_sets_how_long_v3_sessions_last() {
+    let mut security = common::open_security();
+    security["sessions"] = serde_json::json!({"session_expiry_secs": 1});
+    let broker = Broker::start_with_security(&["tcp"], security).await;
+    let target = broker.mqtt("tcp");
+    let client = unique("short-lived");
+    Subscriber::start(
+        &target,
+        "mqttv311",
+        1,
+        "short/#",
+        &["-i", &client, "-c", "-E"],
+    )
+    .await
+    .finish()
+    .await;
+    let status = |client: String| {
+        let request = broker.api(Method::GET, &format!("/api/v4/clients/{client}"));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Held while offline, then ended by the node one second on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while status(client.clone()).await != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let subscriptions: serde_json::Value = broker
+        .api(Method::GET, &format!("/api/v4/subscriptions/{client}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        subscriptions["data"],
+        serde_json::json!([]),
+        "{subscriptions}"
+    );
 }

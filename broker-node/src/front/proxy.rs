@@ -117,7 +117,7 @@ where
             Ok(packet) => packet?,
             Err(_) => return Err(ProxyError::ConnectTimeout(CONNECT_TIMEOUT)),
         };
-    let session = super::session::from_connect(&connect);
+    let session = super::session::from_connect(&connect, &upstreams.security.settings().sessions);
     let connect_len = connect.len() as u64;
     let parsed = match Connect::parse(&connect) {
         Ok(parsed) => parsed,

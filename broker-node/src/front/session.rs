@@ -1,14 +1,15 @@
 //! What metering needs from a CONNECT: the client id and how long its session outlives
-//! the connection (product §4: v3 persistent sessions 2 h, v5 the client's expiry,
-//! capped).
+//! the connection (product §4: v3 persistent sessions 2 h by default, v5 the client's
+//! expiry, capped; both set per deployment in `security.json`'s `sessions`).
 
 use std::time::Duration;
 
 use super::packet::{body_start, varint};
 use crate::metering::SessionEnd;
 
-/// Default and cap for how long a persistent session outlives its connection.
-pub const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 3600);
+/// The default for how long a persistent session outlives its connection.
+#[cfg(test)]
+const SESSION_EXPIRY: Duration = Duration::from_secs(2 * 3600);
 
 fn u16_at(buf: &[u8], at: usize) -> Option<usize> {
     Some(usize::from(u16::from_be_bytes([
@@ -43,8 +44,14 @@ fn session_expiry(props: &[u8]) -> Option<u32> {
     None
 }
 
-/// Client id and session end of a CONNECT packet (as the client sent it).
-pub fn from_connect(packet: &[u8]) -> Option<(String, SessionEnd)> {
+/// Client id and session end of a CONNECT packet (as the client sent it), under the
+/// deployment's session settings.
+pub fn from_connect(
+    packet: &[u8],
+    settings: &crate::security::settings::SessionSettings,
+) -> Option<(String, SessionEnd)> {
+    let v3_expiry = Duration::from_secs(settings.session_expiry_secs);
+    let max_expiry = Duration::from_secs(settings.max_session_expiry_secs);
     let start = body_start(packet)?;
     let body = &packet[start..];
     let name_len = u16_at(body, 0)?;
@@ -63,10 +70,11 @@ pub fn from_connect(packet: &[u8]) -> Option<(String, SessionEnd)> {
     let end = match (level, clean, expiry) {
         (5, _, None | Some(0)) => SessionEnd::AtDisconnect,
         (5, _, Some(secs)) => {
-            SessionEnd::After(Duration::from_secs(u64::from(secs)).min(SESSION_EXPIRY))
+            SessionEnd::After(Duration::from_secs(u64::from(secs)).min(max_expiry))
         }
         (_, true, _) => SessionEnd::AtDisconnect,
-        (_, false, _) => SessionEnd::After(SESSION_EXPIRY),
+        (_, false, _) if v3_expiry.is_zero() => SessionEnd::AtDisconnect,
+        (_, false, _) => SessionEnd::After(v3_expiry),
     };
     Some((client_id, end))
 }
@@ -98,11 +106,11 @@ mod tests {
     #[test]
     fn v3_sessions_follow_clean_session() {
         assert_eq!(
-            from_connect(&connect(4, 0b10, &[], "a")),
+            from_connect(&connect(4, 0b10, &[], "a"), &Default::default()),
             Some(("a".into(), SessionEnd::AtDisconnect))
         );
         assert_eq!(
-            from_connect(&connect(4, 0, &[], "b")),
+            from_connect(&connect(4, 0, &[], "b"), &Default::default()),
             Some(("b".into(), SessionEnd::After(SESSION_EXPIRY)))
         );
     }
@@ -113,16 +121,20 @@ mod tests {
         let mut props = user.to_vec();
         props.extend([0x11, 0, 0, 0, 30]);
         assert_eq!(
-            from_connect(&connect(5, 0, &props, "c")),
+            from_connect(&connect(5, 0, &props, "c"), &Default::default()),
             Some(("c".into(), SessionEnd::After(Duration::from_secs(30))))
         );
         assert_eq!(
-            from_connect(&connect(5, 0, &[], "d")).unwrap().1,
+            from_connect(&connect(5, 0, &[], "d"), &Default::default())
+                .unwrap()
+                .1,
             SessionEnd::AtDisconnect
         );
         let long = [0x11, 0xff, 0xff, 0xff, 0xff];
         assert_eq!(
-            from_connect(&connect(5, 0, &long, "e")).unwrap().1,
+            from_connect(&connect(5, 0, &long, "e"), &Default::default())
+                .unwrap()
+                .1,
             SessionEnd::After(SESSION_EXPIRY)
         );
     }

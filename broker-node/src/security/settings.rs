@@ -32,6 +32,31 @@ pub struct SecuritySettings {
     pub tls: Option<CustomTls>,
     /// Networking add-ons: custom domains, NAT gateway, internal endpoint.
     pub network: NetworkSettings,
+    /// How long persistent sessions last and how much they queue.
+    pub sessions: SessionSettings,
+}
+
+/// Persistent sessions of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionSettings {
+    /// How long an MQTT 3.1.1 persistent session (`clean_session=false`) outlives its
+    /// connection.
+    pub session_expiry_secs: u64,
+    /// The most an MQTT 5 client's `session_expiry_interval` is honoured for.
+    pub max_session_expiry_secs: u64,
+    /// Most messages kept for one offline session; beyond it the oldest are dropped.
+    pub max_queued_messages: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            session_expiry_secs: 2 * 3600,
+            max_session_expiry_secs: 2 * 3600,
+            max_queued_messages: 1_000,
+        }
+    }
 }
 
 /// A deployment's networking add-ons, applied while the node runs.

@@ -15,6 +15,7 @@ pub mod nat_gateway;
 pub mod page;
 pub mod projects;
 pub mod reports;
+pub mod sessions;
 pub mod tls;
 
 use std::sync::Arc;
@@ -96,6 +97,7 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .merge(app_keys::router())
         .merge(auth_chains::router())
         .merge(tls::router())
+        .merge(sessions::router())
         .merge(domains::router())
         .merge(nat_gateway::router())
         .merge(internal_endpoint::router())

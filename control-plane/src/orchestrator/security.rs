@@ -10,14 +10,13 @@
 //! Security is deliberately outside the configuration hash that restarts (local) or rolls
 //! (Kubernetes) the broker.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
-use std::net::IpAddr;
-
 use skyport_broker::security::settings::{
     AppKey, Authentication, Authorization, CustomTls, DomainTls, InternalEndpoint, NetworkSettings,
-    SecuritySettings, TlsType,
+    SecuritySettings, SessionSettings, TlsType,
 };
 
 use super::OrchestratorError;
@@ -87,6 +86,8 @@ pub struct BrokerSecurity {
     pub egress_addresses: Vec<IpAddr>,
     /// The internal endpoint, when the deployment has one.
     pub internal_endpoint: Option<crate::store::InternalEndpointRecord>,
+    /// Persistent-session settings.
+    pub sessions: SessionSettings,
 }
 
 /// One file to deliver next to `security.json`.
@@ -137,6 +138,7 @@ impl BrokerSecurity {
                     NetworkDelivery::Platform => None,
                 },
             },
+            sessions: self.sessions,
         }
     }
 
@@ -235,6 +237,7 @@ impl SecuritySource {
                 .map(|nat| nat.egress_addresses)
                 .unwrap_or_default(),
             internal_endpoint: network.internal_endpoint,
+            sessions: record.sessions.unwrap_or_default(),
         })
     }
 

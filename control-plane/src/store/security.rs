@@ -8,7 +8,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use skyport_broker::security::settings::{AppKey, Authentication, Authorization, TlsType};
+use skyport_broker::security::settings::{
+    AppKey, Authentication, Authorization, SessionSettings, TlsType,
+};
 
 use super::{Event, StoreError, StoreResult};
 use crate::domain::tls::CertificateDetails;
@@ -45,6 +47,8 @@ pub struct SecurityRecord {
     pub authentication: Option<Authentication>,
     pub authorization: Option<Authorization>,
     pub tls: Option<TlsRecord>,
+    /// `None` until the owner sets them: the broker's defaults apply.
+    pub sessions: Option<SessionSettings>,
 }
 
 /// Broker security's use cases; every [`super::Store`] implements it.
@@ -105,6 +109,15 @@ pub trait SecurityStore: Send + Sync + 'static {
         deployment_id: Id,
         event: &Event,
     ) -> StoreResult<bool>;
+
+    async fn get_session_settings(&self, deployment_id: Id)
+        -> StoreResult<Option<SessionSettings>>;
+    async fn put_session_settings(
+        &self,
+        project_id: Id,
+        deployment_id: Id,
+        settings: &SessionSettings,
+    ) -> StoreResult<()>;
 
     /// Everything the broker's `security.json` is built from.
     async fn broker_security(&self, deployment_id: Id) -> StoreResult<SecurityRecord>;
@@ -447,6 +460,46 @@ macro_rules! security_sql_store {
                 Ok(true)
             }
 
+            async fn get_session_settings(
+                &self,
+                deployment_id: $crate::domain::Id,
+            ) -> $crate::store::StoreResult<
+                Option<skyport_broker::security::settings::SessionSettings>,
+            > {
+                let row: Option<(
+                    sqlx::types::Json<skyport_broker::security::settings::SessionSettings>,
+                )> = sqlx::query_as(
+                    "SELECT settings FROM deployment_session_settings WHERE deployment_id = $1",
+                )
+                .bind(deployment_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(json,)| json.0))
+            }
+
+            async fn put_session_settings(
+                &self,
+                project_id: $crate::domain::Id,
+                deployment_id: $crate::domain::Id,
+                settings: &skyport_broker::security::settings::SessionSettings,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                sqlx::query(
+                    "INSERT INTO deployment_session_settings (deployment_id, settings, updated_at) \
+                     VALUES ($1, $2, $3) \
+                     ON CONFLICT (deployment_id) DO UPDATE \
+                       SET settings = excluded.settings, updated_at = excluded.updated_at",
+                )
+                .bind(deployment_id.to_string())
+                .bind(sqlx::types::Json(settings))
+                .bind(chrono::Utc::now())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn broker_security(
                 &self,
                 deployment_id: $crate::domain::Id,
@@ -471,6 +524,7 @@ macro_rules! security_sql_store {
                     authentication: self.get_authentication(deployment_id).await?,
                     authorization: self.get_authorization(deployment_id).await?,
                     tls: self.get_tls(deployment_id).await?,
+                    sessions: self.get_session_settings(deployment_id).await?,
                 })
             }
         }
