@@ -4,16 +4,23 @@
 //!
 //! Run it with `bench/run.sh`; results go to `bench/results/throughput.{json,md}`.
 
+mod common;
+
+/// The allocator skyport-broker uses, so bare rumqttd (this program re-executed with
+/// `--serve-rumqttd`) is measured with it too.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener as StdTcpListener, TcpStream as StdTcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use common::{command_line, options, serve_rumqttd, ChildGuard};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde::Serialize;
 
 /// Pub/sub throughput: Mosquitto vs bare rumqttd vs skyport-broker.
@@ -301,164 +308,6 @@ async fn measure(
     })
 }
 
-fn options(id: &str, addr: SocketAddr) -> MqttOptions {
-    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(true)
-        .set_max_packet_size(1 << 20, 1 << 20)
-        .set_inflight(100);
-    options
-}
-
-/// A broker process started by the bench; killed when dropped.
-struct ChildGuard {
-    child: Child,
-    addr: SocketAddr,
-    _dir: Option<TempDir>,
-}
-
-impl ChildGuard {
-    fn rumqttd() -> anyhow::Result<Self> {
-        let addr = free_addr()?;
-        let child = Command::new(std::env::current_exe()?)
-            .args(["--serve-rumqttd", &addr.port().to_string()])
-            // The child exits when this pipe closes, even if we are killed.
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let guard = Self {
-            child,
-            addr,
-            _dir: None,
-        };
-        wait_accepting(addr)?;
-        Ok(guard)
-    }
-
-    /// skyport-broker letting anonymous clients in; `counting` off measures the node
-    /// without its metering counters (`SKYPORT_BROKER_COUNTING=off`).
-    async fn skyport(bin: &Path, counting: bool) -> anyhow::Result<Self> {
-        let dir = TempDir::new()?;
-        std::fs::write(
-            dir.0.join("security.json"),
-            r#"{"authentication": {"allow_anonymous": true}}"#,
-        )?;
-        let (tcp, api) = (free_addr()?, free_addr()?);
-        let config = dir.0.join("broker.json");
-        let json = serde_json::json!({
-            "deployment_id": "bench",
-            "listeners": {"tcp": tcp.to_string(), "api": api.to_string()},
-        });
-        std::fs::write(&config, json.to_string())?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn,rumqttd=off")
-            .env(
-                "SKYPORT_BROKER_COUNTING",
-                if counting { "on" } else { "off" },
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", bin.display()))?;
-        let guard = Self {
-            child,
-            addr: tcp,
-            _dir: Some(dir),
-        };
-        let url = format!("http://{api}/readyz");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200) {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "skyport-broker not ready at {url}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(guard)
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> std::io::Result<Self> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("skyport-bench-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path)?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_addr() -> std::io::Result<SocketAddr> {
-    StdTcpListener::bind("127.0.0.1:0")?.local_addr()
-}
-
-fn wait_accepting(addr: SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while StdTcpStream::connect(addr).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "nothing accepts on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// Bare rumqttd with the same router and connection settings as skyport-broker's engine.
-fn serve_rumqttd(port: u16) -> ! {
-    use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
-    std::thread::spawn(|| {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        std::process::exit(0);
-    });
-    let server = ServerSettings {
-        name: "bench-v4".into(),
-        listen: SocketAddr::from(([127, 0, 0, 1], port)),
-        tls: None,
-        next_connection_delay_ms: 0,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: 1024 * 1024,
-            max_inflight_count: 100,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    };
-    let config = Config {
-        router: RouterConfig {
-            max_connections: 10_010,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
-            ..RouterConfig::default()
-        },
-        v4: Some([("bench".to_owned(), server)].into()),
-        ..Config::default()
-    };
-    if let Err(e) = Broker::new(config).start() {
-        eprintln!("rumqttd: {e}");
-    }
-    std::process::exit(1)
-}
-
 fn markdown_table(results: &[ScenarioResult]) -> String {
     let rate = |r: &ScenarioResult, t: &str| {
         r.targets
@@ -491,13 +340,6 @@ fn markdown_table(results: &[ScenarioResult]) -> String {
     out
 }
 
-fn command_line(program: &str, args: &[&str]) -> Option<String> {
-    let output = Command::new(program).args(args).output().ok()?;
-    let text = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    text.lines().next().map(|l| l.trim().to_owned())
-}
-
 fn write_results(args: &Args, results: &[ScenarioResult], table: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out_dir)?;
     let date = command_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]).unwrap_or_default();
@@ -507,7 +349,7 @@ fn write_results(args: &Args, results: &[ScenarioResult], table: &str) -> anyhow
         "generated_at": date,
         "cpus": cpus,
         "mosquitto": mosquitto,
-        "rumqttd": "0.20.0",
+        "rumqttd": common::RUMQTTD_VERSION,
         "client": "rumqttc 0.24 (same process as the measurement, all targets)",
         "payload_bytes": args.payload_bytes,
         "rounds": args.rounds,
@@ -520,13 +362,15 @@ fn write_results(args: &Args, results: &[ScenarioResult], table: &str) -> anyhow
     )?;
     let md = format!(
         "# Throughput: skyport-broker vs bare rumqttd vs Mosquitto\n\n\
-         Generated {date} by `bench/run.sh` on {cpus} CPUs; {mosquitto}; rumqttd 0.20.0.\n\
+         Generated {date} by `bench/run.sh` on {cpus} CPUs; {mosquitto}; rumqttd {rumqttd}.\n\
          One rumqttc publisher, {} byte payloads, median of {} rounds; msgs/s counts \
          deliveries to subscribers (fan-out counts each copy). skyport-broker runs rumqttd \
          behind its front proxy on loopback, so each message crosses one extra hop in and one out. \
          \"without counters\" is the same node with its metering counters off \
          (`SKYPORT_BROKER_COUNTING=off`): the last column is the metering cost.\n\n{table}",
-        args.payload_bytes, args.rounds
+        args.payload_bytes,
+        args.rounds,
+        rumqttd = common::RUMQTTD_VERSION,
     );
     std::fs::write(args.out_dir.join("throughput.md"), md)?;
     eprintln!(

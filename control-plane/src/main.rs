@@ -1,5 +1,9 @@
 use clap::Parser;
 
+/// The same allocator as `skyport-broker`: this binary also runs the broker node.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     // Invoked as `skyport-broker` (see `app::broker_bin`): be the broker node.
     let argv0 = std::env::args_os().next().unwrap_or_default();

@@ -194,13 +194,24 @@ async fn serve(
     peer: Peer,
 ) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
+    // Each transport's relay is boxed: the task of every connection would otherwise be
+    // as large as the largest one (TLS over WebSocket), all of it resident while the
+    // client idles — a third of an idle connection's memory.
     match (kind, tls) {
-        (Kind::Tcp, _) => relay(stream, upstreams, peer).await,
-        (Kind::Ws, _) => relay(ws_handshake(stream).await?, upstreams, peer).await,
-        (Kind::Tls, Some(tls)) => relay(tls_handshake(&tls, stream).await?, upstreams, peer).await,
+        (Kind::Tcp, _) => Box::pin(relay(stream, upstreams, peer)).await,
+        (Kind::Ws, _) => {
+            Box::pin(async { relay(ws_handshake(stream).await?, upstreams, peer).await }).await
+        }
+        (Kind::Tls, Some(tls)) => {
+            Box::pin(async { relay(tls_handshake(&tls, stream).await?, upstreams, peer).await })
+                .await
+        }
         (Kind::Wss, Some(tls)) => {
-            let stream = tls_handshake(&tls, stream).await?;
-            relay(ws_handshake(stream).await?, upstreams, peer).await
+            Box::pin(async {
+                let stream = tls_handshake(&tls, stream).await?;
+                relay(ws_handshake(stream).await?, upstreams, peer).await
+            })
+            .await
         }
         (Kind::Tls | Kind::Wss, None) => anyhow::bail!("{kind} listener without TLS acceptor"),
     }
