@@ -329,3 +329,71 @@ async fn resume(target: &Target, version: &str, args: &[&str]) -> Vec<String> {
         .finish()
         .await
 }
+
+/// Reads one whole packet (bounded), or `None` when the connection closed.
+async fn next_packet(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut header = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut header))
+        .await
+        .expect("no answer")
+        .ok()?;
+    assert!(header[1] < 0x80, "short packets only");
+    let mut body = vec![0u8; usize::from(header[1])];
+    stream.read_exact(&mut body).await.ok()?;
+    let mut packet = header.to_vec();
+    packet.extend(body);
+    Some(packet)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_topic_filters_and_names_are_refused_per_the_spec() {
+    use skyport_broker::front::packet::subscription_request;
+    use skyport_broker::front::proxy::Version;
+    let broker = Broker::start(&["tcp"]).await;
+    for (level, version, invalid) in [(4, Version::V3_1_1, 0x80), (5, Version::V5, 0x8f)] {
+        let mut stream = TcpStream::connect(broker.addrs.tcp.unwrap()).await.unwrap();
+        stream
+            .write_all(&connect_with_id(level, &format!("filters-{level}")))
+            .await
+            .unwrap();
+        let connack = next_packet(&mut stream).await.unwrap();
+        assert_eq!(connack[0], 0x20);
+        // One valid and one malformed filter: each gets its own answer.
+        let subscribe =
+            subscription_request(9, version, &[("ok/+/x", Some(1)), ("bad/#/x", Some(1))]);
+        stream.write_all(&subscribe).await.unwrap();
+        let suback = next_packet(&mut stream).await.unwrap();
+        let codes = &suback[suback.len() - 2..];
+        assert_eq!(codes, [0x01, invalid], "level {level}: {suback:02x?}");
+        // Only malformed filters: refused without reaching the engine.
+        let subscribe = subscription_request(10, version, &[("+a/b", Some(0))]);
+        stream.write_all(&subscribe).await.unwrap();
+        let suback = next_packet(&mut stream).await.unwrap();
+        assert_eq!(
+            suback.last(),
+            Some(&invalid),
+            "level {level}: {suback:02x?}"
+        );
+
+        // A PUBLISH to a topic name with a wildcard is a protocol violation: closed.
+        let mut publish = vec![0x30];
+        let topic = b"a/+/b";
+        let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+        body.extend(topic);
+        if level == 5 {
+            body.push(0); // no properties
+        }
+        body.extend(b"x");
+        publish.push(body.len() as u8);
+        publish.extend(body);
+        stream.write_all(&publish).await.unwrap();
+        match next_packet(&mut stream).await {
+            None => assert_eq!(level, 4, "v3.1.1 closes without a word"),
+            Some(disconnect) => {
+                assert_eq!(level, 5);
+                assert_eq!(&disconnect[..3], [0xe0, 0x02, 0x90], "{disconnect:02x?}");
+                assert!(next_packet(&mut stream).await.is_none(), "then closed");
+            }
+        }
+    }
+}

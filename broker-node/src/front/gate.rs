@@ -43,8 +43,9 @@ pub struct Gate {
 struct State {
     /// v5 topic aliases the client set up (alias → topic).
     aliases: HashMap<u16, Vec<u8>>,
-    /// SUBSCRIBEs sent to the engine trimmed: which of the client's filters it saw.
-    trimmed: HashMap<u16, Vec<bool>>,
+    /// SUBSCRIBEs sent to the engine trimmed: for each of the client's filters, `None`
+    /// if the engine saw it, else the code refusing it.
+    trimmed: HashMap<u16, Vec<Option<u8>>>,
     /// QoS 2 PUBLISHes refused but acknowledged with PUBREC (v3.1.1): their PUBREL is
     /// answered here, as the engine never saw them.
     refused_qos2: HashSet<u16>,
@@ -168,8 +169,8 @@ impl Gate {
         if packet_kind != kind::SUBACK || state.trimmed.is_empty() {
             return None;
         }
-        let keep = state.trimmed.remove(&packet::pkid_of(packet)?)?;
-        packet::splice_suback(packet, self.version, &keep, self.refused_filter_code())
+        let codes = state.trimmed.remove(&packet::pkid_of(packet)?)?;
+        packet::splice_suback(packet, self.version, &codes)
     }
 
     /// The packet carrying out an API command in the client's name (the ACL does not
@@ -278,6 +279,14 @@ impl Gate {
             },
         };
         let topic = String::from_utf8_lossy(&topic);
+        if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+            // A protocol violation (MQTT 4.7.1, 3.3.2.1) that rumqttd would route as is.
+            tracing::debug!(client_id = %self.client.client_id, %topic, "invalid topic name; closing");
+            return Inbound::Close(match self.version {
+                Version::V5 => packet::disconnect(reason::TOPIC_NAME_INVALID),
+                Version::V3_1 | Version::V3_1_1 => Vec::new(),
+            });
+        }
         // Only the broker publishes events.
         if !events::is_reserved(&topic)
             && self
@@ -319,25 +328,37 @@ impl Gate {
         let Some(subscribe) = Subscribe::parse(packet, self.version) else {
             return Inbound::Forward;
         };
-        let mut keep = Vec::with_capacity(subscribe.filters.len());
+        // For each filter: `None` goes to the engine, `Some(code)` is refused here.
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
         for (filter, _) in &subscribe.filters {
             let judged = shared_topic(filter);
-            let allowed = !judged.starts_with(events::INTERNAL)
+            let code = if crate::security::topic::validate_filter(judged).is_err() {
+                // rumqttd does not check filters: a malformed one would be stored as is.
+                tracing::debug!(client_id = %self.client.client_id, %filter, "invalid topic filter");
+                Some(match self.version {
+                    Version::V5 => reason::TOPIC_FILTER_INVALID,
+                    Version::V3_1 | Version::V3_1_1 => reason::V3_SUBACK_FAILURE,
+                })
+            } else if !judged.starts_with(events::INTERNAL)
                 && self
                     .security
                     .authorize(&self.client, Action::Subscribe, judged)
-                    .await;
-            if !allowed {
+                    .await
+            {
+                None
+            } else {
                 tracing::debug!(client_id = %self.client.client_id, %filter, "subscribe denied");
-            }
-            keep.push(allowed);
+                Some(self.refused_filter_code())
+            };
+            codes.push(code);
         }
+        let keep: Vec<bool> = codes.iter().map(Option::is_none).collect();
         if keep.iter().all(|k| !*k) {
+            let refused: Vec<u8> = codes.iter().flatten().copied().collect();
             return Inbound::Answer(packet::suback_refusing(
                 subscribe.pkid,
                 self.version,
-                keep.len(),
-                self.refused_filter_code(),
+                &refused,
             ));
         }
         let mut renamed = false;
@@ -359,7 +380,7 @@ impl Gate {
         }
         let rewritten = subscribe.rewrite_entries(packet, &keep, events::to_internal);
         if trimmed {
-            self.state().trimmed.insert(subscribe.pkid, keep);
+            self.state().trimmed.insert(subscribe.pkid, codes);
         }
         Inbound::Replace(rewritten)
     }

@@ -39,6 +39,10 @@ pub mod reason {
     pub const V3_SUBACK_FAILURE: u8 = 0x80;
     pub const BAD_CREDENTIALS: u8 = 0x86;
     pub const NOT_AUTHORIZED: u8 = 0x87;
+    /// MQTT 5 SUBACK: topic filter invalid.
+    pub const TOPIC_FILTER_INVALID: u8 = 0x8f;
+    /// MQTT 5 DISCONNECT: topic name invalid.
+    pub const TOPIC_NAME_INVALID: u8 = 0x90;
     pub const BANNED: u8 = 0x8a;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
 }
@@ -383,13 +387,8 @@ pub fn publish_topic(packet: &[u8]) -> Option<&[u8]> {
 }
 
 /// Rewrites an engine SUBACK so it answers every filter the client asked for: the
-/// engine saw only the allowed ones (`keep[i]`); refused ones get `refused`.
-pub fn splice_suback(
-    packet: &[u8],
-    version: Version,
-    keep: &[bool],
-    refused: u8,
-) -> Option<Vec<u8>> {
+/// engine saw only the allowed ones (`codes[i]` is `None`); refused ones get their code.
+pub fn splice_suback(packet: &[u8], version: Version, codes: &[Option<u8>]) -> Option<Vec<u8>> {
     let start = body_start(packet)?;
     let mut at = start + 2;
     if version == Version::V5 {
@@ -397,11 +396,10 @@ pub fn splice_suback(
     }
     let mut engine_codes = packet.get(at..)?.iter();
     let mut body = packet[start..at].to_vec();
-    for keep in keep {
-        body.push(if *keep {
-            *engine_codes.next()?
-        } else {
-            refused
+    for code in codes {
+        body.push(match code {
+            None => *engine_codes.next()?,
+            Some(refused) => *refused,
         });
     }
     let mut out = vec![packet[0]];
@@ -470,13 +468,13 @@ pub fn ack_codes(packet: &[u8], version: Version) -> Option<Vec<u8>> {
     Some(packet.get(at..)?.to_vec())
 }
 
-/// A SUBACK refusing `count` filters.
-pub fn suback_refusing(pkid: u16, version: Version, count: usize, refused: u8) -> Vec<u8> {
+/// A SUBACK refusing every filter, each with its code.
+pub fn suback_refusing(pkid: u16, version: Version, codes: &[u8]) -> Vec<u8> {
     let mut body = pkid.to_be_bytes().to_vec();
     if version == Version::V5 {
         body.push(0); // no properties
     }
-    body.extend(std::iter::repeat_n(refused, count));
+    body.extend_from_slice(codes);
     let mut out = vec![0x90];
     encode_varint(body.len(), &mut out);
     out.extend(body);
@@ -526,7 +524,7 @@ mod tests {
             let unsub = subscription_request(7, version, &[("a/+", None)]);
             let (_, names) = rename_unsubscribe(&unsub, version, |_| None).unwrap();
             assert_eq!(names, ["a/+"]);
-            let suback = suback_refusing(7, version, 2, 0x80);
+            let suback = suback_refusing(7, version, &[0x80, 0x80]);
             assert_eq!(ack_codes(&suback, version).unwrap(), [0x80, 0x80]);
         }
     }
@@ -640,10 +638,10 @@ mod tests {
             let names: Vec<_> = again.filters.iter().map(|(f, _)| f.as_str()).collect();
             assert_eq!(names, ["ok/1", "ok/3"]);
 
-            let engine = suback_refusing(42, version, 2, 1);
-            let spliced = splice_suback(&engine, version, &keep, 0x87).unwrap();
+            let engine = suback_refusing(42, version, &[1, 1]);
+            let spliced = splice_suback(&engine, version, &[None, Some(0x87), None]).unwrap();
             assert_eq!(spliced, {
-                let mut expected = suback_refusing(42, version, 3, 1);
+                let mut expected = suback_refusing(42, version, &[1, 1, 1]);
                 let n = expected.len();
                 expected[n - 2] = 0x87;
                 expected
