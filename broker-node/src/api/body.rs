@@ -78,3 +78,28 @@ pub fn one_or_many<T: DeserializeOwned>(
         ))),
     }
 }
+
+/// The topics of a request's `topic`, or else its comma-separated `topics`, each checked
+/// by `check` (107 when neither is given).
+pub fn topics(
+    topic: &Option<String>,
+    topics: &Option<String>,
+    check: impl Fn(&str) -> Result<(), ApiError>,
+) -> Result<Vec<String>, ApiError> {
+    let list: Vec<String> = match (topic, topics) {
+        (Some(topic), _) if !topic.is_empty() => vec![topic.clone()],
+        (_, Some(topics)) if !topics.is_empty() => {
+            topics.split(',').map(|t| t.trim().to_owned()).collect()
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                MISSING_PARAMETER,
+                "missing field `topic` (or `topics`)",
+            ))
+        }
+    };
+    for topic in &list {
+        check(topic)?;
+    }
+    Ok(list)
+}

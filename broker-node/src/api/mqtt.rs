@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::body::{one_or_many, parse, JsonBody};
-use super::error::{ApiError, INVALID_TOPIC, MISSING_PARAMETER};
+use super::body::{one_or_many, parse, topics, JsonBody};
+use super::error::{ApiError, INVALID_TOPIC};
 use super::Errors;
 use crate::publisher::{Message, Publisher};
 use crate::security::Security;
@@ -81,21 +81,7 @@ pub struct BatchPublished {
 
 /// Checks a request and turns it into the messages to publish, one per topic.
 fn messages(request: PublishRequest) -> Result<(String, Vec<Message>), ApiError> {
-    let topics: Vec<String> = match (&request.topic, &request.topics) {
-        (Some(topic), _) if !topic.is_empty() => vec![topic.clone()],
-        (_, Some(topics)) if !topics.is_empty() => {
-            topics.split(',').map(|t| t.trim().to_owned()).collect()
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                MISSING_PARAMETER,
-                "missing field `topic` (or `topics`)",
-            ))
-        }
-    };
-    for topic in &topics {
-        validate_topic_name(topic)?;
-    }
+    let topics = topics(&request.topic, &request.topics, validate_topic_name)?;
     if request.qos > 2 {
         return Err(ApiError::invalid(format!(
             "qos must be 0, 1 or 2; got {}",

@@ -89,24 +89,11 @@ pub struct BatchDone {
 
 /// The filters of `topic` or `topics`, each checked.
 fn filters(topic: &Option<String>, topics: &Option<String>) -> Result<Vec<String>, ApiError> {
-    let filters: Vec<String> = match (topic, topics) {
-        (Some(topic), _) if !topic.is_empty() => vec![topic.clone()],
-        (_, Some(topics)) if !topics.is_empty() => {
-            topics.split(',').map(|t| t.trim().to_owned()).collect()
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                MISSING_PARAMETER,
-                "missing field `topic` (or `topics`)",
-            ))
-        }
-    };
-    for filter in &filters {
+    super::body::topics(topic, topics, |filter| {
         validate_filter(filter).map_err(|e| {
             ApiError::bad_request(INVALID_TOPIC, format!("topic filter {filter:?}: {e}"))
-        })?;
-    }
-    Ok(filters)
+        })
+    })
 }
 
 fn client_id(raw: &str) -> Result<&str, ApiError> {

@@ -247,6 +247,34 @@ pub(super) fn refuse_if_deleting(d: &Deployment) -> ApiResult<()> {
     Ok(())
 }
 
+/// `DELETE` of one of a deployment's add-ons (custom TLS, NAT gateway, internal
+/// endpoint): `remove` deletes it and records `kind`'s event in one transaction, or
+/// answers `false` and writes nothing when there was none. Idempotent: 204 either way.
+pub(super) async fn remove_add_on<F, Fut>(
+    state: &Arc<AppState>,
+    key: &ProjectKey,
+    raw_id: &str,
+    kind: EventType,
+    remove: F,
+) -> ApiResult<StatusCode>
+where
+    F: FnOnce(Arc<AppState>, Deployment, Event) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, StoreError>>,
+{
+    let deployment = load(state, key, raw_id).await?;
+    refuse_if_deleting(&deployment)?;
+    let event = Event::new(&deployment, kind, &actor(key), serde_json::json!({}));
+    let id = deployment.id;
+    let removed = remove(state.clone(), deployment, event)
+        .await
+        .map_err(|e| ApiError::from_store(e, "deployment"))?;
+    if removed {
+        tracing::info!(deployment.id = %id, event = kind.as_str(), "add-on removed");
+        state.reconcile.notify_one();
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Create a deployment. Answers 202 with status `provisioning`; poll until `running`.
 #[utoipa::path(post, path = "/deployments", tag = "deployments",
     request_body = CreateDeployment,

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::ProjectKey;
-use super::deployments::{actor, load, refuse_if_deleting};
+use super::deployments::{actor, load, refuse_if_deleting, remove_add_on};
 use super::domains::require_plan;
 use super::json::ApiJson;
 use super::nat_gateway::AddOnStatus;
@@ -213,22 +213,17 @@ async fn delete_internal_endpoint(
     key: ProjectKey,
     Path(deployment_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let deployment = load(&state, &key, &deployment_id).await?;
-    refuse_if_deleting(&deployment)?;
-    let event = Event::new(
-        &deployment,
+    remove_add_on(
+        &state,
+        &key,
+        &deployment_id,
         EventType::InternalEndpointDeleted,
-        &actor(&key),
-        serde_json::json!({}),
-    );
-    let removed = state
-        .store
-        .delete_internal_endpoint(deployment.project_id, deployment.id, &event)
-        .await
-        .map_err(|e| ApiError::from_store(e, "deployment"))?;
-    if removed {
-        tracing::info!(deployment.id = %deployment.id, "internal endpoint deleted");
-        state.reconcile.notify_one();
-    }
-    Ok(StatusCode::NO_CONTENT)
+        |state, d, event| async move {
+            state
+                .store
+                .delete_internal_endpoint(d.project_id, d.id, &event)
+                .await
+        },
+    )
+    .await
 }

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::ProjectKey;
-use super::deployments::{actor, load, refuse_if_deleting};
+use super::deployments::{actor, load, refuse_if_deleting, remove_add_on};
 use super::json::ApiJson;
 use super::Problems;
 use crate::app::AppState;
@@ -246,22 +246,12 @@ async fn delete_tls(
     key: ProjectKey,
     Path(deployment_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let deployment = load(&state, &key, &deployment_id).await?;
-    refuse_if_deleting(&deployment)?;
-    let event = Event::new(
-        &deployment,
+    remove_add_on(
+        &state,
+        &key,
+        &deployment_id,
         EventType::TlsRemoved,
-        &actor(&key),
-        serde_json::json!({}),
-    );
-    let removed = state
-        .store
-        .delete_tls(deployment.project_id, deployment.id, &event)
-        .await
-        .map_err(|e| ApiError::from_store(e, "deployment"))?;
-    if removed {
-        tracing::info!(deployment.id = %deployment.id, "custom certificate removed");
-        state.reconcile.notify_one();
-    }
-    Ok(StatusCode::NO_CONTENT)
+        |state, d, event| async move { state.store.delete_tls(d.project_id, d.id, &event).await },
+    )
+    .await
 }
