@@ -15,7 +15,8 @@
 //! 4. When the client reconnects without a clean start, the front delivers the saved
 //!    messages first, in order, then the engine's; a clean start discards them.
 //!
-//! A crash (no SIGTERM) loses what was queued since the last keeper pass.
+//! A crash (no SIGTERM: SIGKILL, out of memory) loses offline sessions, their
+//! subscriptions and queues alike: they are written at a planned stop only.
 //!
 //! While the node runs, a keeper does step 2 every few seconds for every offline
 //! persistent session, into [`Pending`]: that is where the offline queue limit
