@@ -273,8 +273,6 @@ impl Connection {
         }
         self.expect(kind::PUBREC, pkid).await?;
         let pubrel = packet::ack(kind::PUBREL, pkid, version, 0);
-        // PUBREL has fixed-header flags 0b0010.
-        let pubrel = [pubrel[0] | 0x02, pubrel[1], pubrel[2], pubrel[3]];
         self.stream.write_all(&pubrel).await?;
         self.expect(kind::PUBCOMP, pkid).await
     }
@@ -313,27 +311,15 @@ impl Connection {
 }
 
 /// An MQTT 3.1.1 PUBLISH from the engine as a message, with its packet id.
-fn parse_v4_publish(packet: &[u8]) -> Option<(Message, Option<u16>)> {
-    let qos = (packet[0] >> 1) & 0x03;
-    let retain = packet[0] & 0x01 == 1;
-    let mut at = packet::body_start(packet)?;
-    let len = usize::from(u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]));
-    let topic = String::from_utf8(packet.get(at + 2..at + 2 + len)?.to_vec()).ok()?;
-    at += 2 + len;
-    let pkid = if qos > 0 {
-        let pkid = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
-        at += 2;
-        Some(pkid)
-    } else {
-        None
-    };
+fn parse_v4_publish(raw: &[u8]) -> Option<(Message, Option<u16>)> {
+    let publish = packet::Publish::parse(raw, crate::front::proxy::Version::V3_1_1)?;
     let message = Message {
-        topic,
-        payload: packet.get(at..)?.to_vec(),
-        qos,
-        retain,
+        topic: String::from_utf8(publish.topic.to_vec()).ok()?,
+        payload: publish.payload.to_vec(),
+        qos: publish.qos,
+        retain: raw[0] & 0x01 == 1,
     };
-    Some((message, pkid))
+    Some((message, publish.pkid))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &[u8]) {

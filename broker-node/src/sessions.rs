@@ -72,10 +72,6 @@ impl Pending {
     /// Drops what waits for `client_id` (its session ended).
     pub fn forget(&self, client_id: &str) {
         self.lock().remove(client_id);
-        self.passes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(client_id);
     }
 
     /// Appends `messages` for `client_id`; returns those dropped (the oldest) to keep at
@@ -91,8 +87,9 @@ impl Pending {
         queue.drain(..excess).collect()
     }
 
-    /// Exclusive access to `client_id`'s session against keeper passes.
-    pub async fn pass(&self, client_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    /// Exclusive access to `client_id`'s session against keeper passes; held until the
+    /// returned guard drops.
+    pub async fn pass(&self, client_id: &str) -> Pass {
         let lock = self
             .passes
             .lock()
@@ -100,7 +97,34 @@ impl Pending {
             .entry(client_id.to_owned())
             .or_default()
             .clone();
-        lock.lock_owned().await
+        Pass {
+            guard: Some(lock.lock_owned().await),
+            passes: self.passes.clone(),
+            client_id: client_id.to_owned(),
+        }
+    }
+}
+
+/// A held pass over one session. Its lock leaves the table with its last user, so the
+/// table only holds the sessions being worked on, not every client id ever seen.
+pub struct Pass {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    passes: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    client_id: String,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut passes = self.passes.lock().unwrap_or_else(|e| e.into_inner());
+        // Others clone the lock only under this table's mutex: one reference left (the
+        // table's) means no one holds or awaits it.
+        if passes
+            .get(&self.client_id)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            passes.remove(&self.client_id);
+        }
     }
 }
 

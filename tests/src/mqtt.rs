@@ -58,6 +58,24 @@ impl Target {
     }
 }
 
+/// Runs `mosquitto_pub` or `mosquitto_sub` against `target` with `args`, requires it to
+/// succeed, and returns what it printed.
+pub fn mosquitto(target: &Target, program: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(program);
+    target.mosquitto_args(&mut cmd);
+    let out = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("mosquitto clients are installed (Debian mosquitto-clients)");
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Outcome of a publish/subscribe exchange.
 #[derive(Debug)]
 pub struct Exchange {

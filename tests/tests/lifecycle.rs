@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skyport_tests::mqtt::{mosquitto_exchange, paho_exchange, Target};
+use skyport_tests::mqtt::{mosquitto, mosquitto_exchange, paho_exchange, Target};
 use skyport_tests::{process, ControlPlane};
 
 async fn ca_file(api: &skyport_tests::Api, id: &str, dir: &std::path::Path) -> std::path::PathBuf {
@@ -260,19 +260,7 @@ async fn a_tier_change_restarts_the_broker_without_losing_persistent_sessions() 
     let id = api.create_open_deployment("sessions", "dedicated").await;
     let d = api.wait_status(&id, "running").await;
     let target = Target::from_url(url(&d, "mqtt"), None);
-    let mosquitto = |program: &str, args: &[&str]| {
-        let out = std::process::Command::new(program)
-            .args(["-h", &target.host, "-p", &target.port.to_string()])
-            .args(args)
-            .output()
-            .expect("mosquitto clients are installed");
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let mosquitto = |program: &str, args: &[&str]| mosquitto(&target, program, args);
     // A persistent session subscribes and leaves; two messages queue for it.
     mosquitto(
         "mosquitto_sub",

@@ -4,22 +4,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use skyport_tests::mqtt::Target;
+use skyport_tests::mqtt::{mosquitto, Target};
 use skyport_tests::ControlPlane;
-
-fn mosquitto(target: &Target, program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(["-h", &target.host, "-p", &target.port.to_string()])
-        .args(args)
-        .output()
-        .expect("mosquitto clients are installed");
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_settings_are_checked_stored_and_applied_live() {

@@ -251,13 +251,7 @@ impl Gate {
                 state.delivered.remove(&pkid);
                 Inbound::Answer(Vec::new())
             }
-            (kind::PUBREC, 2) => {
-                let pubrel = packet::ack(kind::PUBREL, pkid, self.version, 0);
-                // PUBREL has fixed-header flags 0b0010.
-                let mut pubrel = pubrel;
-                pubrel[0] |= 0x02;
-                Inbound::Answer(pubrel)
-            }
+            (kind::PUBREC, 2) => Inbound::Answer(packet::ack(kind::PUBREL, pkid, self.version, 0)),
             _ => return None,
         })
     }

@@ -237,6 +237,7 @@ pub struct Publish<'a> {
     pub pkid: Option<u16>,
     /// The v5 topic alias property, if any.
     pub topic_alias: Option<u16>,
+    pub payload: &'a [u8],
 }
 
 impl<'a> Publish<'a> {
@@ -251,14 +252,16 @@ impl<'a> Publish<'a> {
         }
         let mut topic_alias = None;
         if version == Version::V5 {
-            let (props, _) = properties_at(packet, at)?;
+            let (props, end) = properties_at(packet, at)?;
             topic_alias = find_property(props, 0x23).and_then(|v| u16_at(v, 0));
+            at = end;
         }
         Some(Self {
             qos,
             topic,
             pkid,
             topic_alias,
+            payload: packet.get(at..)?,
         })
     }
 }
@@ -481,13 +484,15 @@ pub fn suback_refusing(pkid: u16, version: Version, codes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// An acknowledgement (PUBACK, PUBREC, PUBCOMP) for `pkid`; v5 carries `reason`.
-pub fn ack(kind: u8, pkid: u16, version: Version, reason: u8) -> Vec<u8> {
+/// An acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) for `pkid`; v5 carries `reason`.
+pub fn ack(packet_kind: u8, pkid: u16, version: Version, reason: u8) -> Vec<u8> {
     let [hi, lo] = pkid.to_be_bytes();
+    // PUBREL's fixed header carries the flags 0b0010 (MQTT 3.6.1).
+    let first = (packet_kind << 4) | if packet_kind == kind::PUBREL { 0x02 } else { 0 };
     if version == Version::V5 && reason != 0 {
-        vec![kind << 4, 3, hi, lo, reason]
+        vec![first, 3, hi, lo, reason]
     } else {
-        vec![kind << 4, 2, hi, lo]
+        vec![first, 2, hi, lo]
     }
 }
 
@@ -660,5 +665,6 @@ mod tests {
             [0x40, 3, 1, 2, 0x87]
         );
         assert_eq!(pkid_of(&[0x62, 2, 0, 5]), Some(5));
+        assert_eq!(ack(kind::PUBREL, 5, Version::V3_1_1, 0), [0x62, 2, 0, 5]);
     }
 }
