@@ -93,6 +93,10 @@ pub struct Limits {
     pub max_sessions: Option<u64>,
     #[serde(default)]
     pub max_tps: Option<u64>,
+    /// How long a new connection may take (TLS and WebSocket handshakes, then CONNECT)
+    /// before it is closed; 10 s by default.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
 }
 
 /// Why a configuration was refused.

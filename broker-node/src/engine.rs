@@ -1,226 +1,280 @@
-//! The MQTT engine: a whole rumqttd broker on loopback.
+//! The routing engine: rumqttd's router, in process.
 //!
-//! This is the only module that names rumqttd types. rumqttd serves MQTT 3.1.1
-//! and 5.0 on separate listeners, so the engine runs one internal listener of
-//! each kind and the front layer connects every client to the right one.
+//! This is the only module that names rumqttd types. The node owns every MQTT connection
+//! and session itself (see `docs/engine.md`); the router only matches topics and fans
+//! messages out. It is used as a pure fan-out engine:
+//!
+//! - every message enters the router at QoS 0 with `retain` off, through one of a few
+//!   shared *ingress* links (a publisher always uses the same one, so its messages keep
+//!   their order); QoS, retain, properties and the publisher's identity travel in the
+//!   payload envelope the broker writes (`broker::message`), which the router never reads;
+//! - a session that subscribes gets one *subscriber* link; each of its filters is
+//!   subscribed at QoS 0 with a router subscription identifier, so every delivery says
+//!   which of the session's subscriptions it matched;
+//! - retained messages, QoS, acknowledgements, sessions and wills stay out of the router:
+//!   its own handling of them is what the node replaces.
+//!
+//! Router link names are recycled (`l0`, `l1`, …): the router keeps per-name metrics
+//! forever, so fresh names per session would leak.
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use bytes::Bytes;
+use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
+use rumqttd::protocol::{
+    Filter, Packet, Publish, QoS, RetainForwardRule, Subscribe, SubscribeProperties, Unsubscribe,
+};
+use rumqttd::{Notification, Router, RouterConfig};
 
-/// Largest MQTT packet the engine accepts (EMQX's default `max_packet_size`).
-pub const MAX_PACKET_SIZE: usize = 1024 * 1024;
+/// How many shared ingress links carry publishes into the router.
+const INGRESS_LINKS: usize = 4;
 
-/// Why the engine could not start or stopped.
+/// Why the engine refused a link.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot reserve a loopback port for the engine: {0}")]
-    Port(#[source] std::io::Error),
-    #[error("cannot start the engine thread: {0}")]
-    Thread(#[source] std::io::Error),
-    #[error("engine listener {addr} not answering MQTT after {waited:?}: {last_error}")]
-    NotReady {
-        addr: SocketAddr,
-        waited: Duration,
-        last_error: String,
-    },
-    #[error("the engine stopped: {0}")]
-    Stopped(String),
+    #[error("the routing engine refused a link (connection limit {0} reached?)")]
+    Link(usize),
+    #[error("the routing engine stopped")]
+    Stopped,
 }
 
-/// A running engine and where its internal listeners are.
+type Connect = dyn Fn(&str) -> Result<(LinkTx, LinkRx), LinkError> + Send + Sync;
+
+/// The router and the node's links to it. Cheap to clone.
+#[derive(Clone)]
 pub struct Engine {
-    v4: SocketAddr,
-    v5: SocketAddr,
+    inner: Arc<Inner>,
 }
 
-/// Resolves when the engine thread ends, which it should never do.
-pub struct Stopped(oneshot::Receiver<String>);
+struct Inner {
+    connect: Box<Connect>,
+    ingress: Vec<Mutex<LinkTx>>,
+    names: Mutex<Names>,
+    max_links: usize,
+}
 
-impl Stopped {
-    pub async fn wait(self) -> EngineError {
-        let reason = self
-            .0
-            .await
-            .unwrap_or_else(|_| "engine thread panicked".to_owned());
-        EngineError::Stopped(reason)
-    }
+#[derive(Default)]
+struct Names {
+    free: Vec<u32>,
+    next: u32,
 }
 
 impl Engine {
-    /// Starts rumqttd on its own thread; it owns its runtimes (`Broker::start` blocks).
-    pub fn start() -> Result<(Self, Stopped), EngineError> {
-        let v4 = free_loopback_port()?;
-        let v5 = free_loopback_port()?;
-        let config = broker_config(v4, v5);
-        let (stopped_tx, stopped_rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("rumqttd".into())
-            .spawn(move || {
-                let outcome = match Broker::new(config).start() {
-                    Ok(()) => "all internal listeners exited".to_owned(),
-                    Err(e) => e.to_string(),
-                };
-                let _ = stopped_tx.send(outcome);
+    /// Starts the router on its own thread, sized for `max_links` subscriber links.
+    pub fn start(max_links: usize) -> Result<Self, EngineError> {
+        let max_links = max_links + INGRESS_LINKS;
+        let config = RouterConfig {
+            max_connections: max_links,
+            max_outgoing_packet_count: 200,
+            // Each filter's log only has to bridge the moment between the router and a
+            // session's task, which drains its link at once into the session's own queue.
+            max_segment_size: 4 * 1024 * 1024,
+            max_segment_count: 4,
+            // A filter nobody reads that matches every topic: publishes to topics without
+            // subscribers land in its small log instead of a new log per topic.
+            initialized_filters: Some(vec!["#".to_owned()]),
+            custom_segment: Some(
+                [(
+                    "#".to_owned(),
+                    rumqttd::SegmentConfig {
+                        max_segment_size: 64 * 1024,
+                        max_segment_count: 2,
+                    },
+                )]
+                .into(),
+            ),
+            ..RouterConfig::default()
+        };
+        let router_tx = Router::new(0, config).spawn();
+        let connect: Box<Connect> = Box::new(move |name: &str| {
+            let (tx, rx, _ack) = LinkBuilder::new(name, router_tx.clone())
+                .clean_session(true)
+                .dynamic_filters(false)
+                .build()?;
+            Ok((tx, rx))
+        });
+        let mut ingress = Vec::with_capacity(INGRESS_LINKS);
+        for i in 0..INGRESS_LINKS {
+            let (tx, rx) = connect(&format!("ingress-{i}")).map_err(|_| EngineError::Stopped)?;
+            // Ingress links never subscribe; their receiving side is not needed.
+            drop(rx);
+            ingress.push(Mutex::new(tx));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                connect,
+                ingress,
+                names: Mutex::default(),
+                max_links,
+            }),
+        })
+    }
+
+    /// Routes `payload` (an envelope) to every subscription matching `topic` (the
+    /// engine's form of the topic). `publisher` picks the ingress link, so one
+    /// publisher's messages stay in order.
+    pub fn publish(&self, publisher: u64, topic: Bytes, payload: Bytes) -> Result<(), EngineError> {
+        let link = &self.inner.ingress[(publisher % INGRESS_LINKS as u64) as usize];
+        let publish = Publish::new(topic, payload, false);
+        let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
+        link_send(&mut link, Packet::Publish(publish, None))
+    }
+
+    /// A subscriber link for one session.
+    pub fn subscriber(&self) -> Result<(Subscriber, Deliveries), EngineError> {
+        let name = {
+            let mut names = self.inner.names.lock().unwrap_or_else(|e| e.into_inner());
+            names.free.pop().unwrap_or_else(|| {
+                names.next += 1;
+                names.next - 1
             })
-            .map_err(EngineError::Thread)?;
-        Ok((Self { v4, v5 }, Stopped(stopped_rx)))
-    }
-
-    /// Internal listener for MQTT 3.1.1 clients (and 3.1 ones after the front rewrites CONNECT).
-    pub fn v4_addr(&self) -> SocketAddr {
-        self.v4
-    }
-
-    /// Internal listener for MQTT 5.0 clients.
-    pub fn v5_addr(&self) -> SocketAddr {
-        self.v5
-    }
-
-    /// Waits until both internal listeners complete an MQTT CONNECT/CONNACK exchange.
-    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), EngineError> {
-        wait_answers(self.v4, 4, timeout).await?;
-        wait_answers(self.v5, 5, timeout).await
-    }
-
-    /// Probes both internal listeners forever; returns once one has stopped answering.
-    ///
-    /// rumqttd can break a listener for good: when a connection ends between
-    /// CONNECT and CONNACK, a stale will handler stays behind, and the next
-    /// CONNECT with the same client id panics while holding a mutex, which
-    /// poisons it for every later connection of that listener. A node in that
-    /// state must exit so its supervisor restarts it.
-    pub async fn watch(&self) -> EngineError {
-        const EVERY: Duration = Duration::from_secs(10);
-        const FAILURES: u32 = 3;
-        let mut failures = 0;
-        loop {
-            tokio::time::sleep(EVERY).await;
-            let mut outcome = Ok(());
-            for (addr, level) in [(self.v4, 4), (self.v5, 5)] {
-                outcome = outcome.and(probe_once(addr, level, EVERY).await.map_err(|e| (addr, e)));
+        };
+        // The router answers a new link at once; building it blocks on that answer.
+        let built = tokio::task::block_in_place(|| (self.inner.connect)(&format!("l{name}")));
+        match built {
+            Ok((tx, rx)) => Ok((
+                Subscriber {
+                    tx,
+                    name,
+                    engine: self.clone(),
+                },
+                Deliveries { rx, cache: Vec::new() },
+            )),
+            Err(_) => {
+                self.release(name);
+                Err(EngineError::Link(self.inner.max_links))
             }
-            match outcome {
-                Ok(()) => failures = 0,
-                Err((addr, last_error)) => {
-                    failures += 1;
-                    tracing::warn!(%addr, error = %last_error, failures, "engine probe failed");
-                    if failures >= FAILURES {
-                        return EngineError::NotReady {
-                            addr,
-                            waited: EVERY * FAILURES,
-                            last_error,
-                        };
+        }
+    }
+
+    fn release(&self, name: u32) {
+        let mut names = self.inner.names.lock().unwrap_or_else(|e| e.into_inner());
+        names.free.push(name);
+    }
+}
+
+fn filter(path: &str, _id: Option<u32>) -> Filter {
+    Filter {
+        path: path.to_owned(),
+        qos: QoS::AtMostOnce,
+        nolocal: false,
+        preserve_retain: false,
+        retain_forward_rule: RetainForwardRule::Never,
+    }
+}
+
+fn link_send(link: &mut LinkTx, packet: Packet) -> Result<(), EngineError> {
+    // `LinkTx::send` only queues the packet and wakes the router; it never waits on I/O.
+    futures::executor::block_on(link.send(packet))
+        .map(|_| ())
+        .map_err(|_| EngineError::Stopped)
+}
+
+/// The sending half of a session's subscriber link: its subscriptions. Closing it (drop)
+/// removes the link and its subscriptions from the router.
+pub struct Subscriber {
+    tx: LinkTx,
+    name: u32,
+    engine: Engine,
+}
+
+impl Subscriber {
+    /// Subscribes `filter` (engine form); its deliveries carry `id`.
+    pub fn subscribe(&mut self, filter_path: &str, id: u32) -> Result<(), EngineError> {
+        let subscribe = Subscribe {
+            pkid: 1,
+            filters: vec![filter(filter_path, Some(id))],
+        };
+        let properties = SubscribeProperties {
+            id: Some(id as usize),
+            user_properties: Vec::new(),
+        };
+        link_send(&mut self.tx, Packet::Subscribe(subscribe, Some(properties)))
+    }
+
+    /// Removes the subscription to `filter` (engine form).
+    pub fn unsubscribe(&mut self, filter_path: &str) -> Result<(), EngineError> {
+        let unsubscribe = Unsubscribe {
+            pkid: 1,
+            filters: vec![filter_path.to_owned()],
+        };
+        link_send(&mut self.tx, Packet::Unsubscribe(unsubscribe, None))
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let disconnect = rumqttd::protocol::Disconnect {
+            reason_code: rumqttd::protocol::DisconnectReasonCode::NormalDisconnection,
+        };
+        let _ = link_send(&mut self.tx, Packet::Disconnect(disconnect, None));
+        // The router handles events in order: this name's next link comes after the
+        // disconnect above.
+        self.engine.release(self.name);
+    }
+}
+
+/// One message the router delivered to a subscriber link.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The engine's form of the topic.
+    pub topic: Bytes,
+    /// The envelope as published.
+    pub payload: Bytes,
+    /// The identifier of the subscription it matched.
+    pub subscription: u32,
+}
+
+/// The receiving half of a session's subscriber link.
+pub struct Deliveries {
+    rx: LinkRx,
+    cache: Vec<Delivery>,
+}
+
+impl Deliveries {
+    /// Waits for the next batch of deliveries and moves it into `out`; `false` once the
+    /// link is gone.
+    pub async fn next_batch(&mut self, out: &mut Vec<Delivery>) -> bool {
+        loop {
+            match self.rx.next().await {
+                Ok(Some(notification)) => {
+                    self.take(notification);
+                    // Whatever else the router already handed over, without waiting.
+                    while let Ok(Some(more)) =
+                        self.rx.recv_deadline(std::time::Instant::now())
+                    {
+                        self.take(more);
+                    }
+                    if !self.cache.is_empty() {
+                        out.append(&mut self.cache);
+                        return true;
                     }
                 }
+                Ok(None) => {}
+                Err(_) => return false,
             }
         }
     }
-}
 
-/// Binds port 0 and releases it, so rumqttd (which only takes an address) can bind it.
-fn free_loopback_port() -> Result<SocketAddr, EngineError> {
-    let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(EngineError::Port)?;
-    listener.local_addr().map_err(EngineError::Port)
-}
-
-fn broker_config(v4: SocketAddr, v5: SocketAddr) -> Config {
-    let server = |name: &str, listen| ServerSettings {
-        name: name.to_owned(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 0,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: MAX_PACKET_SIZE,
-            max_inflight_count: 100,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    };
-    Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 10_010,
-            max_outgoing_packet_count: 200,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
-            ..RouterConfig::default()
-        },
-        v4: Some(HashMap::from([(
-            "v4".to_owned(),
-            server("internal-v4", v4),
-        )])),
-        v5: Some(HashMap::from([(
-            "v5".to_owned(),
-            server("internal-v5", v5),
-        )])),
-        ..Config::default()
-    }
-}
-
-async fn wait_answers(addr: SocketAddr, level: u8, timeout: Duration) -> Result<(), EngineError> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last_error = match probe_once(addr, level, Duration::from_secs(2)).await {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return Err(EngineError::NotReady {
-                addr,
-                waited: timeout,
-                last_error,
-            });
+    fn take(&mut self, notification: Notification) {
+        match notification {
+            Notification::Forward(forward) => {
+                let subscription = forward
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.subscription_identifiers.first().copied())
+                    .unwrap_or(0) as u32;
+                self.cache.push(Delivery {
+                    topic: forward.publish.topic,
+                    payload: forward.publish.payload,
+                    subscription,
+                });
+            }
+            Notification::Unschedule => {
+                // The router paused this link because its buffer filled; ask for more.
+                let _ = self.rx.ready();
+            }
+            _ => {}
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn probe_once(addr: SocketAddr, level: u8, timeout: Duration) -> Result<(), String> {
-    // A fresh client id each time: reusing one after an interrupted probe is
-    // exactly what trips the rumqttd bug described on `Engine::watch`.
-    static PROBES: AtomicU64 = AtomicU64::new(0);
-    let id = format!("skyport-probe-{}", PROBES.fetch_add(1, Ordering::Relaxed));
-    match tokio::time::timeout(timeout, probe(addr, &probe_connect(level, &id))).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no CONNACK within {timeout:?}")),
-    }
-}
-
-/// One clean MQTT session: CONNECT, expect a successful CONNACK, DISCONNECT.
-async fn probe(addr: SocketAddr, connect: &[u8]) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(connect).await?;
-    let mut head = [0u8; 4];
-    stream.read_exact(&mut head).await?;
-    // CONNACK type, then a one-byte remaining length in both versions, then flags and code.
-    if head[0] != 0x20 || head[3] != 0 {
-        return Err(std::io::Error::other(format!(
-            "unexpected CONNACK {head:02x?}"
-        )));
-    }
-    stream.write_all(&[0xe0, 0x00]).await?;
-    Ok(())
-}
-
-/// A clean-session CONNECT with a 30 s keep-alive at protocol `level` (4 or 5).
-fn probe_connect(level: u8, client_id: &str) -> Vec<u8> {
-    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', level, 0b10, 0, 30];
-    if level == 5 {
-        body.push(0); // no properties
-    }
-    body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
-    let mut packet = vec![0x10, body.len() as u8];
-    packet.extend(body);
-    packet
 }

@@ -18,10 +18,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::envelope::{data, done, Data, Done, PageQuery, Paged, Paging};
 use super::error::{ApiError, INVALID_PARAMETER};
 use super::Errors;
-use crate::front::clients::{Clients, Connected, Subscriptions};
-use crate::front::proxy::Version;
+use crate::broker::registry::{Clients, Connected, Subscriptions};
+use crate::broker::Broker;
 use crate::metering::Meter;
-use crate::publisher::Publisher;
+use crate::mqtt::Version;
 use crate::security::Security;
 
 /// EMQX 4's code for a client that is not there.
@@ -254,8 +254,7 @@ async fn kick_client(
     Extension(clients): Extension<Clients>,
     Extension(subscriptions): Extension<Subscriptions>,
     Extension(meter): Extension<Arc<Meter>>,
-    Extension(publisher): Extension<Publisher>,
-    Extension(pending): Extension<crate::sessions::Pending>,
+    Extension(broker): Extension<Broker>,
     Path(client_id): Path<String>,
 ) -> Result<Json<Done>, ApiError> {
     let was_connected = clients.kick(&client_id);
@@ -266,10 +265,7 @@ async fn kick_client(
     if !was_connected && !was_offline {
         return Err(not_found(&client_id));
     }
-    publisher
-        .end_session(&client_id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    broker.end_session(&client_id).await;
     // The kicked connection may still be winding down: its session must not be counted
     // as offline once it has gone.
     for _ in 0..50 {
@@ -281,7 +277,6 @@ async fn kick_client(
     }
     meter.forget_session(&client_id);
     subscriptions.forget(&client_id);
-    pending.forget(&client_id);
     Ok(done())
 }
 

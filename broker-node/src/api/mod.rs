@@ -131,29 +131,20 @@ pub fn openapi_json() -> String {
     text
 }
 
-/// What the deployment API reaches into besides [`Security`]: the node's own engine
-/// connection, its connected clients, and its counters.
-#[derive(Clone)]
-pub struct Node {
-    pub publisher: crate::publisher::Publisher,
-    pub clients: crate::front::clients::Clients,
-    pub subscriptions: crate::front::clients::Subscriptions,
-    pub meter: Arc<crate::metering::Meter>,
-    /// Messages saved across a restart, dropped when a session is ended.
-    pub pending: crate::sessions::Pending,
-}
-
 /// Routes of the deployment API.
-pub fn router(readiness: Readiness, security: crate::security::Security, node: Node) -> Router {
+pub fn router(
+    readiness: Readiness,
+    security: crate::security::Security,
+    broker: crate::broker::Broker,
+) -> Router {
     let (api, _) = v4();
-    let prometheus = get(metrics::prometheus).layer(axum::Extension(node.meter.clone()));
+    let prometheus = get(metrics::prometheus).layer(axum::Extension(broker.meter.clone()));
     let api = api
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(axum::Extension(node.publisher))
-        .layer(axum::Extension(node.clients))
-        .layer(axum::Extension(node.subscriptions))
-        .layer(axum::Extension(node.pending))
-        .layer(axum::Extension(node.meter))
+        .layer(axum::Extension(broker.clients.clone()))
+        .layer(axum::Extension(broker.subscriptions.clone()))
+        .layer(axum::Extension(broker.meter.clone()))
+        .layer(axum::Extension(broker))
         .layer(axum::middleware::from_fn_with_state(
             security.clone(),
             auth::require_app_key,

@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::body::{one_or_many, parse, topics, JsonBody};
 use super::error::{ApiError, INVALID_TOPIC};
 use super::Errors;
-use crate::publisher::{Message, Publisher};
+use crate::broker::Broker;
 use crate::security::Security;
 
 /// Most messages in one `publish_batch`.
@@ -22,7 +22,7 @@ pub const MAX_BATCH: usize = 1_000;
 /// Largest topic name, in bytes (MQTT's limit).
 const MAX_TOPIC_BYTES: usize = 65_535;
 
-/// The routes; handlers find the [`Publisher`] as a request extension.
+/// The routes; handlers find the [`Broker`] as a request extension.
 pub fn router() -> OpenApiRouter<Security> {
     OpenApiRouter::new()
         .routes(routes!(publish))
@@ -99,12 +99,22 @@ fn messages(request: PublishRequest) -> Result<(String, Vec<Message>), ApiError>
             )))
         }
     };
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            PAYLOAD_TOO_LARGE,
+            format!(
+                "payload of {} bytes exceeds the broker's {MAX_PAYLOAD_BYTES}-byte limit",
+                payload.len()
+            ),
+        ));
+    }
     let label = topics.join(",");
     let messages = topics
         .into_iter()
         .map(|topic| Message {
             topic,
-            payload: payload.clone(),
+            payload: payload.clone().into(),
             qos: request.qos,
             retain: request.retain,
         })
@@ -134,12 +144,26 @@ fn validate_topic_name(topic: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn send(publisher: &Publisher, messages: &[Message]) -> Result<(), ApiError> {
-    for message in messages {
-        publisher
-            .publish(message)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+/// One message to publish.
+#[derive(Debug, Clone)]
+struct Message {
+    topic: String,
+    payload: bytes::Bytes,
+    qos: u8,
+    retain: bool,
+}
+
+/// Largest payload accepted: what fits in an MQTT packet the broker would carry.
+const MAX_PAYLOAD_BYTES: usize = crate::broker::MAX_PACKET_SIZE - 1024;
+
+/// EMQX-style code for a payload over the limit.
+pub const PAYLOAD_TOO_LARGE: u32 = 413;
+
+async fn send(broker: &Broker, messages: &[Message]) -> Result<(), ApiError> {
+    for m in messages {
+        broker
+            .publish_http(m.topic.clone(), m.payload.clone(), m.qos, m.retain)
+            .await;
     }
     Ok(())
 }
@@ -151,11 +175,11 @@ async fn send(publisher: &Publisher, messages: &[Message]) -> Result<(), ApiErro
     responses((status = 200, body = Published), Errors),
     security(("app_key" = [])))]
 async fn publish(
-    Extension(publisher): Extension<Publisher>,
+    Extension(broker): Extension<Broker>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Published>, ApiError> {
     let (_, messages) = messages(parse(body, None)?)?;
-    send(&publisher, &messages).await?;
+    send(&broker, &messages).await?;
     Ok(Json(Published { code: 0 }))
 }
 
@@ -168,7 +192,7 @@ async fn publish(
     responses((status = 200, body = BatchPublished), Errors),
     security(("app_key" = [])))]
 async fn publish_batch(
-    Extension(publisher): Extension<Publisher>,
+    Extension(broker): Extension<Broker>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<BatchPublished>, ApiError> {
     if !body.is_array() {
@@ -193,7 +217,7 @@ async fn publish_batch(
             .unwrap_or_default()
             .to_owned();
         let outcome = match parse::<PublishRequest>(item, Some(index)).and_then(messages) {
-            Ok((_, messages)) => send(&publisher, &messages).await,
+            Ok((_, messages)) => send(&broker, &messages).await,
             Err(err) => Err(err),
         };
         data.push(match outcome {

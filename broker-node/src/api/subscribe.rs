@@ -18,7 +18,7 @@ use super::body::{parse, JsonBody};
 use super::clients::CLIENT_NOT_FOUND;
 use super::error::{ApiError, INVALID_TOPIC, MISSING_PARAMETER, UNKNOWN_ERROR};
 use super::Errors;
-use crate::front::clients::{Clients, Command, CommandError};
+use crate::broker::registry::{Clients, Command, CommandError};
 use crate::security::topic::validate_filter;
 use crate::security::Security;
 

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
-use super::proxy::Upstreams;
+use crate::broker::Broker;
 use super::tls::TlsState;
 use super::{bind, serve_filtered, Kind};
 use crate::security::settings::InternalEndpoint;
@@ -53,7 +53,7 @@ pub struct Mirror {
     /// Each public MQTT listener's kind and bound port.
     pub ports: Vec<(Kind, u16)>,
     pub tls: Option<Arc<TlsState>>,
-    pub upstreams: Upstreams,
+    pub broker: Broker,
 }
 
 /// The internal listeners up now.
@@ -118,7 +118,7 @@ async fn open(address: IpAddr, mirror: &Mirror, filter: &PeerFilter) -> Option<B
     let tasks = serve_filtered(
         listeners,
         mirror.tls.clone(),
-        mirror.upstreams.clone(),
+        mirror.broker.clone(),
         Some(filter.clone()),
     );
     Some(Bound { address, tasks })

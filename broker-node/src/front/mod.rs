@@ -1,14 +1,8 @@
 //! Skyport's client-facing MQTT listeners: plain TCP, TLS, WebSocket and
-//! WebSocket over TLS. Each accepted client is relayed to the engine.
+//! WebSocket over TLS. Each accepted client's byte stream is served by
+//! [`crate::broker::connection::serve`].
 
-pub mod clients;
-pub mod events;
-pub mod gate;
 pub mod internal;
-pub mod packet;
-pub mod proxy;
-pub mod pump;
-pub mod session;
 pub mod tls;
 pub mod ws;
 
@@ -24,14 +18,12 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::broker::connection::Peer;
+use crate::broker::Broker;
 use crate::config::Listeners;
 use crate::security::Transport;
 use internal::PeerFilter;
-use proxy::{Peer, Upstreams};
 use tls::TlsState;
-
-/// How long a client may take for its TLS or WebSocket handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The kinds of MQTT listener, named as in the config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,14 +103,14 @@ pub async fn bind_all(config: &Listeners) -> Result<Vec<(Kind, TcpListener)>, Bi
 pub fn serve_all(
     listeners: Vec<(Kind, TcpListener)>,
     tls: Option<Arc<TlsState>>,
-    upstreams: Upstreams,
+    broker: Broker,
 ) -> JoinSet<()> {
     for (kind, listener) in &listeners {
         if let Ok(addr) = listener.local_addr() {
             info!(listener = %kind, %addr, "listening for MQTT clients");
         }
     }
-    serve_filtered(listeners, tls, upstreams, None)
+    serve_filtered(listeners, tls, broker, None)
 }
 
 /// Starts an accept loop per listener, closing at once the connections of peers that
@@ -126,7 +118,7 @@ pub fn serve_all(
 pub fn serve_filtered(
     listeners: Vec<(Kind, TcpListener)>,
     tls: Option<Arc<TlsState>>,
-    upstreams: Upstreams,
+    broker: Broker,
     filter: Option<PeerFilter>,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
@@ -136,7 +128,7 @@ pub fn serve_filtered(
             kind,
             listener,
             tls,
-            upstreams.clone(),
+            broker.clone(),
             filter.clone(),
         ));
     }
@@ -147,7 +139,7 @@ async fn accept_loop(
     kind: Kind,
     listener: TcpListener,
     tls: Option<Arc<TlsState>>,
-    upstreams: Upstreams,
+    broker: Broker,
     filter: Option<PeerFilter>,
 ) {
     let listener_port = listener.local_addr().map_or(0, |a| a.port());
@@ -167,7 +159,7 @@ async fn accept_loop(
             continue;
         }
         let tls = tls.as_ref().map(|state| state.acceptor());
-        let upstreams = upstreams.clone();
+        let broker = broker.clone();
         let span = tracing::debug_span!("client", listener = %kind, peer = %addr);
         let peer = Peer {
             addr,
@@ -176,7 +168,7 @@ async fn accept_loop(
         };
         tokio::spawn(
             async move {
-                match serve(kind, stream, tls, upstreams, peer).await {
+                match serve(kind, stream, tls, broker, peer).await {
                     Ok(()) => debug!("connection closed"),
                     Err(e) => debug!(error = format!("{e:#}"), "connection ended"),
                 }
@@ -190,26 +182,27 @@ async fn serve(
     kind: Kind,
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
-    upstreams: Upstreams,
+    broker: Broker,
     peer: Peer,
 ) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
+    let limit = broker.connect_timeout;
     // Each transport's relay is boxed: the task of every connection would otherwise be
     // as large as the largest one (TLS over WebSocket), all of it resident while the
     // client idles — a third of an idle connection's memory.
     match (kind, tls) {
-        (Kind::Tcp, _) => Box::pin(relay(stream, upstreams, peer)).await,
+        (Kind::Tcp, _) => Box::pin(relay(stream, broker, peer)).await,
         (Kind::Ws, _) => {
-            Box::pin(async { relay(ws_handshake(stream).await?, upstreams, peer).await }).await
+            Box::pin(async { relay(ws_handshake(stream, limit).await?, broker, peer).await }).await
         }
         (Kind::Tls, Some(tls)) => {
-            Box::pin(async { relay(tls_handshake(&tls, stream).await?, upstreams, peer).await })
+            Box::pin(async { relay(tls_handshake(&tls, stream, limit).await?, broker, peer).await })
                 .await
         }
         (Kind::Wss, Some(tls)) => {
             Box::pin(async {
-                let stream = tls_handshake(&tls, stream).await?;
-                relay(ws_handshake(stream).await?, upstreams, peer).await
+                let stream = tls_handshake(&tls, stream, limit).await?;
+                relay(ws_handshake(stream, limit).await?, broker, peer).await
             })
             .await
         }
@@ -217,30 +210,33 @@ async fn serve(
     }
 }
 
-async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
+async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send>(
     stream: S,
-    upstreams: Upstreams,
+    broker: Broker,
     peer: Peer,
 ) -> anyhow::Result<()> {
-    let version = proxy::relay(stream, upstreams, peer).await?;
-    debug!(?version, "client finished");
+    crate::broker::connection::serve(stream, broker, peer).await?;
     Ok(())
 }
 
+/// A TLS handshake, which must finish within `limit` (the connect timeout).
 async fn tls_handshake(
     tls: &TlsAcceptor,
     stream: TcpStream,
+    limit: Duration,
 ) -> anyhow::Result<tokio_rustls::server::TlsStream<TcpStream>> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream))
+    tokio::time::timeout(limit, tls.accept(stream))
         .await
         .context("TLS handshake timed out")?
         .context("TLS handshake failed")
 }
 
+/// A WebSocket upgrade, which must finish within `limit` (the connect timeout).
 async fn ws_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
+    limit: Duration,
 ) -> anyhow::Result<ws::WsByteStream<S>> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, ws::accept(stream))
+    tokio::time::timeout(limit, ws::accept(stream))
         .await
         .context("WebSocket handshake timed out")?
         .context("WebSocket handshake failed")

@@ -1,44 +1,24 @@
 //! Device event topics: `$events/client_connected`, `$events/client_disconnected`,
-//! `$events/session_subscribed` and `$events/session_unsubscribed`, with EMQX's JSON
-//! field names (`clientid`, `username`, `peername`, `proto_ver`, `reason`, `topic`, `qos`,
-//! `timestamp` in ms).
+//! `$events/session_subscribed`, `$events/session_unsubscribed` and
+//! `$events/message_dropped`, with EMQX's JSON field names (`clientid`, `username`,
+//! `peername`, `proto_ver`, `reason`, `topic`, `qos`, `timestamp` in ms).
 //!
-//! rumqttd does not serve `$`-topics (a SUBSCRIBE to one is never answered), so events
-//! travel through the engine under [`INTERNAL`], a prefix clients may not use: the gate
-//! renames a client's `$events/…` filters to it and renames deliveries back. Events are
-//! published at QoS 0 through the node's own engine connection, in order, by one task.
+//! Events are published at QoS 0 by the node itself, in order, by one task. Clients may
+//! subscribe to them (subject to the ACL) but never publish under [`PUBLIC`]; filters
+//! starting with a wildcard never match them [MQTT-4.7.2-1].
 
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::proxy::Version;
-use crate::publisher::{Message, Publisher};
+use super::message::Message;
+use super::Broker;
+use crate::mqtt::Version;
 use crate::security::ClientInfo;
 
-/// What clients subscribe to.
+/// The prefix of event topics.
 pub const PUBLIC: &str = "$events/";
-/// What the engine carries; reserved (clients may neither publish nor subscribe to it).
-pub const INTERNAL: &str = "skyport-internal-events/";
 /// Events waiting to be published; beyond this, new ones are dropped (and logged).
 const QUEUE: usize = 10_000;
-
-/// The engine-side name of a client's `$events/…` filter, if it is one.
-pub fn to_internal(filter: &str) -> Option<String> {
-    filter
-        .strip_prefix(PUBLIC)
-        .map(|rest| format!("{INTERNAL}{rest}"))
-}
-
-/// The client-side name of an engine topic under [`INTERNAL`], if it is one.
-pub fn to_public(topic: &[u8]) -> Option<String> {
-    let rest = topic.strip_prefix(INTERNAL.as_bytes())?;
-    Some(format!("{PUBLIC}{}", String::from_utf8_lossy(rest)))
-}
-
-/// Whether a client's topic or filter names the reserved prefix.
-pub fn is_reserved(topic: &str) -> bool {
-    topic.starts_with(INTERNAL) || topic.starts_with(PUBLIC)
-}
 
 /// The sender of events. Cheap to clone.
 #[derive(Clone)]
@@ -46,24 +26,18 @@ pub struct Events {
     queue: mpsc::Sender<(String, serde_json::Value)>,
 }
 
+/// Publishes queued events until every sender is gone.
+pub async fn publish_all(broker: Broker, mut rx: mpsc::Receiver<(String, serde_json::Value)>) {
+    while let Some((event, payload)) = rx.recv().await {
+        broker.publish_internal(format!("{PUBLIC}{event}"), payload.to_string().into());
+    }
+}
+
 impl Events {
-    /// Starts the task that publishes events through `publisher`.
-    pub fn start(publisher: Publisher) -> (Self, tokio::task::JoinHandle<()>) {
-        let (queue, mut rx) = mpsc::channel::<(String, serde_json::Value)>(QUEUE);
-        let task = tokio::spawn(async move {
-            while let Some((event, payload)) = rx.recv().await {
-                let message = Message {
-                    topic: format!("{INTERNAL}{event}"),
-                    payload: payload.to_string().into_bytes(),
-                    qos: 0,
-                    retain: false,
-                };
-                if let Err(e) = publisher.publish_uncounted(&message).await {
-                    tracing::warn!(%event, error = %e, "event not published");
-                }
-            }
-        });
-        (Self { queue }, task)
+    /// The sender and the queue [`publish_all`] drains.
+    pub fn channel() -> (Self, mpsc::Receiver<(String, serde_json::Value)>) {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        (Self { queue }, rx)
     }
 
     fn send(&self, event: &str, payload: serde_json::Value) {
@@ -131,7 +105,7 @@ impl Events {
 impl Events {
     /// A message for `client_id`'s offline session was dropped: its queue was full.
     pub fn message_dropped(&self, client_id: &str, message: &Message) {
-        if is_reserved(&message.topic) {
+        if message.topic.starts_with(PUBLIC) {
             // Announcing a dropped event could drop another one.
             return;
         }
@@ -140,7 +114,7 @@ impl Events {
             json!({
                 "clientid": client_id,
                 "topic": message.topic,
-                "qos": message.qos,
+                "qos": message.qos as u8,
                 "reason": "queue_full",
                 "timestamp": now_ms(),
             }),

@@ -2,7 +2,7 @@
 //!
 //! Each accepted connection registers itself after its CONNACK and leaves when it ends; a
 //! takeover (same client id) replaces the entry, and the old connection's departure does
-//! not remove the new one's.
+//! not remove the new one's. The API reaches a connection through its [`Control`] inbox.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
-use super::proxy::Version;
+use super::Control;
+
+use crate::mqtt::Version;
 use crate::security::Transport;
 
 /// What the API shows of one connected client.
@@ -31,12 +33,11 @@ pub struct Connected {
 struct Entry {
     connection: u64,
     info: Connected,
-    kick: Arc<Notify>,
-    commands: mpsc::Sender<Command>,
+    control: mpsc::UnboundedSender<Control>,
 }
 
 /// What the deployment API asks a connection to do in its client's name. The answer is
-/// the engine's reason codes, one per filter (none for an MQTT 3.1.1 UNSUBSCRIBE).
+/// the reason codes, one per filter (none for an MQTT 3.1.1 UNSUBSCRIBE).
 #[derive(Debug)]
 pub enum Command {
     Subscribe {
@@ -58,7 +59,7 @@ pub enum CommandError {
     NoAnswer,
 }
 
-/// How long a command may wait for the engine's answer.
+/// How long a command may wait for its answer.
 const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The registry. Cheap to clone.
@@ -66,7 +67,6 @@ const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Clients {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
     next: Arc<AtomicU64>,
-    shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A connection's place in the registry; leaving it (drop) removes the entry.
@@ -74,17 +74,6 @@ pub struct Registration {
     clients: Clients,
     client_id: String,
     connection: u64,
-    /// Notified when the API kicks this client.
-    pub kicked: Arc<Notify>,
-    /// Commands from the API, for the connection to carry out (see [`Self::take_commands`]).
-    commands: Option<mpsc::Receiver<Command>>,
-}
-
-impl Registration {
-    /// The receiver of the API's commands, for the task relaying the connection.
-    pub fn take_commands(&mut self) -> Option<mpsc::Receiver<Command>> {
-        self.commands.take()
-    }
 }
 
 impl Drop for Registration {
@@ -104,32 +93,27 @@ impl Clients {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a connection whose CONNECT the engine accepted.
-    pub fn register(&self, info: Connected) -> Registration {
+    /// Registers an accepted connection, reachable through `control`.
+    pub fn register(&self, info: Connected, control: mpsc::UnboundedSender<Control>) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
-        let kick = Arc::new(Notify::new());
-        let (commands_tx, commands) = mpsc::channel(16);
         let client_id = info.client_id.clone();
         self.lock().insert(
             client_id.clone(),
             Entry {
                 connection,
                 info,
-                kick: kick.clone(),
-                commands: commands_tx,
+                control,
             },
         );
         Registration {
             clients: self.clone(),
             client_id,
             connection,
-            kicked: kick,
-            commands: Some(commands),
         }
     }
 
     /// Has the client's connection carry out a command built by `make` around the reply
-    /// channel, and waits for the engine's answer.
+    /// channel, and waits for the answer.
     pub async fn command(
         &self,
         client_id: &str,
@@ -138,12 +122,11 @@ impl Clients {
         let sender = self
             .lock()
             .get(client_id)
-            .map(|entry| entry.commands.clone())
+            .map(|entry| entry.control.clone())
             .ok_or(CommandError::NotConnected)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(make(reply))
-            .await
+            .send(Control::Command(make(reply)))
             .map_err(|_| CommandError::NotConnected)?;
         match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
             Ok(Ok(codes)) => Ok(codes),
@@ -162,33 +145,10 @@ impl Clients {
         self.lock().get(client_id).map(|e| e.info.clone())
     }
 
-    /// Disconnects every client because the node is stopping, and waits (bounded) until
-    /// their connections have wound down.
-    pub async fn disconnect_all(&self, within: std::time::Duration) {
-        self.shutting_down.store(true, Ordering::Relaxed);
-        for entry in self.lock().values() {
-            entry.kick.notify_one();
-        }
-        let deadline = tokio::time::Instant::now() + within;
-        while !self.lock().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        // A connection that failed leaves the registry before its session bookkeeping.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-
-    /// Whether the node is stopping (disconnections then say so).
-    pub fn shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
-    }
-
     /// Closes the client's connection; `false` when it is not connected.
     pub fn kick(&self, client_id: &str) -> bool {
         match self.lock().get(client_id) {
-            Some(entry) => {
-                entry.kick.notify_one();
-                true
-            }
+            Some(entry) => entry.control.send(Control::Kick).is_ok(),
             None => false,
         }
     }
