@@ -130,7 +130,11 @@ impl Engine {
             })
         };
         // The router answers a new link at once; building it blocks on that answer.
-        let built = tokio::task::block_in_place(|| (self.inner.connect)(&format!("l{name}")));
+        let connect = || (self.inner.connect)(&format!("l{name}"));
+        let built = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(connect),
+            _ => connect(),
+        };
         match built {
             Ok((tx, rx)) => Ok((
                 Subscriber {
@@ -138,7 +142,10 @@ impl Engine {
                     name,
                     engine: self.clone(),
                 },
-                Deliveries { rx, cache: Vec::new() },
+                Deliveries {
+                    rx,
+                    cache: Vec::new(),
+                },
             )),
             Err(_) => {
                 self.release(name);
@@ -240,9 +247,7 @@ impl Deliveries {
                 Ok(Some(notification)) => {
                     self.take(notification);
                     // Whatever else the router already handed over, without waiting.
-                    while let Ok(Some(more)) =
-                        self.rx.recv_deadline(std::time::Instant::now())
-                    {
+                    while let Ok(Some(more)) = self.rx.recv_deadline(std::time::Instant::now()) {
                         self.take(more);
                     }
                     if !self.cache.is_empty() {

@@ -21,16 +21,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 
 use config::{Config, ConfigError};
-use engine::{Engine, EngineError};
 use front::tls::TlsError;
 use front::BindError;
 
 /// How long a connection may take to send CONNECT unless the config says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Engine links beyond the tier's sessions (the node's own, and sessions on their way
-/// out); without a tier limit, the engine is sized for this many sessions.
-const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
 
 /// Why the node could not start or had to stop; each kind has its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -46,11 +41,7 @@ pub enum RunError {
     #[error(transparent)]
     Reload(#[from] reload::ReloadError),
     #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
-    #[error("cannot read the session store: {0}")]
-    Restore(#[from] redb::Error),
+    Broker(#[from] broker::StartError),
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
 }
@@ -64,10 +55,7 @@ impl RunError {
             | RunError::Security(_)
             | RunError::Reload(_) => 2,
             RunError::Bind(_) => 3,
-            RunError::Engine(_)
-            | RunError::Signals(_)
-            | RunError::Store(_)
-            | RunError::Restore(_) => 1,
+            RunError::Broker(_) | RunError::Signals(_) => 1,
         }
     }
 }
@@ -90,16 +78,12 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let internal_endpoint = reloader.internal_endpoint();
     let reloading = tokio::spawn(reloader.run());
 
-    let max_sessions = config.limits.max_sessions;
-    let engine = Engine::start(max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS) as usize + 64)?;
-    let store = store::Store::open(&config.data_dir().join("sessions.redb"))?;
-    let (broker, background) = broker::Broker::start(
-        engine,
-        store,
+    let (broker, background) = broker::Broker::open(
+        &config.data_dir(),
         metering.meter.clone(),
         security.clone(),
         broker::Options {
-            max_sessions,
+            max_sessions: config.limits.max_sessions,
             max_tps: config.limits.max_tps,
             // Benchmarks only: measures the node without its metering counters.
             counting: std::env::var("SKYPORT_BROKER_COUNTING").map_or(true, |v| v != "off"),

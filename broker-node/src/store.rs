@@ -38,17 +38,42 @@ pub struct StoreError {
 /// One change to the store.
 #[derive(Debug)]
 pub enum Op {
-    PutSession { client_id: String, record: Vec<u8> },
+    PutSession {
+        client_id: String,
+        record: Vec<u8>,
+    },
     /// Removes a session, its queue and nothing else.
-    DeleteSession { client_id: String },
-    PutQueued { client_id: String, position: u64, message: Vec<u8> },
-    DeleteQueued { client_id: String, position: u64 },
-    PutRetained { topic: String, message: Vec<u8> },
-    DeleteRetained { topic: String },
-    PutInbound { seq: u64, message: Vec<u8> },
-    Taken { seq: u64, client_id: String },
+    DeleteSession {
+        client_id: String,
+    },
+    PutQueued {
+        client_id: String,
+        position: u64,
+        message: Vec<u8>,
+    },
+    DeleteQueued {
+        client_id: String,
+        position: u64,
+    },
+    PutRetained {
+        topic: String,
+        message: Vec<u8>,
+    },
+    DeleteRetained {
+        topic: String,
+    },
+    PutInbound {
+        seq: u64,
+        message: Vec<u8>,
+    },
+    Taken {
+        seq: u64,
+        client_id: String,
+    },
     /// Drops inbound entries below `below` and their `taken` marks.
-    TrimInbound { below: u64 },
+    TrimInbound {
+        below: u64,
+    },
 }
 
 struct Batch {
@@ -56,11 +81,27 @@ struct Batch {
     done: Option<oneshot::Sender<()>>,
 }
 
-/// Handle to the store. Cheap to clone.
+/// Handle to the store. Cheap to clone; the last clone to go closes the file (after its
+/// writer has committed everything queued).
 #[derive(Clone)]
 pub struct Store {
-    writer: std_mpsc::Sender<Batch>,
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
+    writer: std::sync::Mutex<Option<std_mpsc::Sender<Batch>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     db: std::sync::Arc<Database>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer thread once it has drained it.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Everything read back at start.
@@ -98,38 +139,45 @@ impl Store {
         let db = std::sync::Arc::new(db);
         let (writer, batches) = std_mpsc::channel::<Batch>();
         let thread_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("session-store".into())
             .spawn(move || write_loop(&thread_db, &batches))
             .map_err(|e| err(e.into()))?;
-        Ok(Self { writer, db })
+        Ok(Self {
+            inner: std::sync::Arc::new(Inner {
+                writer: std::sync::Mutex::new(Some(writer)),
+                thread: std::sync::Mutex::new(Some(thread)),
+                db,
+            }),
+        })
     }
 
     /// Queues `ops` for the next commit without waiting.
     pub fn write(&self, ops: Vec<Op>) {
         if !ops.is_empty() {
-            let _ = self.writer.send(Batch { ops, done: None });
+            self.send(Batch { ops, done: None });
         }
     }
 
     /// Queues `ops` and waits until they are committed to disk.
     pub async fn write_durable(&self, ops: Vec<Op>) {
         let (done, committed) = oneshot::channel();
-        if self
-            .writer
-            .send(Batch {
-                ops,
-                done: Some(done),
-            })
-            .is_ok()
-        {
+        if self.send(Batch {
+            ops,
+            done: Some(done),
+        }) {
             let _ = committed.await;
         }
     }
 
+    fn send(&self, batch: Batch) -> bool {
+        let writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.as_ref().is_some_and(|w| w.send(batch).is_ok())
+    }
+
     /// Reads the whole store (at start, before anything writes).
     pub fn load(&self) -> Result<Loaded, redb::Error> {
-        let tx = self.db.begin_read()?;
+        let tx = self.inner.db.begin_read()?;
         let mut loaded = Loaded::default();
         for row in tx.open_table(SESSIONS)?.iter()? {
             let (k, v) = row?;

@@ -37,6 +37,7 @@ struct Api {
     dir: TempDir,
     http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
+    background: tokio::task::JoinHandle<()>,
 }
 
 impl Api {
@@ -57,14 +58,21 @@ impl Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let meter = std::sync::Arc::new(skyport_broker::metering::Meter::default());
-        let node = api::Node {
-            publisher: skyport_broker::publisher::Publisher::new(meter.clone()),
-            clients: Default::default(),
-            subscriptions: Default::default(),
-            pending: Default::default(),
+        // The broker's session store in a directory of its own: a restarted API (same
+        // security store) must not wait for the previous broker's last HTTP connection.
+        let (broker, background) = skyport_broker::broker::Broker::open(
+            &dir.path().join(common::unique("broker")),
             meter,
-        };
-        let app = api::router(Readiness::default(), security.clone(), node)
+            security.clone(),
+            skyport_broker::broker::Options {
+                max_sessions: Some(100),
+                max_tps: None,
+                counting: true,
+                connect_timeout: std::time::Duration::from_secs(10),
+            },
+        )
+        .unwrap();
+        let app = api::router(Readiness::default(), security.clone(), broker)
             .into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -75,6 +83,7 @@ impl Api {
             dir,
             http: reqwest::Client::new(),
             server,
+            background,
         }
     }
 
@@ -99,7 +108,11 @@ impl Api {
     }
 
     async fn stop(self) -> TempDir {
+        // The server and the broker's own task hold the broker (and its session store).
         self.server.abort();
+        self.background.abort();
+        let _ = self.server.await;
+        let _ = self.background.await;
         self.dir
     }
 }

@@ -252,7 +252,10 @@ async fn drain<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut BytesMut) -> std
 }
 
 /// Reads what the client sent, growing the buffer for a partly received packet.
-async fn read_some<R: AsyncRead + Unpin>(reader: &mut R, input: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    input: &mut BytesMut,
+) -> std::io::Result<usize> {
     let wanted = decode::frame_len(input, super::MAX_PACKET_SIZE)
         .ok()
         .flatten()
@@ -373,7 +376,12 @@ impl Connection {
         end
     }
 
-    async fn packet(&mut self, packet: Packet, ops: &mut Vec<Op>, acks: &mut Vec<Packet>) -> Option<End> {
+    async fn packet(
+        &mut self,
+        packet: Packet,
+        ops: &mut Vec<Op>,
+        acks: &mut Vec<Packet>,
+    ) -> Option<End> {
         match packet {
             Packet::Publish(publish) => return self.publish(publish, ops, acks).await,
             Packet::PubAck(a) | Packet::PubComp(a) => {
@@ -381,7 +389,11 @@ impl Connection {
             }
             Packet::PubRec(a) => {
                 let known = self.session.received(a.pkid, ops);
-                let code = if known || !self.v5() { 0 } else { reason::PACKET_ID_NOT_FOUND };
+                let code = if known || !self.v5() {
+                    0
+                } else {
+                    reason::PACKET_ID_NOT_FOUND
+                };
                 if a.reason < 0x80 {
                     self.write(&Packet::PubRel(ack(a.pkid, code)));
                 } else {
@@ -391,7 +403,11 @@ impl Connection {
             }
             Packet::PubRel(a) => {
                 let known = self.session.incoming_qos2.remove(&a.pkid);
-                let code = if known || !self.v5() { 0 } else { reason::PACKET_ID_NOT_FOUND };
+                let code = if known || !self.v5() {
+                    0
+                } else {
+                    reason::PACKET_ID_NOT_FOUND
+                };
                 acks.push(Packet::PubComp(ack(a.pkid, code)));
             }
             Packet::Subscribe(subscribe) => return self.subscribe(subscribe).await,
@@ -420,7 +436,11 @@ impl Connection {
                         return Some(End::Abnormal("protocol_error"));
                     }
                     let cap = u32::try_from(
-                        self.broker.security.settings().sessions.max_session_expiry_secs,
+                        self.broker
+                            .security
+                            .settings()
+                            .sessions
+                            .max_session_expiry_secs,
                     )
                     .unwrap_or(u32::MAX);
                     self.broker.set_expiry(&mut self.session, expiry.min(cap));
@@ -439,10 +459,7 @@ impl Connection {
                 self.disconnect(reason::PROTOCOL_ERROR);
                 return Some(End::Abnormal("protocol_error"));
             }
-            Packet::ConnAck(_)
-            | Packet::SubAck(_)
-            | Packet::UnsubAck(_)
-            | Packet::PingResp => {
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 self.disconnect(reason::PROTOCOL_ERROR);
                 return Some(End::Abnormal("protocol_error"));
             }
@@ -503,6 +520,16 @@ impl Connection {
                 .await;
         if !allowed {
             tracing::debug!(client_id = %self.info.client_id, %topic, "publish denied");
+            if self
+                .broker
+                .security
+                .settings()
+                .authorization
+                .disconnect_on_deny
+            {
+                self.disconnect(reason::NOT_AUTHORIZED);
+                return Some(End::Abnormal("not_authorized"));
+            }
             let code = if self.v5() { reason::NOT_AUTHORIZED } else { 0 };
             match publish.qos {
                 QoS::AtMostOnce => {}
@@ -513,10 +540,6 @@ impl Connection {
                     }
                     acks.push(Packet::PubRec(ack(pkid, code)));
                 }
-            }
-            if self.broker.security.settings().authorization.disconnect_on_deny {
-                self.disconnect(reason::NOT_AUTHORIZED);
-                return Some(End::Abnormal("not_authorized"));
             }
             return None;
         }
@@ -595,7 +618,12 @@ impl Connection {
     }
 
     /// Adds one subscription (already allowed); returns whether it is new.
-    fn subscribe_one(&mut self, filter: &str, options: SubscriptionOptions, identifier: Option<u32>) -> bool {
+    fn subscribe_one(
+        &mut self,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> bool {
         let subscription = Subscription::new(filter.to_owned(), options, identifier);
         let (id, new) = self.session.subscribe(subscription);
         if new {
@@ -603,7 +631,9 @@ impl Connection {
                 .subscribed_at
                 .insert(filter.to_owned(), self.broker.inbound_position());
             let linked = match self.session.subscriber.as_mut() {
-                Some(subscriber) => subscriber.subscribe(&super::message::engine_filter(filter), id),
+                Some(subscriber) => {
+                    subscriber.subscribe(&super::message::engine_filter(filter), id)
+                }
                 None => parked::attach_engine(&self.broker, &mut self.session),
             };
             if let Err(e) = linked {
@@ -634,7 +664,13 @@ impl Connection {
 
     /// Queues the retained messages a new subscription gets [MQTT-3.3.1-9, -10]: per its
     /// Retain Handling (0 always, 1 only when new, 2 never), never for shared ones.
-    fn send_retained(&mut self, filter: &str, options: SubscriptionOptions, identifier: Option<u32>, new: bool) {
+    fn send_retained(
+        &mut self,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+        new: bool,
+    ) {
         let wanted = match options.retain_handling {
             0 => true,
             1 => new,
@@ -676,7 +712,11 @@ impl Connection {
                 let mut codes = Vec::with_capacity(filters.len());
                 for (filter, qos) in filters {
                     if !crate::mqtt::topic::valid_filter(&filter) {
-                        codes.push(if self.v5() { reason::TOPIC_FILTER_INVALID } else { reason::V3_SUBACK_FAILURE });
+                        codes.push(if self.v5() {
+                            reason::TOPIC_FILTER_INVALID
+                        } else {
+                            reason::V3_SUBACK_FAILURE
+                        });
                         continue;
                     }
                     let options = SubscriptionOptions {
@@ -698,7 +738,11 @@ impl Connection {
                 for filter in filters {
                     let existed = self.unsubscribe_one(&filter);
                     if self.v5() {
-                        codes.push(if existed { reason::SUCCESS } else { reason::NO_SUBSCRIPTION_EXISTED });
+                        codes.push(if existed {
+                            reason::SUCCESS
+                        } else {
+                            reason::NO_SUBSCRIPTION_EXISTED
+                        });
                     }
                 }
                 self.sync_record();
@@ -728,9 +772,11 @@ impl Connection {
         } else {
             SessionEnd::AtDisconnect
         };
-        self.broker
-            .meter
-            .session_disconnected(&self.info.client_id, end, std::time::Instant::now());
+        self.broker.meter.session_disconnected(
+            &self.info.client_id,
+            end,
+            std::time::Instant::now(),
+        );
         let _ = reply.send(Some(self.session));
     }
 
@@ -771,7 +817,7 @@ impl Connection {
                 message: self.will_message(w),
                 due: Instant::now(),
             });
-            parked::end(&self.broker, self.session, &claim, will).await;
+            parked::end(&self.broker, self.session, claim, will).await;
             return;
         }
         let expiry = Duration::from_secs(u64::from(self.session.expiry));
@@ -784,7 +830,8 @@ impl Connection {
         self.broker.store.write(ops);
         let mut pending = None;
         if let Some(will) = will {
-            let delay = Duration::from_secs(u64::from(will.delay_interval.unwrap_or(0))).min(expiry);
+            let delay =
+                Duration::from_secs(u64::from(will.delay_interval.unwrap_or(0))).min(expiry);
             let message = self.will_message(will);
             if delay.is_zero() {
                 parked::publish_will(&self.broker, message).await;

@@ -6,10 +6,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::connection::Peer;
 use super::Broker;
-use crate::mqtt::{
-    decode, encode, reason, ConnAck, ConnAckProperties, Connect, Packet, Version,
-};
 use crate::mqtt::decode::DecodeError;
+use crate::mqtt::{decode, encode, reason, ConnAck, ConnAckProperties, Connect, Packet, Version};
 use crate::security::{Action, ClientInfo, ConnectVerdict};
 
 /// QoS 1/2 PUBLISHes a client may have unacknowledged towards the node (v5 Receive
@@ -74,7 +72,11 @@ where
             } else {
                 reason::V3_UNACCEPTABLE_PROTOCOL
             };
-            let version = if level == 5 { Version::V5 } else { Version::V3_1_1 };
+            let version = if level == 5 {
+                Version::V5
+            } else {
+                Version::V3_1_1
+            };
             refuse(writer, broker, version, code).await;
             return Err(HandshakeError::Refused {
                 code,
@@ -87,13 +89,27 @@ where
     let v5 = version == Version::V5;
     if v5 && connect.properties.authentication_method.is_some() {
         // Enhanced authentication is not offered: refuse with a reason, not silence.
-        return Err(refused(writer, broker, version, reason::BAD_AUTHENTICATION_METHOD, "enhanced authentication is not supported").await);
+        return Err(refused(
+            writer,
+            broker,
+            version,
+            reason::BAD_AUTHENTICATION_METHOD,
+            "enhanced authentication is not supported",
+        )
+        .await);
     }
     let mut assigned = false;
     if connect.client_id.is_empty() {
         if !connect.clean_start && !v5 {
             // [MQTT-3.1.3-8]: an empty id needs a clean session.
-            return Err(refused(writer, broker, version, reason::V3_IDENTIFIER_REJECTED, "empty client id without clean session").await);
+            return Err(refused(
+                writer,
+                broker,
+                version,
+                reason::V3_IDENTIFIER_REJECTED,
+                "empty client id without clean session",
+            )
+            .await);
         }
         connect.client_id = format!("skyport-{:032x}", rand::random::<u128>());
         assigned = true;
@@ -243,7 +259,12 @@ async fn refused<W: AsyncWrite + Unpin>(
 }
 
 /// Answers CONNECT with a refusing CONNACK and closes, metering it.
-async fn refuse<W: AsyncWrite + Unpin>(writer: &mut W, broker: &Broker, version: Version, code: u8) {
+async fn refuse<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    broker: &Broker,
+    version: Version,
+    code: u8,
+) {
     let mut out = BytesMut::new();
     let packet = Packet::ConnAck(ConnAck {
         session_present: false,

@@ -89,11 +89,7 @@ impl Message {
     /// The properties to send with it at `now`: the expiry interval counts down
     /// [MQTT-3.3.2-6].
     pub fn outgoing_properties(&self, now: u64) -> PublishProperties {
-        let mut properties = self
-            .properties
-            .as_deref()
-            .cloned()
-            .unwrap_or_default();
+        let mut properties = self.properties.as_deref().cloned().unwrap_or_default();
         if let Some(at) = self.expires_at {
             properties.message_expiry_interval = Some((at.saturating_sub(now) / 1000) as u32);
         }
@@ -156,7 +152,9 @@ impl Message {
             None
         };
         let properties = if flags & FLAG_PROPERTIES != 0 {
-            Some(Box::new(decode::decode_publish_properties(&mut envelope).ok()?))
+            Some(Box::new(
+                decode::decode_publish_properties(&mut envelope).ok()?,
+            ))
         } else {
             None
         };
@@ -284,7 +282,10 @@ mod tests {
     fn dollar_topics_are_escaped_for_the_engine() {
         assert_eq!(&engine_topic("a/b")[..], b"a/b");
         assert_eq!(&engine_topic("$events/x")[..], "\u{1}$events/x".as_bytes());
-        assert_eq!(public_topic("\u{1}$events/x".as_bytes()).unwrap(), "$events/x");
+        assert_eq!(
+            public_topic("\u{1}$events/x".as_bytes()).unwrap(),
+            "$events/x"
+        );
         // A client cannot reach escaped names by using the escape itself.
         assert_eq!(
             &engine_topic("\u{1}$events/x")[..],

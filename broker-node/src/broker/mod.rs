@@ -134,10 +134,40 @@ impl std::ops::Deref for Broker {
     }
 }
 
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot read the session store: {0}")]
+    Restore(#[from] redb::Error),
+}
+
 impl Broker {
+    /// Starts the engine (sized for the tier's sessions) and opens the session store in
+    /// `data_dir`, then the broker over them; the task returned publishes events and
+    /// trims the inbound log.
+    pub fn open(
+        data_dir: &std::path::Path,
+        meter: Arc<Meter>,
+        security: Security,
+        options: Options,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), StartError> {
+        /// Engine links beyond the tier's sessions; without a tier limit, the engine is
+        /// sized for a million sessions.
+        const SPARE_LINKS: usize = 64;
+        const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
+        let links = options.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS) as usize + SPARE_LINKS;
+        let engine = Engine::start(links)?;
+        let store = Store::open(&data_dir.join("sessions.redb"))?;
+        Ok(Self::start(engine, store, meter, security, options)?)
+    }
+
     /// A broker over `engine` and `store`, with persistent sessions and retained
     /// messages read back from the store.
-    pub fn start(
+    fn start(
         engine: Engine,
         store: Store,
         meter: Arc<Meter>,
@@ -302,9 +332,9 @@ impl Broker {
         if delta > 0 {
             self.persistent_sessions.fetch_add(1, Ordering::SeqCst);
         } else if delta < 0 {
-            let _ = self
-                .persistent_sessions
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            let _ =
+                self.persistent_sessions
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         }
     }
 
@@ -321,8 +351,7 @@ impl Broker {
         if message.retain {
             self.retained.set(&message, ops);
         }
-        if message.qos != QoS::AtMostOnce && self.persistent_sessions.load(Ordering::SeqCst) > 0
-        {
+        if message.qos != QoS::AtMostOnce && self.persistent_sessions.load(Ordering::SeqCst) > 0 {
             let seq = self.next_inbound.fetch_add(1, Ordering::SeqCst);
             message.inbound = Some(seq);
             ops.push(Op::PutInbound {
@@ -335,7 +364,10 @@ impl Broker {
                 .push_back((seq, now_ms()));
         }
         let topic: Bytes = engine_topic(&message.topic);
-        if let Err(e) = self.engine.publish(message.origin, topic, message.envelope()) {
+        if let Err(e) = self
+            .engine
+            .publish(message.origin, topic, message.envelope())
+        {
             tracing::error!(error = %e, "cannot route a message");
         }
     }
@@ -450,7 +482,10 @@ impl Broker {
                     .iter()
                     .filter(|(_, s)| {
                         !s.is_shared()
-                            && session.subscribed_at.get(&s.filter).is_none_or(|at| seq >= at)
+                            && session
+                                .subscribed_at
+                                .get(&s.filter)
+                                .is_none_or(|at| seq >= at)
                             && crate::mqtt::topic::matches(&message.topic, s.matching_filter())
                     })
                     .map(|(id, _)| *id)

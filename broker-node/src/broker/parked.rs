@@ -106,7 +106,7 @@ async fn run(
                     return;
                 }
                 Some(Control::End) | None => {
-                    end(&broker, session, &claim, will.take()).await;
+                    end(&broker, session, claim, will.take()).await;
                     return;
                 }
                 Some(Control::Command(command)) => drop(command),
@@ -119,7 +119,7 @@ async fn run(
             }
             () = tokio::time::sleep_until(expires) => {
                 tracing::info!(client_id = %session.client_id, "persistent session expired");
-                end(&broker, session, &claim, will.take()).await;
+                end(&broker, session, claim, will.take()).await;
                 return;
             }
         }
@@ -142,7 +142,19 @@ pub async fn publish_will(broker: &Broker, message: Message) {
 
 /// Ends a session for good: its will (if still pending) goes out, its subscriptions and
 /// messages go, and it stops counting.
-pub async fn end(broker: &Broker, mut session: Box<Session>, claim: &Claim, will: Option<PendingWill>) {
+pub async fn end(
+    broker: &Broker,
+    mut session: Box<Session>,
+    mut claim: Claim,
+    will: Option<PendingWill>,
+) {
+    // A connection claiming the session meanwhile gets none (and needs no answer later).
+    claim.control.close();
+    while let Ok(control) = claim.control.try_recv() {
+        if let Control::Takeover { reply } = control {
+            let _ = reply.send(None);
+        }
+    }
     if let Some(will) = will {
         publish_will(broker, will.message).await;
     }

@@ -94,7 +94,11 @@ impl Clients {
     }
 
     /// Registers an accepted connection, reachable through `control`.
-    pub fn register(&self, info: Connected, control: mpsc::UnboundedSender<Control>) -> Registration {
+    pub fn register(
+        &self,
+        info: Connected,
+        control: mpsc::UnboundedSender<Control>,
+    ) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let client_id = info.client_id.clone();
         self.lock().insert(

@@ -263,14 +263,12 @@ impl Session {
             return Accepted::Skipped;
         };
         // [MQTT-4.7.2-1]: `$` topics are not matched by filters starting with a wildcard.
-        if message.topic.starts_with('$')
-            && subscription.matching_filter().starts_with(['+', '#'])
+        if message.topic.starts_with('$') && subscription.matching_filter().starts_with(['+', '#'])
         {
             return Accepted::Skipped;
         }
         // [MQTT-3.8.3-3]: No Local.
-        if subscription.no_local && message.origin == super::message::origin_of(&self.client_id)
-        {
+        if subscription.no_local && message.origin == super::message::origin_of(&self.client_id) {
             return Accepted::Skipped;
         }
         let qos = message.qos.min(subscription.granted());
@@ -573,7 +571,11 @@ mod tests {
     #[test]
     fn delivered_qos_is_the_minimum() {
         let mut s = Session::new("c".into(), 0);
-        let (id, _) = s.subscribe(Subscription::new("a".into(), options(QoS::AtLeastOnce), None));
+        let (id, _) = s.subscribe(Subscription::new(
+            "a".into(),
+            options(QoS::AtLeastOnce),
+            None,
+        ));
         let mut ops = Vec::new();
         for (published, expected) in [
             (QoS::AtMostOnce, QoS::AtMostOnce),
@@ -592,13 +594,29 @@ mod tests {
         let mut nl = options(QoS::AtMostOnce);
         nl.no_local = true;
         let (a, _) = s.subscribe(Subscription::new("a".into(), nl, None));
-        let (all, _) = s.subscribe(Subscription::new("#".into(), options(QoS::AtMostOnce), None));
+        let (all, _) = s.subscribe(Subscription::new(
+            "#".into(),
+            options(QoS::AtMostOnce),
+            None,
+        ));
         let own = super::super::message::origin_of("c");
         let mut ops = Vec::new();
-        assert_eq!(s.accept(&message("a", QoS::AtMostOnce, own), a, true, 10, &mut ops), Accepted::Skipped);
-        assert_eq!(s.accept(&message("a", QoS::AtMostOnce, 5), a, true, 10, &mut ops), Accepted::Queued);
         assert_eq!(
-            s.accept(&message("$events/x", QoS::AtMostOnce, 5), all, true, 10, &mut ops),
+            s.accept(&message("a", QoS::AtMostOnce, own), a, true, 10, &mut ops),
+            Accepted::Skipped
+        );
+        assert_eq!(
+            s.accept(&message("a", QoS::AtMostOnce, 5), a, true, 10, &mut ops),
+            Accepted::Queued
+        );
+        assert_eq!(
+            s.accept(
+                &message("$events/x", QoS::AtMostOnce, 5),
+                all,
+                true,
+                10,
+                &mut ops
+            ),
             Accepted::Skipped
         );
     }
@@ -607,22 +625,41 @@ mod tests {
     #[test]
     fn window_limits_inflight_and_acks_release_it() {
         let mut s = Session::new("c".into(), 0);
-        let (id, _) = s.subscribe(Subscription::new("a".into(), options(QoS::AtLeastOnce), None));
+        let (id, _) = s.subscribe(Subscription::new(
+            "a".into(),
+            options(QoS::AtLeastOnce),
+            None,
+        ));
         let mut ops = Vec::new();
         for _ in 0..5 {
             s.accept(&message("a", QoS::AtLeastOnce, 9), id, true, 10, &mut ops);
         }
         let mut out = BytesMut::new();
-        assert_eq!(s.send_queued(&receiver(), &mut out, 1 << 20, &mut ops).publishes, 2);
+        assert_eq!(
+            s.send_queued(&receiver(), &mut out, 1 << 20, &mut ops)
+                .publishes,
+            2
+        );
         assert!(s.complete(1, &mut ops));
-        assert_eq!(s.send_queued(&receiver(), &mut out, 1 << 20, &mut ops).publishes, 1);
-        assert_eq!(s.inflight.iter().map(|i| i.pkid).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(
+            s.send_queued(&receiver(), &mut out, 1 << 20, &mut ops)
+                .publishes,
+            1
+        );
+        assert_eq!(
+            s.inflight.iter().map(|i| i.pkid).collect::<Vec<_>>(),
+            [2, 3]
+        );
     }
 
     #[test]
     fn full_queue_drops_the_oldest() {
         let mut s = Session::new("c".into(), 0);
-        let (id, _) = s.subscribe(Subscription::new("a".into(), options(QoS::AtLeastOnce), None));
+        let (id, _) = s.subscribe(Subscription::new(
+            "a".into(),
+            options(QoS::AtLeastOnce),
+            None,
+        ));
         let mut ops = Vec::new();
         s.accept(&message("a", QoS::AtLeastOnce, 1), id, false, 1, &mut ops);
         let outcome = s.accept(&message("a", QoS::AtLeastOnce, 2), id, false, 1, &mut ops);
@@ -634,19 +671,28 @@ mod tests {
     #[test]
     fn rows_restore_queue_and_inflight() {
         let mut s = Session::new("c".into(), 60);
-        let (id, _) = s.subscribe(Subscription::new("a".into(), options(QoS::ExactlyOnce), None));
+        let (id, _) = s.subscribe(Subscription::new(
+            "a".into(),
+            options(QoS::ExactlyOnce),
+            None,
+        ));
         let mut ops = Vec::new();
         for _ in 0..3 {
             s.accept(&message("a", QoS::ExactlyOnce, 1), id, true, 10, &mut ops);
         }
         let mut out = BytesMut::new();
-        let window = Receiver { window: 2, ..receiver() };
+        let window = Receiver {
+            window: 2,
+            ..receiver()
+        };
         s.send_queued(&window, &mut out, 1 << 20, &mut ops);
         s.received(1, &mut ops);
         let mut rows = std::collections::BTreeMap::new();
         for op in ops {
             match op {
-                Op::PutQueued { position, message, .. } => {
+                Op::PutQueued {
+                    position, message, ..
+                } => {
                     rows.insert(position, message);
                 }
                 Op::DeleteQueued { position, .. } => {

@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
-use crate::broker::Broker;
 use super::tls::TlsState;
 use super::{bind, serve_filtered, Kind};
+use crate::broker::Broker;
 use crate::security::settings::InternalEndpoint;
 
 /// How long after a failed bind the listeners are tried again (a settings change retries
