@@ -1,102 +1,30 @@
 //! The broker node's configuration file, written by the control plane.
 //!
-//! The file is JSON. Unknown fields are ignored so that an older broker keeps
-//! starting when a newer control plane adds settings.
+//! The file is JSON, its format `skyport_settings::config` (shared with the control
+//! plane). Unknown fields are ignored so that an older broker keeps starting when a newer
+//! control plane adds settings. This module reads, resolves and validates it.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+/// The file's contents, as the control plane writes them (`skyport-settings`).
+pub use skyport_settings::config::Config as ConfigFile;
+pub use skyport_settings::config::{Limits, Listeners, MeteringTarget, TlsFiles};
 
-/// Everything a broker node needs to start.
-#[derive(Debug, Clone, Deserialize)]
+/// Everything a broker node needs to start: the file, its relative paths made absolute,
+/// and where it was read from. Derefs to the [`ConfigFile`].
+#[derive(Debug, Clone)]
 pub struct Config {
-    /// The deployment this node serves (used in logs and, later, reports).
-    pub deployment_id: String,
-    pub listeners: Listeners,
-    /// Server certificate for the `tls` and `wss` listeners.
-    #[serde(default)]
-    pub tls: Option<TlsFiles>,
-    #[serde(default)]
-    pub limits: Limits,
-    /// Where to report metering; absent = count only.
-    #[serde(default)]
-    pub metering: Option<MeteringTarget>,
-    /// The hot-reloaded security settings (default: `security.json` next to this file).
-    #[serde(default)]
-    pub security_file: Option<PathBuf>,
-    /// Where the node keeps its state: built-in users, ACL rules, bans, the metering
-    /// outbox (default: this file's directory). On Kubernetes, the session-data volume.
-    #[serde(default)]
-    pub data_dir: Option<PathBuf>,
+    pub file: ConfigFile,
     /// The config file's directory.
-    #[serde(skip)]
     pub dir: PathBuf,
 }
 
-/// The control plane's metering ingest endpoint, for this deployment.
-#[derive(Clone, Deserialize)]
-pub struct MeteringTarget {
-    pub url: String,
-    /// Bearer token of this deployment's node (a secret: not printed by `Debug`).
-    #[serde(default)]
-    pub token: Option<String>,
-    /// A file holding the token instead (on Kubernetes, a mounted Secret); relative to
-    /// the config file's directory.
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    #[serde(default = "default_interval_ms")]
-    pub interval_ms: u64,
-}
+impl std::ops::Deref for Config {
+    type Target = ConfigFile;
 
-fn default_interval_ms() -> u64 {
-    10_000
-}
-
-impl std::fmt::Debug for MeteringTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MeteringTarget")
-            .field("url", &self.url)
-            .field("interval_ms", &self.interval_ms)
-            .finish_non_exhaustive()
+    fn deref(&self) -> &ConfigFile {
+        &self.file
     }
-}
-
-/// Addresses to listen on; an absent or `null` MQTT listener is disabled.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Listeners {
-    #[serde(default)]
-    pub tcp: Option<SocketAddr>,
-    #[serde(default)]
-    pub tls: Option<SocketAddr>,
-    #[serde(default)]
-    pub ws: Option<SocketAddr>,
-    #[serde(default)]
-    pub wss: Option<SocketAddr>,
-    /// The deployment HTTP API (health, readiness, later `/api/v4`).
-    pub api: SocketAddr,
-}
-
-/// PEM files; relative paths are resolved against the config file's directory.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TlsFiles {
-    /// Certificate chain, leaf first.
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
-/// Tier limits: `max_sessions` refuses CONNECTs beyond the quota, `max_tps` paces client
-/// PUBLISHes.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Limits {
-    #[serde(default)]
-    pub max_sessions: Option<u64>,
-    #[serde(default)]
-    pub max_tps: Option<u64>,
-    /// How long a new connection may take (TLS and WebSocket handshakes, then CONNECT)
-    /// before it is closed; 10 s by default.
-    #[serde(default)]
-    pub connect_timeout_ms: Option<u64>,
 }
 
 /// Why a configuration was refused.
@@ -140,16 +68,15 @@ impl Config {
     /// Parses and validates JSON; relative TLS paths are resolved against `base`.
     pub fn from_json(text: &str, base: &Path) -> Result<Self, ConfigError> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        let mut config: Config =
+        let mut file: ConfigFile =
             serde_path_to_error::deserialize(de).map_err(|source| ConfigError::Parse {
                 path: PathBuf::new(),
                 source,
             })?;
-        config.dir = base.to_path_buf();
-        let token_file = config.metering.as_mut().and_then(|m| m.token_file.as_mut());
+        let token_file = file.metering.as_mut().and_then(|m| m.token_file.as_mut());
         for path in [
-            config.security_file.as_mut(),
-            config.data_dir.as_mut(),
+            file.security_file.as_mut(),
+            file.data_dir.as_mut(),
             token_file,
         ]
         .into_iter()
@@ -157,10 +84,14 @@ impl Config {
         {
             *path = base.join(&*path);
         }
-        if let Some(tls) = &mut config.tls {
+        if let Some(tls) = &mut file.tls {
             tls.cert_file = base.join(&tls.cert_file);
             tls.key_file = base.join(&tls.key_file);
         }
+        let config = Config {
+            file,
+            dir: base.to_path_buf(),
+        };
         config.validate()?;
         Ok(config)
     }

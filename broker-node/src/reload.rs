@@ -26,7 +26,7 @@ use crate::security::settings::{InternalEndpoint, SecuritySettings, TlsType};
 use crate::security::Security;
 
 /// How often the files are looked at.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+pub use crate::security::settings::POLL_INTERVAL;
 
 /// Why a version of the settings was refused.
 #[derive(Debug, thiserror::Error)]

@@ -601,9 +601,14 @@ impl Connection {
                 codes.push(refused_code);
                 continue;
             }
-            let new = self.subscribe_one(filter, *options, subscribe.subscription_identifier);
-            codes.push(options.qos as u8);
-            retained.push((filter.clone(), *options, new));
+            match self.subscribe_one(filter, *options, subscribe.subscription_identifier) {
+                Some(new) => {
+                    codes.push(options.qos as u8);
+                    retained.push((filter.clone(), *options, new));
+                }
+                // The engine has no room for another subscriber: the tier is full.
+                None => codes.push(self.quota_code()),
+            }
         }
         self.sync_record();
         self.write(&Packet::SubAck(SubAck {
@@ -623,13 +628,10 @@ impl Connection {
         filter: &str,
         options: SubscriptionOptions,
         identifier: Option<u32>,
-    ) -> bool {
+    ) -> Option<bool> {
         let subscription = Subscription::new(filter.to_owned(), options, identifier);
         let (id, new) = self.session.subscribe(subscription);
         if new {
-            self.session
-                .subscribed_at
-                .insert(filter.to_owned(), self.broker.inbound_position());
             let linked = match self.session.subscriber.as_mut() {
                 Some(subscriber) => {
                     subscriber.subscribe(&super::message::engine_filter(filter), id)
@@ -637,15 +639,29 @@ impl Connection {
                 None => parked::attach_engine(&self.broker, &mut self.session),
             };
             if let Err(e) = linked {
-                tracing::error!(client_id = %self.info.client_id, error = %e, "cannot subscribe in the engine");
+                tracing::warn!(client_id = %self.info.client_id, error = %e, "subscription refused by the engine");
+                self.session.unsubscribe(filter);
+                return None;
             }
+            self.session
+                .subscribed_at
+                .insert(filter.to_owned(), self.broker.inbound_position());
         }
         let qos = options.qos as u8;
         self.broker.events.subscribed(&self.info, filter, qos);
         self.broker
             .subscriptions
             .subscribed(&self.info.client_id, filter, qos);
-        new
+        Some(new)
+    }
+
+    /// The SUBACK code of a subscription the engine had no room for.
+    fn quota_code(&self) -> u8 {
+        if self.v5() {
+            reason::QUOTA_EXCEEDED
+        } else {
+            reason::V3_SUBACK_FAILURE
+        }
     }
 
     fn unsubscribe_one(&mut self, filter: &str) -> bool {
@@ -725,9 +741,13 @@ impl Connection {
                         retain_as_published: false,
                         retain_handling: 0,
                     };
-                    let new = self.subscribe_one(&filter, options, None);
-                    codes.push(options.qos as u8);
-                    self.send_retained(&filter, options, None, new);
+                    match self.subscribe_one(&filter, options, None) {
+                        Some(new) => {
+                            codes.push(options.qos as u8);
+                            self.send_retained(&filter, options, None, new);
+                        }
+                        None => codes.push(self.quota_code()),
+                    }
                 }
                 self.sync_record();
                 self.pump();

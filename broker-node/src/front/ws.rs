@@ -27,8 +27,20 @@ pub async fn accept<S>(stream: S) -> Result<WsByteStream<S>, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let ws = tokio_tungstenite::accept_hdr_async(stream, handshake).await?;
+    let ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, handshake, Some(config())).await?;
     Ok(WsByteStream::new(ws))
+}
+
+/// Small buffers (tungstenite's defaults hold 128 KiB per connection, idle or not) and
+/// messages no larger than the largest MQTT packet the node accepts.
+fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    let mut config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+    config.read_buffer_size = 4 * 1024;
+    config.write_buffer_size = 0;
+    config.max_message_size = Some(crate::broker::MAX_PACKET_SIZE + 1024);
+    config.max_frame_size = Some(crate::broker::MAX_PACKET_SIZE + 1024);
+    config
 }
 
 /// Accepts only `/mqtt` and echoes the `mqtt` subprotocol when the client offers it.

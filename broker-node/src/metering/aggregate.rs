@@ -4,29 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use super::meter::{Counts, Meter};
 
-/// What happened in one wall-clock minute (or the part of it since the last report).
-/// Counters add up across records of the same minute; maxima take the maximum.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MinuteRecord {
-    /// Start of the minute, RFC 3339 UTC (e.g. `2026-11-29T07:25:00Z`).
-    pub minute: String,
-    /// Messages and bytes, summed over the sampled seconds.
-    #[serde(flatten)]
-    pub counts: Counts,
-    pub sessions_max: u64,
-    pub connected_max: u64,
-    pub offline_persistent_max: u64,
-    /// Sum over sampled seconds of the session count (session-seconds).
-    pub session_seconds: u64,
-    /// Seconds sampled.
-    pub seconds: u64,
-    /// Highest TPS-counted messages in any one second.
-    pub tps_max: u64,
-}
+/// What happened in one wall-clock minute; part of the report format, so defined with it
+/// in `skyport-settings`.
+pub use skyport_settings::metering::MinuteRecord;
 
 fn minute_label(unix_minute: i64) -> String {
     chrono::DateTime::from_timestamp(unix_minute, 0)

@@ -6,34 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Counters of one interval; taken (and reset) by the aggregator every second.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Counts {
-    pub messages_in: u64,
-    pub messages_out: u64,
-    pub retained_out: u64,
-    pub http_published: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub dropped: u64,
-}
-
-impl Counts {
-    /// Messages the TPS rule counts.
-    pub fn tps_messages(&self) -> u64 {
-        self.messages_in + self.messages_out + self.retained_out + self.http_published
-    }
-
-    pub fn add(&mut self, other: &Counts) {
-        self.messages_in += other.messages_in;
-        self.messages_out += other.messages_out;
-        self.retained_out += other.retained_out;
-        self.http_published += other.http_published;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-        self.dropped += other.dropped;
-    }
-}
+/// Counters of one interval; taken (and reset) by the aggregator every second. Part of
+/// the report format, so defined with it in `skyport-settings`.
+pub use skyport_settings::metering::Counts;
 
 /// Live counters shared by every connection of the node.
 #[derive(Debug, Default)]

@@ -6,21 +6,11 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::aggregate::MinuteRecord;
 
-/// One report, as the control plane's ingest endpoint takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    pub deployment_id: String,
-    pub node_id: String,
-    /// Start of the process lifetime that produced the report (unix ms).
-    pub epoch: i64,
-    /// 1, 2, 3… within the epoch.
-    pub seq: u64,
-    pub minutes: Vec<MinuteRecord>,
-}
+/// One report, as the control plane's ingest endpoint takes it (`skyport-settings`
+/// defines the format for both sides).
+pub use skyport_settings::metering::Report;
 
 /// Where and how to report.
 #[derive(Debug, Clone)]
