@@ -114,10 +114,33 @@ impl Engine {
     /// engine's form of the topic). `publisher` picks the ingress link, so one
     /// publisher's messages stay in order.
     pub fn publish(&self, publisher: u64, topic: Bytes, payload: Bytes) -> Result<(), EngineError> {
+        self.publish_all(publisher, vec![(topic, payload)])
+    }
+
+    /// Routes several messages of one publisher, in order, waking the router once.
+    pub fn publish_all(
+        &self,
+        publisher: u64,
+        messages: Vec<(Bytes, Bytes)>,
+    ) -> Result<(), EngineError> {
+        let Some(last) = messages.len().checked_sub(1) else {
+            return Ok(());
+        };
         let link = &self.inner.ingress[(publisher % INGRESS_LINKS as u64) as usize];
-        let publish = Publish::new(topic, payload, false);
         let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
-        link_send(&mut link, Packet::Publish(publish, None))
+        let mut messages = messages.into_iter();
+        {
+            let mut queued = link.buffer();
+            for (topic, payload) in messages.by_ref().take(last) {
+                queued.push_back(Packet::Publish(Publish::new(topic, payload, false), None));
+            }
+        }
+        let (topic, payload) = messages.next().expect("the last message");
+        // Queuing the last one wakes the router for all of them.
+        link_send(
+            &mut link,
+            Packet::Publish(Publish::new(topic, payload, false), None),
+        )
     }
 
     /// A subscriber link for one session.

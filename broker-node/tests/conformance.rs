@@ -95,6 +95,7 @@ checks!(
     v5_max_packet_size_zero_closes,
     qos2_exactly_once,
     shared_subscription,
+    shared_subscription_after_unsubscribe,
     mqtt31,
     unsubscribe_stops_delivery,
     overlapping_subscriptions,

@@ -1660,6 +1660,42 @@ def check_shared_subscription(ctx):
     return f"split {len(got[0])}/{len(got[1])}"
 
 
+@check("shared_subscription_after_unsubscribe")
+def check_shared_after_unsubscribe(ctx):
+    """A member of a shared group that unsubscribes another filter stays in the group: the
+    unsubscribe ends only that subscription [MQTT-3.10.4-1, -2] (a regression check for an
+    engine that dropped the member from every group on any unsubscribe)."""
+    t = ctx.topic("q")
+    other = ctx.topic("other")
+    group = f"g{ctx.run_id}"
+    members = []
+    for i in range(2):
+        c = ctx.paho(f"member{i}")
+        c.connect()
+        c.subscribe(f"$share/{group}/{t}", qos=1)
+        members.append(c)
+    members[0].subscribe(other, qos=0)
+    members[0].unsubscribe(other)
+    pub = ctx.paho("pub")
+    pub.connect()
+    for i in range(10):
+        pub.publish(t, str(i), qos=1)
+    got = [[], []]
+    deadline = time.monotonic() + WAIT
+    while sum(map(len, got)) < 10 and time.monotonic() < deadline:
+        for i, c in enumerate(members):
+            got[i] += c.pending()
+        time.sleep(0.05)
+    time.sleep(ABSENCE)
+    for i, c in enumerate(members):
+        got[i] += c.pending()
+    everything = sorted(int(m.payload) for ms in got for m in ms)
+    require(everything == list(range(10)),
+            f"expected each of 0..9 exactly once across the group, got {everything}")
+    require(got[0], f"the member that unsubscribed another filter got nothing: split 0/{len(got[1])}")
+    return f"split {len(got[0])}/{len(got[1])}"
+
+
 @check("mqtt31")
 def check_mqtt31(ctx):
     """MQTT 3.1 (protocol name MQIsdp, level 3) client can connect, subscribe and publish at

@@ -86,6 +86,8 @@ struct Connection {
     aliases: HashMap<u16, String>,
     origin: u64,
     out: BytesMut,
+    /// Messages of the current read batch, for the engine.
+    routed: Vec<(bytes::Bytes, bytes::Bytes)>,
     /// Whether the session expiry was 0 at CONNECT (DISCONNECT may not raise it then).
     started_without_expiry: bool,
 }
@@ -145,6 +147,7 @@ where
         aliases: HashMap::new(),
         origin: origin_of(&client_id),
         out: BytesMut::new(),
+        routed: Vec::new(),
         started_without_expiry: accepted.expiry == 0,
     };
     let connack = handshake::connack(&accepted, present);
@@ -220,7 +223,7 @@ where
                         conn.disconnect(reason::SERVER_SHUTTING_DOWN);
                         break End::Shutdown;
                     }
-                    Some(Control::Command(command)) => conn.command(command),
+                    Some(Control::Command(command)) => conn.command(*command),
                 }
             }
             () = &mut keep_alive_timer, if !keep_alive.is_zero() => {
@@ -337,6 +340,7 @@ impl Connection {
     /// Handles every whole packet in `input`; `Some` when the connection must end.
     async fn packets(&mut self, input: &mut BytesMut) -> Option<End> {
         let mut ops = Vec::new();
+        self.routed.clear();
         let mut acks = Vec::new();
         let mut end = None;
         loop {
@@ -357,6 +361,13 @@ impl Connection {
             if let Some(e) = self.packet(packet, &mut ops, &mut acks).await {
                 end = Some(e);
                 break;
+            }
+        }
+        // The batch's messages reach the engine together, in order.
+        if !self.routed.is_empty() {
+            let routed = std::mem::take(&mut self.routed);
+            if let Err(e) = self.broker.engine.publish_all(self.origin, routed) {
+                tracing::error!(error = %e, "cannot route messages");
             }
         }
         // QoS 1/2 messages are acknowledged once the inbound log holds them.
@@ -555,7 +566,8 @@ impl Connection {
             publish.properties,
             self.origin,
         );
-        self.broker.publish(message, ops);
+        let routed = self.broker.prepare(message, ops);
+        self.routed.push(routed);
         match publish.qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => acks.push(Packet::PubAck(ack(pkid, 0))),
@@ -670,6 +682,14 @@ impl Connection {
         }
         if let Some(subscriber) = self.session.subscriber.as_mut() {
             let _ = subscriber.unsubscribe(&super::message::engine_filter(filter));
+            // The engine takes the link out of every shared group on any unsubscribe:
+            // put it back in the groups of the shared subscriptions that remain.
+            for (id, remaining) in &self.session.subscriptions {
+                if remaining.is_shared() {
+                    let _ = subscriber
+                        .subscribe(&super::message::engine_filter(&remaining.filter), *id);
+                }
+            }
         }
         self.broker.events.unsubscribed(&self.info, filter);
         self.broker

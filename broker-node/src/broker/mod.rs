@@ -116,7 +116,7 @@ pub enum Control {
     /// The deployment API closes the connection (the session stays, if persistent).
     Kick,
     /// The deployment API subscribes or unsubscribes in the client's name.
-    Command(registry::Command),
+    Command(Box<registry::Command>),
 }
 
 /// A session's claim on its client id: the owner id and its control inbox.
@@ -347,7 +347,17 @@ impl Broker {
     /// Publishes `message`: updates the retained store, logs it for persistent sessions
     /// when it is QoS 1/2 (the caller commits `ops` durably before acknowledging), and
     /// routes it.
-    pub fn publish(&self, mut message: Message, ops: &mut Vec<Op>) {
+    pub fn publish(&self, message: Message, ops: &mut Vec<Op>) {
+        let origin = message.origin;
+        let routed = self.prepare(message, ops);
+        if let Err(e) = self.engine.publish_all(origin, vec![routed]) {
+            tracing::error!(error = %e, "cannot route a message");
+        }
+    }
+
+    /// Does all of [`Self::publish`] but the routing; returns the engine's topic and
+    /// envelope, for [`crate::engine::Engine::publish_all`].
+    pub fn prepare(&self, mut message: Message, ops: &mut Vec<Op>) -> (Bytes, Bytes) {
         if message.retain {
             self.retained.set(&message, ops);
         }
@@ -363,13 +373,7 @@ impl Broker {
                 .unwrap_or_else(|e| e.into_inner())
                 .push_back((seq, now_ms()));
         }
-        let topic: Bytes = engine_topic(&message.topic);
-        if let Err(e) = self
-            .engine
-            .publish(message.origin, topic, message.envelope())
-        {
-            tracing::error!(error = %e, "cannot route a message");
-        }
+        (engine_topic(&message.topic), message.envelope())
     }
 
     /// Publishes a message for the deployment API (`/mqtt/publish`): paced by the tier's

@@ -130,7 +130,7 @@ impl Clients {
             .ok_or(CommandError::NotConnected)?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Control::Command(make(reply)))
+            .send(Control::Command(Box::new(make(reply))))
             .map_err(|_| CommandError::NotConnected)?;
         match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
             Ok(Ok(codes)) => Ok(codes),
