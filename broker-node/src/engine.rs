@@ -36,9 +36,11 @@ pub enum EngineError {
     Link(usize),
     #[error("the routing engine stopped")]
     Stopped,
+    #[error("the routing engine refused a link")]
+    Refused,
 }
 
-type Connect = dyn Fn(&str) -> Result<(LinkTx, LinkRx), LinkError> + Send + Sync;
+type Connect = dyn Fn(&str) -> Result<(LinkTx, LinkRx), EngineError> + Send + Sync;
 
 /// The router and the node's links to it. Cheap to clone.
 #[derive(Clone)]
@@ -90,7 +92,8 @@ impl Engine {
             let (tx, rx, _ack) = LinkBuilder::new(name, router_tx.clone())
                 .clean_session(true)
                 .dynamic_filters(false)
-                .build()?;
+                .build()
+                .map_err(|e| link_error(&e))?;
             Ok((tx, rx))
         });
         let mut ingress = Vec::with_capacity(INGRESS_LINKS);
@@ -191,6 +194,12 @@ fn filter(path: &str, _id: Option<u32>) -> Filter {
         preserve_retain: false,
         retain_forward_rule: RetainForwardRule::Never,
     }
+}
+
+/// The router refused a link: it is full (or gone).
+fn link_error(error: &LinkError) -> EngineError {
+    tracing::warn!(%error, "routing engine refused a link");
+    EngineError::Refused
 }
 
 fn link_send(link: &mut LinkTx, packet: Packet) -> Result<(), EngineError> {

@@ -176,7 +176,15 @@ impl Store {
     }
 
     /// Reads the whole store (at start, before anything writes).
-    pub fn load(&self) -> Result<Loaded, redb::Error> {
+    pub fn load(&self) -> Result<Loaded, Box<redb::Error>> {
+        self.read_all().map_err(Box::new)
+    }
+
+    #[expect(
+        clippy::result_large_err,
+        reason = "redb's error type; boxed by `load`"
+    )]
+    fn read_all(&self) -> Result<Loaded, redb::Error> {
         let tx = self.inner.db.begin_read()?;
         let mut loaded = Loaded::default();
         for row in tx.open_table(SESSIONS)?.iter()? {
@@ -236,6 +244,7 @@ fn write_loop(db: &Database, batches: &std_mpsc::Receiver<Batch>) {
     }
 }
 
+#[expect(clippy::result_large_err, reason = "redb's error type, logged at once")]
 fn commit(db: &Database, ops: Vec<Op>) -> Result<(), redb::Error> {
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate);

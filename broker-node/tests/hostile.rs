@@ -401,6 +401,10 @@ async fn empty_unsubscribe_closes_only_its_connection() {
     assert_serving(&mut broker, pid, &[]).await;
 }
 
+/// A protocol violation: what it is, whether it is MQTT 5, the CONNECT accepted first
+/// (if any), and the violating bytes.
+type ViolationCase = (String, bool, Option<Vec<u8>>, Vec<u8>);
+
 /// Finding 4: protocol violations that must close the connection — a second CONNECT;
 /// SUBSCRIBE with fixed-header flags `0` instead of `2`; a v3.1.1 CONNECT with the
 /// reserved flag set or with a password but no user name; a v5 CONNECT with a
@@ -413,8 +417,7 @@ async fn protocol_violations_close_the_connection() {
     let pid = broker.pid();
     let addr = broker.addrs.tcp.unwrap();
 
-    // (what, MQTT 5?, CONNECT accepted first, then the violation)
-    let mut cases: Vec<(String, bool, Option<Vec<u8>>, Vec<u8>)> = Vec::new();
+    let mut cases: Vec<ViolationCase> = Vec::new();
     for (version, v5) in [(Version::V3_1_1, false), (Version::V5, true)] {
         let connect = connect_packet(version, &unique("hostile-violation"));
         cases.push((
@@ -664,12 +667,10 @@ async fn paced_http_publishes_all_arrive_and_are_counted() {
 async fn assert_closed_by_server<S: tokio::io::AsyncRead + Unpin>(mut stream: S, what: &str) {
     let mut buf = [0u8; 256];
     let bound = Duration::from_secs(5);
-    loop {
-        match tokio::time::timeout(bound, stream.read(&mut buf)).await {
-            Err(_) => panic!("{what}: still open {bound:?} after going silent"),
-            Ok(Ok(0) | Err(_)) => return,
-            Ok(Ok(n)) => panic!("{what}: server sent {} instead of closing", hex(&buf[..n])),
-        }
+    match tokio::time::timeout(bound, stream.read(&mut buf)).await {
+        Err(_) => panic!("{what}: still open {bound:?} after going silent"),
+        Ok(Ok(0) | Err(_)) => {}
+        Ok(Ok(n)) => panic!("{what}: server sent {} instead of closing", hex(&buf[..n])),
     }
 }
 

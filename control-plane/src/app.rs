@@ -127,24 +127,53 @@ fn admin_token(serve: &ServeArgs, data_dir: &Path) -> anyhow::Result<(String, bo
     Ok((generated, true))
 }
 
-/// The broker executable: `skyport-broker` next to this executable when it was built
-/// (`cargo build`, container images), else this very executable under the name
-/// `skyport-broker` (a symlink in the data dir), which runs the embedded broker node.
-/// That keeps `cargo run --bin skyport` a one-command start.
-fn default_broker_bin(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+/// The broker executable: `skyport-broker` next to this executable, where `cargo build`
+/// (both binaries of the workspace) puts it. Under `cargo run --bin skyport`, which builds
+/// only `skyport`, a missing broker is built first with the same cargo, profile and
+/// target directory, so the README's one command starts everything.
+fn default_broker_bin() -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe().context("locating the skyport executable")?;
     let sibling = exe.with_file_name("skyport-broker");
-    if sibling.exists() {
-        return Ok(sibling);
+    if !sibling.exists() {
+        if let (Some(cargo), Some(manifest_dir)) = (
+            std::env::var_os("CARGO"),
+            std::env::var_os("CARGO_MANIFEST_DIR"),
+        ) {
+            build_broker(&cargo, Path::new(&manifest_dir), &exe)?;
+        }
     }
-    let dir = data_dir.join("bin");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let link = dir.join("skyport-broker");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&exe, &link)
-        .with_context(|| format!("linking {} to {}", link.display(), exe.display()))?;
-    let link = std::path::absolute(&link).unwrap_or(link);
-    Ok(link)
+    Ok(sibling)
+}
+
+/// `cargo build -p skyport-broker` into the target directory and profile `exe` came from.
+fn build_broker(cargo: &std::ffi::OsStr, manifest_dir: &Path, exe: &Path) -> anyhow::Result<()> {
+    let profile_dir = exe.parent().context("the executable has no directory")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("the executable is not in a cargo target directory")?;
+    let mut build = std::process::Command::new(cargo);
+    build
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(manifest_dir.join("Cargo.toml"))
+        .args(["-p", "skyport-broker", "--bin", "skyport-broker"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        build.arg("--release");
+    }
+    eprintln!("skyport: building skyport-broker (first run under cargo run)");
+    let status = build
+        .status()
+        .context("running cargo to build skyport-broker")?;
+    anyhow::ensure!(
+        status.success(),
+        "building skyport-broker failed ({status})"
+    );
+    Ok(())
 }
 
 /// Runs the control plane until SIGINT or SIGTERM.
@@ -177,11 +206,11 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         OrchestratorKind::Local => {
             let broker_bin = match &serve.broker_bin {
                 Some(path) => path.clone(),
-                None => default_broker_bin(&common.data_dir)?,
+                None => default_broker_bin()?,
             };
             anyhow::ensure!(
                 broker_bin.exists(),
-                "broker executable {} not found: build it (cargo build --release --bin skyport-broker) or pass --broker-bin",
+                "broker executable {} not found: build it (cargo build --release --bin skyport-broker, or cargo build --release for both binaries) or pass --broker-bin",
                 broker_bin.display()
             );
             Arc::new(

@@ -9,9 +9,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
 use serde_json::json;
-use skyport_broker::security::settings::{
-    Authentication, Authorization, Decision, HttpMethod, HttpSource, Source, TlsType,
-};
 use skyport_control_plane::domain::tls::CertificateDetails;
 use skyport_control_plane::domain::{
     Actor, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier,
@@ -19,6 +16,9 @@ use skyport_control_plane::domain::{
 use skyport_control_plane::store::{
     self, ApiKey, AppKeyRecord, CaRecord, Deployment, DeploymentPatch, Event, EventFilter, Project,
     StatusUpdate, Store, StoreError, TlsRecord,
+};
+use skyport_settings::security::{
+    Authentication, Authorization, Decision, HttpMethod, HttpSource, Source, TlsType,
 };
 use skyport_tests::postgres::TestDatabase;
 

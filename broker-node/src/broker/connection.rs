@@ -56,10 +56,17 @@ where
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::new();
-    let accepted =
-        handshake::handshake(&mut reader, &mut writer, &mut input, &broker, &peer).await?;
-    // The connected state is large; boxed, an idle connection's task stays small until
-    // its CONNECT has arrived.
+    // Each phase is boxed: a task's future is as large as its largest state, and idle
+    // connections would otherwise keep the space of futures they run once (the
+    // handshake's authentication, a read batch's authorization) resident for good.
+    let accepted = Box::pin(handshake::handshake(
+        &mut reader,
+        &mut writer,
+        &mut input,
+        &broker,
+        &peer,
+    ))
+    .await?;
     Box::pin(connected(reader, writer, input, broker, accepted)).await
 }
 
@@ -105,7 +112,7 @@ where
 {
     let client_id = accepted.info.client_id.clone();
     let version = accepted.connect.version;
-    let (previous, mut claim) = broker.claim(&client_id).await;
+    let (previous, claim) = Box::pin(broker.claim(&client_id)).await;
     let clean = accepted.connect.clean_start;
     let (mut session, present) = match previous {
         Some(session) if !clean => (session, true),
@@ -163,6 +170,10 @@ where
     conn.pump();
 
     let keep_alive = Duration::from_millis(u64::from(accepted.connect.keep_alive) * 1500);
+    // What the CONNECT carried is no longer needed (its byte slices would pin the read
+    // buffer they came from).
+    drop(accepted);
+    let mut read_size = MIN_READ;
     let mut last_input = Instant::now();
     let keep_alive_timer = tokio::time::sleep(keep_alive.max(Duration::from_secs(1)));
     tokio::pin!(keep_alive_timer);
@@ -179,13 +190,19 @@ where
                     Err(_) => break End::Abnormal("closed"),
                 }
             }
-            read = read_some(&mut reader, &mut input) => {
+            read = read_some(&mut reader, &mut input, read_size) => {
                 match read {
                     Ok(0) | Err(_) => break End::Abnormal("closed"),
-                    Ok(_) => {
+                    Ok(n) => {
+                        // Reads grow while clients send a lot, and shrink while they idle.
+                        read_size = if n >= read_size {
+                            (read_size * 2).min(MAX_READ)
+                        } else {
+                            (read_size / 2).max(MIN_READ)
+                        };
                         last_input = Instant::now();
                         unflushed = true;
-                        if let Some(end) = conn.packets(&mut input).await {
+                        if let Some(end) = Box::pin(conn.packets(&mut input)).await {
                             break end;
                         }
                     }
@@ -201,14 +218,15 @@ where
                 conn.pump();
                 unflushed = true;
             }
-            control = claim.control.recv() => {
+            control = claim.control.recv_async() => {
+                let control = control.ok();
                 unflushed = true;
                 match control {
                     Some(Control::Takeover { reply }) => {
                         conn.disconnect(reason::SESSION_TAKEN_OVER);
                         let _ = tokio::time::timeout(Duration::from_secs(1), drain(&mut writer, &mut conn.out)).await;
                         let _ = writer.shutdown().await;
-                        conn.finish_taken_over(registration, reply).await;
+                        Box::pin(conn.finish_taken_over(registration, reply)).await;
                         return Ok(());
                     }
                     Some(Control::Kick) => {
@@ -240,7 +258,7 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(1), drain(&mut writer, &mut conn.out)).await;
     let _ = writer.shutdown().await;
     drop(registration);
-    conn.finish(end, claim).await;
+    Box::pin(conn.finish(end, claim)).await;
     Ok(())
 }
 
@@ -254,15 +272,21 @@ async fn drain<W: AsyncWrite + Unpin>(writer: &mut W, out: &mut BytesMut) -> std
     writer.flush().await
 }
 
-/// Reads what the client sent, growing the buffer for a partly received packet.
+/// Smallest and largest read buffer (an idle connection holds the smallest).
+const MIN_READ: usize = 256;
+const MAX_READ: usize = 64 * 1024;
+
+/// Reads what the client sent: up to `size` bytes, or the rest of a partly received
+/// packet.
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
     input: &mut BytesMut,
+    size: usize,
 ) -> std::io::Result<usize> {
     let wanted = decode::frame_len(input, super::MAX_PACKET_SIZE)
         .ok()
         .flatten()
-        .map_or(1024, |len| len.saturating_sub(input.len()).max(1024));
+        .map_or(size, |len| len.saturating_sub(input.len()).max(size));
     if input.capacity() - input.len() < wanted {
         input.reserve(wanted);
     }
@@ -371,16 +395,12 @@ impl Connection {
             }
         }
         // QoS 1/2 messages are acknowledged once the inbound log holds them.
-        let durable = ops.iter().any(|op| matches!(op, Op::PutInbound { .. }));
-        if durable {
-            self.broker.store.write_durable(ops).await;
-        } else {
-            self.broker.store.write(ops);
-        }
+        self.broker.commit(ops).await;
         for packet in acks {
             self.write(&packet);
         }
-        if input.is_empty() && input.capacity() > 64 * 1024 {
+        if input.is_empty() {
+            // Let the next read allocate what it needs (a small buffer while idle).
             *input = BytesMut::new();
         }
         self.pump();

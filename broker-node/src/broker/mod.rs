@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::engine::Engine;
 use crate::metering::Meter;
@@ -100,7 +100,7 @@ struct Slot {
 
 struct Owner {
     id: u64,
-    control: mpsc::UnboundedSender<Control>,
+    control: flume::Sender<Control>,
 }
 
 /// What a session's owner is asked to do.
@@ -122,9 +122,9 @@ pub enum Control {
 /// A session's claim on its client id: the owner id and its control inbox.
 pub struct Claim {
     pub owner: u64,
-    pub control: mpsc::UnboundedReceiver<Control>,
+    pub control: flume::Receiver<Control>,
     /// The inbox's sender, for the client registry.
-    pub sender: mpsc::UnboundedSender<Control>,
+    pub sender: flume::Sender<Control>,
 }
 
 impl std::ops::Deref for Broker {
@@ -142,7 +142,7 @@ pub enum StartError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("cannot read the session store: {0}")]
-    Restore(#[from] redb::Error),
+    Restore(#[from] Box<redb::Error>),
 }
 
 impl Broker {
@@ -173,7 +173,7 @@ impl Broker {
         meter: Arc<Meter>,
         security: Security,
         options: Options,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), redb::Error> {
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), Box<redb::Error>> {
         let (events, event_rx) = events::Events::channel();
         let broker = Self {
             inner: Arc::new(Shared {
@@ -242,7 +242,9 @@ impl Broker {
                         .flatten();
                 }
             }
-            let (control, inbox) = mpsc::unbounded_channel();
+            // flume: no block of slots allocated up front, unlike tokio's channels (every
+            // session has an inbox, and most never get a message).
+            let (control, inbox) = flume::unbounded();
             let id = self.new_owner();
             *owner = Some(Owner {
                 id,
@@ -386,8 +388,18 @@ impl Broker {
         let message = Message::published(topic, payload, qos, retain, Default::default(), 0);
         let mut ops = Vec::new();
         self.publish(message, &mut ops);
-        self.store.write_durable(ops).await;
+        self.commit(ops).await;
         self.meter.http_published(1);
+    }
+
+    /// Writes `ops`, waiting for the disk only when they log QoS 1/2 messages (which are
+    /// acknowledged once durable).
+    pub async fn commit(&self, ops: Vec<Op>) {
+        if ops.iter().any(|op| matches!(op, Op::PutInbound { .. })) {
+            self.store.write_durable(ops).await;
+        } else {
+            self.store.write(ops);
+        }
     }
 
     /// Publishes a message of the node's own (events): QoS 0, not retained, not counted.
@@ -432,7 +444,7 @@ impl Broker {
     /// Reads persistent sessions and retained messages back from the store, replays the
     /// inbound log to sessions that had not yet taken its messages (a crash), and parks
     /// each session until its client returns.
-    fn restore(&self) -> Result<(), redb::Error> {
+    fn restore(&self) -> Result<(), Box<redb::Error>> {
         let loaded = self.store.load()?;
         for (topic, stored) in &loaded.retained {
             if let Some(message) = Message::from_stored(stored) {
@@ -517,7 +529,7 @@ impl Broker {
                 tracing::error!(%client_id, error = %e, "cannot resubscribe a restored session");
             }
             let id = self.new_owner();
-            let (control, inbox) = mpsc::unbounded_channel();
+            let (control, inbox) = flume::unbounded();
             let slot = Arc::new(Slot {
                 owner: tokio::sync::Mutex::new(Some(Owner {
                     id,

@@ -82,7 +82,7 @@ pub fn park(
 async fn run(
     broker: Broker,
     mut session: Box<Session>,
-    mut claim: Claim,
+    claim: Claim,
     mut will: Option<PendingWill>,
     expires_in: Duration,
 ) {
@@ -99,7 +99,7 @@ async fn run(
                 let ops = take_deliveries(&broker, &mut session, &mut batch, false);
                 broker.store.write(ops);
             }
-            control = claim.control.recv() => match control {
+            control = claim.control.recv_async() => match control.ok() {
                 Some(Control::Takeover { reply }) => {
                     // Reconnected within the Will Delay Interval: no will [MQTT-3.1.3-9].
                     let _ = reply.send(Some(session));
@@ -137,7 +137,7 @@ async fn sleep_until(due: Option<Instant>) {
 pub async fn publish_will(broker: &Broker, message: Message) {
     let mut ops = Vec::new();
     broker.publish(message, &mut ops);
-    broker.store.write_durable(ops).await;
+    broker.commit(ops).await;
 }
 
 /// Ends a session for good: its will (if still pending) goes out, its subscriptions and
@@ -149,12 +149,13 @@ pub async fn end(
     will: Option<PendingWill>,
 ) {
     // A connection claiming the session meanwhile gets none (and needs no answer later).
-    claim.control.close();
     while let Ok(control) = claim.control.try_recv() {
         if let Control::Takeover { reply } = control {
             let _ = reply.send(None);
         }
     }
+    // A takeover sent from now on finds its reply dropped, which also answers "none".
+    drop(std::mem::replace(&mut claim.control, flume::bounded(0).1));
     if let Some(will) = will {
         publish_will(broker, will.message).await;
     }

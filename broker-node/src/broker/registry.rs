@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::Control;
 
@@ -33,7 +33,7 @@ pub struct Connected {
 struct Entry {
     connection: u64,
     info: Connected,
-    control: mpsc::UnboundedSender<Control>,
+    control: flume::Sender<Control>,
 }
 
 /// What the deployment API asks a connection to do in its client's name. The answer is
@@ -94,11 +94,7 @@ impl Clients {
     }
 
     /// Registers an accepted connection, reachable through `control`.
-    pub fn register(
-        &self,
-        info: Connected,
-        control: mpsc::UnboundedSender<Control>,
-    ) -> Registration {
+    pub fn register(&self, info: Connected, control: flume::Sender<Control>) -> Registration {
         let connection = self.next.fetch_add(1, Ordering::Relaxed);
         let client_id = info.client_id.clone();
         self.lock().insert(

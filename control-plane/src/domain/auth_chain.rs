@@ -1,13 +1,13 @@
 //! Rules of authentication and authorization chains: what an HTTP source may say.
 //!
-//! The chains themselves are the broker's types
-//! ([`skyport_broker::security::settings`]); this module checks a chain before it is
-//! stored, so the broker never receives one it would refuse.
+//! The chains themselves are the types the broker reads ([`skyport_settings::security`]);
+//! this module checks a chain before it is stored, so the broker never receives one it
+//! would refuse.
 
 use std::ops::RangeInclusive;
 
-use skyport_broker::security::settings::{HttpSource, Source};
-use skyport_broker::security::template::{self, Scope};
+use skyport_settings::security::{HttpSource, Source};
+use skyport_settings::template::{self, Scope};
 
 /// Most sources one chain may hold.
 pub const MAX_SOURCES: usize = 8;

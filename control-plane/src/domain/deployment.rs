@@ -77,6 +77,15 @@ pub struct Tier {
 impl Tier {
     pub const MAX: i64 = 1_000_000;
 
+    /// The limits section of the broker's config (the bounds keep both counts positive).
+    pub fn broker_limits(self) -> skyport_settings::config::Limits {
+        skyport_settings::config::Limits {
+            max_sessions: u64::try_from(self.max_sessions).ok(),
+            max_tps: u64::try_from(self.max_tps).ok(),
+            connect_timeout_ms: None,
+        }
+    }
+
     /// Checks the bounds; the error names the offending field.
     pub fn validate(self) -> Result<Self, String> {
         for (field, value) in [

@@ -21,7 +21,7 @@
 
 use chrono::{DateTime, Utc};
 use rustls_pemfile::Item;
-use skyport_broker::security::settings::TlsType;
+use skyport_settings::security::TlsType;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use skyport_broker::security::settings::{
+use skyport_settings::security::{
     self as broker, Authentication, Authorization, Decision, HttpMethod, HttpSource, Source,
 };
 use utoipa::ToSchema;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
-use skyport_broker::security::settings::TlsType;
+use skyport_settings::security::TlsType;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 

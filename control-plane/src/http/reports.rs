@@ -358,3 +358,54 @@ async fn ingest_report(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use skyport_settings::metering::{Counts, MinuteRecord, Report as WireReport};
+
+    use super::*;
+
+    /// A report as a broker node sends it (`skyport-settings`) is one this endpoint takes.
+    #[test]
+    fn takes_the_nodes_report_format() {
+        let sent = WireReport {
+            deployment_id: "0192f0a0-0000-7000-8000-00000000000a".into(),
+            node_id: "skyport-0192f0a0-0".into(),
+            epoch: 1_767_225_600_000,
+            seq: 3,
+            minutes: vec![MinuteRecord {
+                minute: "2026-11-29T07:25:00Z".into(),
+                counts: Counts {
+                    messages_in: 1,
+                    messages_out: 2,
+                    retained_out: 3,
+                    http_published: 4,
+                    bytes_in: 5,
+                    bytes_out: 6,
+                    dropped: 7,
+                },
+                sessions_max: 8,
+                connected_max: 9,
+                offline_persistent_max: 10,
+                session_seconds: 11,
+                seconds: 60,
+                tps_max: 13,
+            }],
+        };
+        let body: UsageReport =
+            serde_json::from_value(serde_json::to_value(&sent).unwrap()).unwrap();
+        let report = parse_report(body).unwrap();
+        assert_eq!(report.deployment_id.to_string(), sent.deployment_id);
+        assert_eq!((report.epoch, report.seq), (sent.epoch, 3));
+        let usage = &report.minutes[&1_795_937_100];
+        assert_eq!(
+            (
+                usage.messages_in,
+                usage.dropped,
+                usage.seconds,
+                usage.tps_max
+            ),
+            (1, 7, 60, 13)
+        );
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use skyport_broker::security::settings::SessionSettings;
+use skyport_settings::security::SessionSettings;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
-use skyport_broker::security::settings::TlsType as BrokerTlsType;
+use skyport_settings::security::TlsType as BrokerTlsType;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 

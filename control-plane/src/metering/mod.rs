@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
+use skyport_settings::config::MeteringTarget;
 
 use crate::domain::{token, Id};
 use crate::store::{Deployment, Store, StoreResult};
@@ -166,7 +167,7 @@ impl ReportingTarget {
         &self,
         deployment: &Deployment,
         node_token: &str,
-    ) -> StoreResult<serde_json::Value> {
+    ) -> StoreResult<MeteringTarget> {
         self.store
             .register_node_token(
                 deployment.id,
@@ -174,11 +175,12 @@ impl ReportingTarget {
                 &token::hash(node_token),
             )
             .await?;
-        Ok(serde_json::json!({
-            "url": self.url,
-            "token": node_token,
-            "interval_ms": u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX),
-        }))
+        Ok(MeteringTarget {
+            url: self.url.clone(),
+            token: Some(node_token.to_owned()),
+            token_file: None,
+            interval_ms: u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX),
+        })
     }
 }
 

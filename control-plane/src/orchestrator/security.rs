@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
-use skyport_broker::security::settings::{
+use skyport_settings::security::{
     AppKey, Authentication, Authorization, CustomTls, DomainTls, InternalEndpoint, NetworkSettings,
     SecuritySettings, SessionSettings, TlsType,
 };

@@ -8,9 +8,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use skyport_broker::security::settings::{
-    AppKey, Authentication, Authorization, SessionSettings, TlsType,
-};
+use skyport_settings::security::{AppKey, Authentication, Authorization, SessionSettings, TlsType};
 
 use super::{Event, StoreError, StoreResult};
 use crate::domain::tls::CertificateDetails;
@@ -342,7 +340,7 @@ macro_rules! security_sql_store {
                 &self,
                 deployment_id: $crate::domain::Id,
             ) -> $crate::store::StoreResult<
-                Option<skyport_broker::security::settings::Authentication>,
+                Option<skyport_settings::security::Authentication>,
             > {
                 self.get_chain(deployment_id, $crate::store::security::AUTHENTICATION)
                     .await
@@ -352,7 +350,7 @@ macro_rules! security_sql_store {
                 &self,
                 project_id: $crate::domain::Id,
                 deployment_id: $crate::domain::Id,
-                chain: &skyport_broker::security::settings::Authentication,
+                chain: &skyport_settings::security::Authentication,
             ) -> $crate::store::StoreResult<()> {
                 self.put_chain(
                     project_id,
@@ -367,7 +365,7 @@ macro_rules! security_sql_store {
                 &self,
                 deployment_id: $crate::domain::Id,
             ) -> $crate::store::StoreResult<
-                Option<skyport_broker::security::settings::Authorization>,
+                Option<skyport_settings::security::Authorization>,
             > {
                 self.get_chain(deployment_id, $crate::store::security::AUTHORIZATION)
                     .await
@@ -377,7 +375,7 @@ macro_rules! security_sql_store {
                 &self,
                 project_id: $crate::domain::Id,
                 deployment_id: $crate::domain::Id,
-                chain: &skyport_broker::security::settings::Authorization,
+                chain: &skyport_settings::security::Authorization,
             ) -> $crate::store::StoreResult<()> {
                 self.put_chain(
                     project_id,
@@ -464,10 +462,10 @@ macro_rules! security_sql_store {
                 &self,
                 deployment_id: $crate::domain::Id,
             ) -> $crate::store::StoreResult<
-                Option<skyport_broker::security::settings::SessionSettings>,
+                Option<skyport_settings::security::SessionSettings>,
             > {
                 let row: Option<(
-                    sqlx::types::Json<skyport_broker::security::settings::SessionSettings>,
+                    sqlx::types::Json<skyport_settings::security::SessionSettings>,
                 )> = sqlx::query_as(
                     "SELECT settings FROM deployment_session_settings WHERE deployment_id = $1",
                 )
@@ -481,7 +479,7 @@ macro_rules! security_sql_store {
                 &self,
                 project_id: $crate::domain::Id,
                 deployment_id: $crate::domain::Id,
-                settings: &skyport_broker::security::settings::SessionSettings,
+                settings: &skyport_settings::security::SessionSettings,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 $crate::store::security::bump_generation!(tx, project_id, deployment_id);
@@ -515,7 +513,7 @@ macro_rules! security_sql_store {
                     app_keys: keys
                         .into_iter()
                         .map(|(app_id, secret_sha256)| {
-                            skyport_broker::security::settings::AppKey {
+                            skyport_settings::security::AppKey {
                                 app_id,
                                 secret_sha256,
                             }

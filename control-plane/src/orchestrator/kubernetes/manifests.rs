@@ -7,6 +7,7 @@
 //! ambiguous the way a truncated id would be.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort, ServiceSpec};
@@ -18,8 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
 use sha2::{Digest, Sha256};
+use skyport_settings::config::{Config as BrokerConfig, Listeners, MeteringTarget, TlsFiles};
 
 use super::settings::KubernetesSettings;
 use super::workload;
@@ -77,7 +78,7 @@ pub const NODE_TOKEN_KEY: &str = "node-token";
 #[derive(Clone)]
 pub struct BrokerMetering {
     /// The `"metering"` section of the broker config, without the token itself.
-    pub section: serde_json::Value,
+    pub section: MeteringTarget,
     /// The node token, stored in the security Secret under [`NODE_TOKEN_KEY`].
     pub token: SecretString,
 }
@@ -85,14 +86,9 @@ pub struct BrokerMetering {
 impl BrokerMetering {
     /// `section` as [`crate::metering::ReportingTarget::enroll`] returns it, with its
     /// `"token"` replaced by a `"token_file"` in the mounted security Secret.
-    pub fn from_enrolled(mut section: serde_json::Value, token: SecretString) -> Self {
-        if let Some(map) = section.as_object_mut() {
-            map.remove("token");
-            map.insert(
-                "token_file".into(),
-                format!("{SECURITY_DIR}/{NODE_TOKEN_KEY}").into(),
-            );
-        }
+    pub fn from_enrolled(mut section: MeteringTarget, token: SecretString) -> Self {
+        section.token = None;
+        section.token_file = Some(format!("{SECURITY_DIR}/{NODE_TOKEN_KEY}").into());
         Self { section, token }
     }
 }
@@ -304,7 +300,7 @@ pub fn build(
     // Not part of the pod template's content hash: changes reach the running broker
     // through the kubelet's in-place update of the mounted Secret.
     let mut security_data = BTreeMap::from([(
-        skyport_broker::security::settings::FILE_NAME.to_owned(),
+        skyport_settings::security::FILE_NAME.to_owned(),
         ByteString(security.settings_json(SECURITY_TLS_FILES, NetworkDelivery::Platform)),
     )]);
     for file in security.tls_files(SECURITY_TLS_FILES) {
@@ -462,41 +458,35 @@ pub fn exposed_ports(d: &Deployment) -> Vec<(&'static str, u16)> {
     .collect()
 }
 
-/// The broker's config file (the contract of `broker-node/src/config.rs`). It is a
+/// The broker's config file (`skyport_settings::config`). It is a
 /// ConfigMap: the metering section names the node token's file, never the token.
 pub fn broker_config(d: &Deployment, metering: Option<&BrokerMetering>) -> String {
     let plain = d.plan.exposes_plaintext();
-    let addr = |port: u16| format!("0.0.0.0:{port}");
-    let mut config = json!({
-        "deployment_id": d.id.to_string(),
-        "listeners": {
-            "tcp": plain.then(|| addr(port::MQTT)),
-            "tls": addr(port::MQTTS),
-            "ws": plain.then(|| addr(port::WS)),
-            "wss": addr(port::WSS),
-            "api": addr(port::API),
+    let addr = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
+    let config = BrokerConfig {
+        deployment_id: d.id.to_string(),
+        listeners: Listeners {
+            tcp: plain.then(|| addr(port::MQTT)),
+            tls: Some(addr(port::MQTTS)),
+            ws: plain.then(|| addr(port::WS)),
+            wss: Some(addr(port::WSS)),
+            api: addr(port::API),
         },
-        "tls": {
-            "cert_file": format!("{TLS_DIR}/tls.crt"),
-            "key_file": format!("{TLS_DIR}/tls.key"),
-        },
+        tls: Some(TlsFiles {
+            cert_file: format!("{TLS_DIR}/tls.crt").into(),
+            key_file: format!("{TLS_DIR}/tls.key").into(),
+        }),
+        limits: d.tier.broker_limits(),
+        metering: metering.map(|m| m.section.clone()),
         // The Secret cannot share the ConfigMap's directory, so the broker is told where
         // its security settings are.
-        "security_file": format!(
-            "{SECURITY_DIR}/{}",
-            skyport_broker::security::settings::FILE_NAME
+        security_file: Some(
+            format!("{SECURITY_DIR}/{}", skyport_settings::security::FILE_NAME).into(),
         ),
         // State (users, ACL rules, bans, metering outbox) on the session-data volume.
-        "data_dir": DATA_DIR,
-        "limits": {
-            "max_sessions": d.tier.max_sessions,
-            "max_tps": d.tier.max_tps,
-        },
-    });
-    if let Some(metering) = metering {
-        config["metering"] = metering.section.clone();
-    }
-    serde_json::to_string_pretty(&config).unwrap_or_default()
+        data_dir: Some(DATA_DIR.into()),
+    };
+    config.to_json_pretty()
 }
 
 /// SHA-256 over everything the broker reads from its volumes.
@@ -507,4 +497,80 @@ fn content_hash(config_json: &str, tls: &TlsMaterial) -> String {
         hash.update(part.as_bytes());
     }
     hex::encode(hash.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::domain::{DesiredState, Plan, Status, Tier};
+
+    fn deployment(plan: Plan) -> Deployment {
+        let at = chrono::DateTime::UNIX_EPOCH;
+        Deployment {
+            id: "0192f0a0-0000-7000-8000-00000000000a".parse().unwrap(),
+            project_id: "0192f0a0-0000-7000-8000-00000000000b".parse().unwrap(),
+            name: "d".into(),
+            plan,
+            tier: Tier {
+                max_sessions: 5_000,
+                max_tps: 2_000,
+            },
+            version: "0.1".into(),
+            desired_state: DesiredState::Running,
+            status: Status::Running,
+            status_reason: None,
+            generation: 1,
+            observed_generation: 1,
+            endpoints: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    /// The config is the one earlier versions wrote, to the byte: its hash rolls the pods.
+    #[test]
+    fn broker_config_is_stable() {
+        let metering = BrokerMetering::from_enrolled(
+            MeteringTarget {
+                url: "http://cp:8080/internal/v1/metering/reports".into(),
+                token: Some("skn_secret".into()),
+                token_file: None,
+                interval_ms: 5_000,
+            },
+            "skn_secret".to_owned().into(),
+        );
+        let text = broker_config(&deployment(Plan::Serverless), Some(&metering));
+        let expected = json!({
+            "deployment_id": "0192f0a0-0000-7000-8000-00000000000a",
+            "listeners": {
+                "tcp": null,
+                "tls": "0.0.0.0:8883",
+                "ws": null,
+                "wss": "0.0.0.0:8084",
+                "api": format!("0.0.0.0:{}", port::API),
+            },
+            "tls": {
+                "cert_file": "/etc/skyport/tls/tls.crt",
+                "key_file": "/etc/skyport/tls/tls.key",
+            },
+            "security_file": "/etc/skyport/security/security.json",
+            "data_dir": DATA_DIR,
+            "limits": {"max_sessions": 5000, "max_tps": 2000},
+            "metering": {
+                "url": "http://cp:8080/internal/v1/metering/reports",
+                "token_file": "/etc/skyport/security/node-token",
+                "interval_ms": 5000,
+            },
+        });
+        assert_eq!(text, serde_json::to_string_pretty(&expected).unwrap());
+        assert!(!text.contains("skn_secret"));
+
+        let dedicated: Value =
+            serde_json::from_str(&broker_config(&deployment(Plan::Dedicated), None)).unwrap();
+        assert_eq!(dedicated["listeners"]["tcp"], "0.0.0.0:1883");
+        assert_eq!(dedicated["listeners"]["ws"], "0.0.0.0:8083");
+        assert!(dedicated.get("metering").is_none());
+    }
 }

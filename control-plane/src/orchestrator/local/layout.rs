@@ -70,8 +70,7 @@ impl DeploymentDir {
         self.root.join("tls").join("server.key")
     }
     pub fn security(&self) -> PathBuf {
-        self.root
-            .join(skyport_broker::security::settings::FILE_NAME)
+        self.root.join(skyport_settings::security::FILE_NAME)
     }
     pub fn log(&self) -> PathBuf {
         self.root.join("broker.log")

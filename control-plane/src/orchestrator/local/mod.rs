@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
-use serde_json::json;
 use sha2::{Digest, Sha256};
+use skyport_settings::config::{Config as BrokerConfig, Listeners, MeteringTarget, TlsFiles};
 use tokio::process::Child;
 use tokio::sync::Mutex;
 
@@ -38,13 +38,13 @@ const TLS_FILES: TlsFileNames = TlsFileNames {
 };
 
 /// How long a running broker is given to pick up a rewritten `security.json`: it polls
-/// the file every [`skyport_broker::reload::POLL_INTERVAL`]. (The broker does not report
+/// the file every [`skyport_settings::security::POLL_INTERVAL`]. (The broker does not report
 /// which version it applied, so this is a bound, not an acknowledgement.)
 const SECURITY_RELOAD_GRACE: Duration = Duration::from_millis(1_200);
 
 /// How long a broker gets to exit after SIGTERM before SIGKILL.
 /// (It disconnects its clients and saves persistent sessions with their queued messages
-/// first; see `skyport_broker::sessions`.)
+/// first; see `skyport_broker::broker`.)
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Longest wait between restarts of a failing broker.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -183,7 +183,7 @@ impl LocalOrchestrator {
         &self,
         deployment: &Deployment,
         dir: &DeploymentDir,
-    ) -> Result<Option<serde_json::Value>, OrchestratorError> {
+    ) -> Result<Option<MeteringTarget>, OrchestratorError> {
         let Some(target) = &self.metering else {
             return Ok(None);
         };
@@ -267,33 +267,31 @@ impl LocalOrchestrator {
         deployment: &Deployment,
         ports: Ports,
         dir: &DeploymentDir,
-        metering: Option<serde_json::Value>,
+        metering: Option<MeteringTarget>,
     ) -> Vec<u8> {
         let ip = self.settings.listen_ip;
-        let addr = |port: u16| SocketAddr::new(ip, port).to_string();
+        let addr = |port: u16| SocketAddr::new(ip, port);
         let plain = deployment.plan.exposes_plaintext();
-        let mut config = json!({
-            "deployment_id": deployment.id.to_string(),
-            "listeners": {
-                "tcp": plain.then(|| addr(ports.tcp)),
-                "tls": addr(ports.tls),
-                "ws": plain.then(|| addr(ports.ws)),
-                "wss": addr(ports.wss),
-                "api": addr(ports.api),
+        let config = BrokerConfig {
+            deployment_id: deployment.id.to_string(),
+            listeners: Listeners {
+                tcp: plain.then(|| addr(ports.tcp)),
+                tls: Some(addr(ports.tls)),
+                ws: plain.then(|| addr(ports.ws)),
+                wss: Some(addr(ports.wss)),
+                api: addr(ports.api),
             },
-            "tls": {
-                "cert_file": dir.cert(),
-                "key_file": dir.key(),
-            },
-            "limits": {
-                "max_sessions": deployment.tier.max_sessions,
-                "max_tps": deployment.tier.max_tps,
-            },
-        });
-        if let Some(metering) = metering {
-            config["metering"] = metering;
-        }
-        serde_json::to_vec_pretty(&config).unwrap_or_default()
+            tls: Some(TlsFiles {
+                cert_file: dir.cert(),
+                key_file: dir.key(),
+            }),
+            limits: deployment.tier.broker_limits(),
+            metering,
+            // Both default to the config file's directory, the deployment dir.
+            security_file: None,
+            data_dir: None,
+        };
+        config.to_json_pretty().into_bytes()
     }
 
     fn certificate_names(&self) -> Vec<String> {
