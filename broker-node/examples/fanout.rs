@@ -2,7 +2,7 @@
 //!
 //! Targets: a private Mosquitto (or an already running one, `--mosquitto-addr`), bare
 //! rumqttd (this program re-executed with `--serve-rumqttd PORT`) and skyport-broker
-//! (rumqttd behind the front proxy), all with the same limits.
+//! (its own connections and sessions around rumqttd's router), all with the same limits.
 //!
 //! * Traffic: fan-in (16 publishers -> 1 subscriber on a wildcard) and fan-out
 //!   (1 publisher -> 16 subscribers), QoS 0 and QoS 1. Each payload carries its send time,
@@ -112,7 +112,7 @@ const IDLE_END: Duration = Duration::from_secs(5);
 const CONNECT_CONCURRENCY: usize = 32;
 /// File descriptors a skyport-broker connection takes in the broker process: the
 /// client's socket and both ends of the loopback connection to its engine.
-const SKYPORT_FDS_PER_CONNECTION: usize = 3;
+const SKYPORT_FDS_PER_CONNECTION: usize = 1;
 
 const TARGETS: [&str; 3] = ["mosquitto", "rumqttd", "skyport-broker"];
 
@@ -729,8 +729,8 @@ struct IdleResult {
     connections_per_gib: Option<f64>,
 }
 
-/// How many idle connections fit the file descriptor limit (skyport-broker needs three
-/// per connection in one process, the benchmark one more).
+/// How many idle connections fit the file descriptor limit (one per connection in
+/// skyport-broker, and one in the benchmark's own process under the same limit).
 fn idle_connection_count(wanted: usize) -> usize {
     let limit = std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -955,9 +955,8 @@ fn markdown(args: &Args, report: &Report) -> String {
          no publish-rate or session limits (skyport-broker without `limits`: no `max_tps`, no \
          `max_sessions`; its metering counters on, as deployed), anonymous clients allowed. \
          Mosquitto is {mosquitto_setup}; bare rumqttd has skyport-broker's engine settings. \
-         TCP_NODELAY: the benchmark's clients and skyport-broker's front (client sockets, and its \
-         connections to the engine) set it; Mosquitto (default `set_tcp_nodelay false`) and rumqttd \
-         (no such setting; also the engine's side of skyport-broker's internal hop) do not. At \
+         TCP_NODELAY: the benchmark's clients and skyport-broker (client sockets) set it; \
+         Mosquitto (default `set_tcp_nodelay false`) and rumqttd (no such setting) do not. At \
          QoS 0 a receiver sends nothing back, so Nagle's algorithm with delayed ACKs can hold a \
          broker's small writes for up to 40 ms; that shows in some latencies.\n\n",
         before.at,
@@ -1085,7 +1084,7 @@ fn markdown(args: &Args, report: &Report) -> String {
                 keep-alive 600 s, CONNACK, then silence), 32 opened at a time. RSS is \
                 `VmRSS` of the server process once it has settled, before and after; \
                 connections per GiB = connections / RSS growth. skyport-broker's figure \
-                covers its whole process: front proxy and rumqttd engine.\n\n\
+                covers its whole process (connections, sessions and the routing engine).\n\n\
                 | target | connections alive/requested | RSS before MiB | RSS after MiB | KiB per connection | connections per GiB |\n\
                 |---|---|---|---|---|---|\n";
         for r in &report.idle {

@@ -1,6 +1,6 @@
 //! Pub/sub throughput of skyport-broker against its peers, measured in one run:
 //! Mosquitto (127.0.0.1:1883), bare rumqttd (this program re-executed with
-//! `--serve-rumqttd PORT`) and skyport-broker (rumqttd behind the front proxy).
+//! `--serve-rumqttd PORT`) and skyport-broker (its own sessions around rumqttd's router).
 //!
 //! Run it with `bench/run.sh`; results go to `bench/results/throughput.{json,md}`.
 
@@ -364,8 +364,8 @@ fn write_results(args: &Args, results: &[ScenarioResult], table: &str) -> anyhow
         "# Throughput: skyport-broker vs bare rumqttd vs Mosquitto\n\n\
          Generated {date} by `bench/run.sh` on {cpus} CPUs; {mosquitto}; rumqttd {rumqttd}.\n\
          One rumqttc publisher, {} byte payloads, median of {} rounds; msgs/s counts \
-         deliveries to subscribers (fan-out counts each copy). skyport-broker runs rumqttd \
-         behind its front proxy on loopback, so each message crosses one extra hop in and one out. \
+         deliveries to subscribers (fan-out counts each copy). skyport-broker serves the \
+         connections and sessions itself and routes through rumqttd's router in process. \
          \"without counters\" is the same node with its metering counters off \
          (`SKYPORT_BROKER_COUNTING=off`): the last column is the metering cost.\n\n{table}",
         args.payload_bytes,

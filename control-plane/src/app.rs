@@ -134,15 +134,24 @@ fn admin_token(serve: &ServeArgs, data_dir: &Path) -> anyhow::Result<(String, bo
 fn default_broker_bin() -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe().context("locating the skyport executable")?;
     let sibling = exe.with_file_name("skyport-broker");
-    if !sibling.exists() {
-        if let (Some(cargo), Some(manifest_dir)) = (
-            std::env::var_os("CARGO"),
-            std::env::var_os("CARGO_MANIFEST_DIR"),
-        ) {
-            build_broker(&cargo, Path::new(&manifest_dir), &exe)?;
+    if !sibling.exists() && run_by_cargo(&exe) {
+        if let Some(cargo) = std::env::var_os("CARGO") {
+            build_broker(&cargo, Path::new(env!("CARGO_MANIFEST_DIR")), &exe)?;
         }
     }
     Ok(sibling)
+}
+
+/// Whether this is `cargo run` of this very package, from its target directory (not a
+/// copy of the binary, nor a process started by some other package's tests).
+fn run_by_cargo(exe: &Path) -> bool {
+    let ours = std::env::var_os("CARGO_MANIFEST_DIR")
+        .is_some_and(|dir| Path::new(&dir) == Path::new(env!("CARGO_MANIFEST_DIR")));
+    let in_target = exe
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|profile| profile == "release" || profile == "debug");
+    ours && in_target
 }
 
 /// `cargo build -p skyport-broker` into the target directory and profile `exe` came from.

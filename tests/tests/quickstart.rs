@@ -1,5 +1,6 @@
-//! The README's one-command start: `skyport` alone (no `skyport-broker` next to it, the
-//! default relative data dir) runs deployments by invoking itself as `skyport-broker`.
+//! The README's start outside cargo: `skyport` with `skyport-broker` next to it (as
+//! `cargo build --release` leaves them) and the default relative data dir runs
+//! deployments with that broker, by absolute path.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -12,6 +13,7 @@ async fn skyport_alone_runs_brokers_from_a_relative_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("skyport");
     std::fs::copy(binary("skyport"), &exe).unwrap();
+    std::fs::copy(binary("skyport-broker"), dir.path().join("skyport-broker")).unwrap();
     let mut child = Command::new(&exe)
         .args(["--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
@@ -37,14 +39,12 @@ async fn skyport_alone_runs_brokers_from_a_relative_data_dir() {
     assert_eq!(
         brokers.len(),
         1,
-        "one broker, run by the skyport executable itself"
+        "one broker, the skyport-broker next to skyport"
     );
     let argv0 = std::fs::read(format!("/proc/{}/cmdline", brokers[0])).unwrap();
     let argv0 = String::from_utf8_lossy(argv0.split(|b| *b == 0).next().unwrap()).into_owned();
-    assert!(
-        argv0.ends_with("skyport-data/bin/skyport-broker"),
-        "{argv0}"
-    );
+    let sibling = std::fs::canonicalize(dir.path().join("skyport-broker")).unwrap();
+    assert_eq!(std::fs::canonicalize(&argv0).unwrap(), sibling, "{argv0}");
     assert!(
         argv0.starts_with('/'),
         "brokers get absolute paths: {argv0}"

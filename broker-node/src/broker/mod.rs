@@ -507,7 +507,7 @@ impl Broker {
                     .map(|(id, _)| *id)
                     .collect();
                 for id in matching {
-                    if session.accept(message, id, false, limit, &mut ops)
+                    if session.accept(message.clone(), id, false, limit, &mut ops)
                         == session::Accepted::Queued
                     {
                         replayed += 1;

@@ -59,7 +59,7 @@ pub fn take_deliveries(
             continue;
         };
         if let Accepted::DroppedOldest(dropped) =
-            session.accept(&message, delivery.subscription, online, limit, &mut ops)
+            session.accept(message, delivery.subscription, online, limit, &mut ops)
         {
             broker.meter.dropped(1);
             broker.events.message_dropped(&session.client_id, &dropped);

@@ -253,7 +253,7 @@ impl Session {
     /// not keep QoS 0 messages.
     pub fn accept(
         &mut self,
-        message: &Message,
+        message: Message,
         id: u32,
         online: bool,
         limit: usize,
@@ -276,9 +276,9 @@ impl Session {
             return Accepted::Skipped;
         }
         let queued = Queued {
-            message: message.clone(),
-            qos,
             retain: subscription.retain_as_published && message.retain,
+            message,
+            qos,
             identifier: subscription.identifier,
             retained_delivery: false,
             position: None,
@@ -376,7 +376,7 @@ impl Session {
             if front.qos != QoS::AtMostOnce && self.inflight.len() >= receiver.window {
                 break;
             }
-            let queued = self.queue.pop_front().expect("front exists");
+            let mut queued = self.queue.pop_front().expect("front exists");
             if queued.message.expired(now) {
                 self.forget_row(queued.position, ops);
                 continue;
@@ -386,7 +386,14 @@ impl Session {
             } else {
                 self.next_pkid()
             };
-            let packet = Packet::Publish(publish_packet(&queued, pkid, now));
+            let publish = if pkid == 0 {
+                // Nothing is kept of a QoS 0 message once written: move its topic out.
+                let topic = std::mem::take(&mut queued.message.topic);
+                publish_with_topic(&queued, pkid, now, topic)
+            } else {
+                publish_packet(&queued, pkid, now)
+            };
+            let packet = Packet::Publish(publish);
             // [MQTT-3.1.2-25]: never more than the client's Maximum Packet Size; such a
             // message is dropped as if it had been delivered.
             if encode::encoded_len(&packet, receiver.version) > receiver.max_packet_size {
@@ -482,6 +489,10 @@ fn ack(pkid: u16) -> Ack {
 }
 
 fn publish_packet(queued: &Queued, pkid: u16, now: u64) -> Publish {
+    publish_with_topic(queued, pkid, now, queued.message.topic.clone())
+}
+
+fn publish_with_topic(queued: &Queued, pkid: u16, now: u64, topic: String) -> Publish {
     let mut properties = queued.message.outgoing_properties(now);
     if let Some(id) = queued.identifier {
         properties.subscription_identifiers = vec![id];
@@ -490,7 +501,7 @@ fn publish_packet(queued: &Queued, pkid: u16, now: u64) -> Publish {
         dup: false,
         qos: queued.qos,
         retain: queued.retain,
-        topic: queued.message.topic.clone(),
+        topic,
         pkid,
         properties,
         payload: queued.message.payload.clone(),
@@ -582,7 +593,7 @@ mod tests {
             (QoS::AtLeastOnce, QoS::AtLeastOnce),
             (QoS::ExactlyOnce, QoS::AtLeastOnce),
         ] {
-            s.accept(&message("a", published, 9), id, true, 10, &mut ops);
+            s.accept(message("a", published, 9), id, true, 10, &mut ops);
             assert_eq!(s.queue.pop_back().unwrap().qos, expected);
         }
     }
@@ -602,11 +613,11 @@ mod tests {
         let own = super::super::message::origin_of("c");
         let mut ops = Vec::new();
         assert_eq!(
-            s.accept(&message("a", QoS::AtMostOnce, own), a, true, 10, &mut ops),
+            s.accept(message("a", QoS::AtMostOnce, own), a, true, 10, &mut ops),
             Accepted::Skipped
         );
         assert_eq!(
-            s.accept(&message("a", QoS::AtMostOnce, 5), a, true, 10, &mut ops),
+            s.accept(message("a", QoS::AtMostOnce, 5), a, true, 10, &mut ops),
             Accepted::Queued
         );
         assert_eq!(
@@ -632,7 +643,7 @@ mod tests {
         ));
         let mut ops = Vec::new();
         for _ in 0..5 {
-            s.accept(&message("a", QoS::AtLeastOnce, 9), id, true, 10, &mut ops);
+            s.accept(message("a", QoS::AtLeastOnce, 9), id, true, 10, &mut ops);
         }
         let mut out = BytesMut::new();
         assert_eq!(
@@ -661,8 +672,8 @@ mod tests {
             None,
         ));
         let mut ops = Vec::new();
-        s.accept(&message("a", QoS::AtLeastOnce, 1), id, false, 1, &mut ops);
-        let outcome = s.accept(&message("a", QoS::AtLeastOnce, 2), id, false, 1, &mut ops);
+        s.accept(message("a", QoS::AtLeastOnce, 1), id, false, 1, &mut ops);
+        let outcome = s.accept(message("a", QoS::AtLeastOnce, 2), id, false, 1, &mut ops);
         assert!(matches!(outcome, Accepted::DroppedOldest(m) if m.origin == 1));
         assert_eq!(s.queue.len(), 1);
     }
@@ -678,7 +689,7 @@ mod tests {
         ));
         let mut ops = Vec::new();
         for _ in 0..3 {
-            s.accept(&message("a", QoS::ExactlyOnce, 1), id, true, 10, &mut ops);
+            s.accept(message("a", QoS::ExactlyOnce, 1), id, true, 10, &mut ops);
         }
         let mut out = BytesMut::new();
         let window = Receiver {
