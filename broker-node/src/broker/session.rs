@@ -622,7 +622,7 @@ mod tests {
         );
         assert_eq!(
             s.accept(
-                &message("$events/x", QoS::AtMostOnce, 5),
+                message("$events/x", QoS::AtMostOnce, 5),
                 all,
                 true,
                 10,
