@@ -68,23 +68,18 @@ impl Engine {
         let config = RouterConfig {
             max_connections: max_links,
             max_outgoing_packet_count: 200,
-            // Each filter's log only has to bridge the moment between the router and a
-            // session's task, which drains its link at once into the session's own queue.
-            max_segment_size: 4 * 1024 * 1024,
-            max_segment_count: 4,
+            // Every filter's log keeps its latest messages in memory, in segments of
+            // 256 KiB of topic and payload bytes (a few thousand messages; the segment's
+            // vector of entries grows by doubling, so small segments keep reallocation and
+            // page faults cheap), 64 of them: room for a session's task to fall about
+            // 16 MiB behind its publishers before the oldest of the backlog is lost.
+            // rumqttd's per-filter override cannot single out one filter (it applies to
+            // every filter its key matches), so all logs share this.
+            max_segment_size: 256 * 1024,
+            max_segment_count: 64,
             // A filter nobody reads that matches every topic: publishes to topics without
-            // subscribers land in its small log instead of a new log per topic.
+            // subscribers land in its log instead of a new log per topic.
             initialized_filters: Some(vec!["#".to_owned()]),
-            custom_segment: Some(
-                [(
-                    "#".to_owned(),
-                    rumqttd::SegmentConfig {
-                        max_segment_size: 64 * 1024,
-                        max_segment_count: 2,
-                    },
-                )]
-                .into(),
-            ),
             ..RouterConfig::default()
         };
         let router_tx = Router::new(0, config).spawn();

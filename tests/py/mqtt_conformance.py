@@ -1625,6 +1625,24 @@ def check_qos2_exactly_once(ctx):
     return "exactly one delivery (3.1.1 and 5), duplicate PUBLISH absorbed"
 
 
+def collect_once_across(members, count):
+    """Messages `0..count` published to a shared group: what each member received, after
+    checking that the group as a whole got each exactly once."""
+    got = [[] for _ in members]
+    deadline = time.monotonic() + WAIT
+    while sum(map(len, got)) < count and time.monotonic() < deadline:
+        for i, c in enumerate(members):
+            got[i] += c.pending()
+        time.sleep(0.05)
+    time.sleep(ABSENCE)
+    for i, c in enumerate(members):
+        got[i] += c.pending()
+    everything = sorted(int(m.payload) for ms in got for m in ms)
+    require(everything == list(range(count)),
+            f"expected each of 0..{count - 1} exactly once across the group, got {everything}")
+    return got
+
+
 @check("shared_subscription")
 def check_shared_subscription(ctx):
     """v5 shared subscription $share/{group}/{filter}: each message goes to exactly one group
@@ -1643,18 +1661,7 @@ def check_shared_subscription(ctx):
     pub.connect()
     for i in range(10):
         pub.publish(t, str(i), qos=1)
-    got = [[], []]
-    deadline = time.monotonic() + WAIT
-    while sum(map(len, got)) < 10 and time.monotonic() < deadline:
-        for i, c in enumerate(members):
-            got[i] += c.pending()
-        time.sleep(0.05)
-    time.sleep(ABSENCE)
-    for i, c in enumerate(members):
-        got[i] += c.pending()
-    everything = sorted(int(m.payload) for ms in got for m in ms)
-    require(everything == list(range(10)),
-            f"expected each of 0..9 exactly once across the group, got {everything}")
+    got = collect_once_across(members, 10)
     topics = {m.topic for ms in got for m in ms}
     require(topics == {t}, f"delivered with topic(s) {topics}, expected {t}")
     return f"split {len(got[0])}/{len(got[1])}"
@@ -1680,18 +1687,7 @@ def check_shared_after_unsubscribe(ctx):
     pub.connect()
     for i in range(10):
         pub.publish(t, str(i), qos=1)
-    got = [[], []]
-    deadline = time.monotonic() + WAIT
-    while sum(map(len, got)) < 10 and time.monotonic() < deadline:
-        for i, c in enumerate(members):
-            got[i] += c.pending()
-        time.sleep(0.05)
-    time.sleep(ABSENCE)
-    for i, c in enumerate(members):
-        got[i] += c.pending()
-    everything = sorted(int(m.payload) for ms in got for m in ms)
-    require(everything == list(range(10)),
-            f"expected each of 0..9 exactly once across the group, got {everything}")
+    got = collect_once_across(members, 10)
     require(got[0], f"the member that unsubscribed another filter got nothing: split 0/{len(got[1])}")
     return f"split {len(got[0])}/{len(got[1])}"
 

@@ -393,6 +393,8 @@ impl Connection {
             if let Err(e) = self.broker.engine.publish_all(self.origin, routed) {
                 tracing::error!(error = %e, "cannot route messages");
             }
+            // Let the subscribers' tasks take what was just routed before reading more.
+            tokio::task::yield_now().await;
         }
         // QoS 1/2 messages are acknowledged once the inbound log holds them.
         self.broker.commit(ops).await;

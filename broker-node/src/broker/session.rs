@@ -396,7 +396,9 @@ impl Session {
             let packet = Packet::Publish(publish);
             // [MQTT-3.1.2-25]: never more than the client's Maximum Packet Size; such a
             // message is dropped as if it had been delivered.
-            if encode::encoded_len(&packet, receiver.version) > receiver.max_packet_size {
+            if receiver.max_packet_size < usize::MAX
+                && encode::encoded_len(&packet, receiver.version) > receiver.max_packet_size
+            {
                 self.forget_row(queued.position, ops);
                 sent.too_large += 1;
                 continue;
