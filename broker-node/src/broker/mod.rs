@@ -3,9 +3,9 @@
 //! [`Broker`] is the node's one handle on it. Each client connection is served by
 //! [`connection::serve`]; a session lives in its connection's task while connected and in
 //! a [`parked`] task while not, and moves between them (and between connections, on
-//! takeover) through its [`Slot`]. Messages go out through [`crate::engine`] and come back
+//! takeover) through its `Slot`. Messages go out through `crate::engine` and come back
 //! through each subscribing session's link; retained messages, the inbound log and
-//! persistent sessions are kept in [`crate::store`]. `docs/engine.md` has the picture.
+//! persistent sessions are kept in `crate::store`. `docs/engine.md` has the picture.
 
 pub mod connection;
 pub mod events;
@@ -358,7 +358,7 @@ impl Broker {
     }
 
     /// Does all of [`Self::publish`] but the routing; returns the engine's topic and
-    /// envelope, for [`crate::engine::Engine::publish_all`].
+    /// envelope, for `Engine::publish_all`.
     pub fn prepare(&self, mut message: Message, ops: &mut Vec<Op>) -> (Bytes, Bytes) {
         if message.retain {
             self.retained.set(&message, ops);
