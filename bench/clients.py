@@ -112,7 +112,12 @@ def run_round(port, qos, subscribers, messages, persistent, tag):
     delivered = 0
     last = start_unix
     for sub in subs:
-        out, _ = sub.communicate()
+        try:
+            out, _ = sub.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # mosquitto_sub 2.0.11 does not always honour -W once messages were lost.
+            sub.kill()
+            out, _ = sub.communicate()
         lines = out.splitlines()
         delivered += len(lines)
         if lines:

@@ -57,13 +57,15 @@ impl ChildGuard {
     }
 
     /// skyport-broker letting anonymous clients in, with no tier limits (no `max_tps`,
-    /// no `max_sessions`); `counting` off measures the node without its metering counters
-    /// (`SKYPORT_BROKER_COUNTING=off`).
+    /// no `max_sessions`) and no session queue limit in the way (like the private
+    /// Mosquitto's `max_queued_messages 0`; bare rumqttd has none); `counting` off
+    /// measures the node without its metering counters (`SKYPORT_BROKER_COUNTING=off`).
     pub async fn skyport(bin: &Path, counting: bool) -> anyhow::Result<Self> {
         let dir = TempDir::new()?;
         std::fs::write(
             dir.0.join("security.json"),
-            r#"{"authentication": {"allow_anonymous": true}}"#,
+            r#"{"authentication": {"allow_anonymous": true},
+                "sessions": {"max_queued_messages": 10000000}}"#,
         )?;
         let (tcp, api) = (free_addr()?, free_addr()?);
         let config = dir.0.join("broker.json");
