@@ -108,14 +108,9 @@ impl Engine {
         })
     }
 
-    /// Routes `payload` (an envelope) to every subscription matching `topic` (the
-    /// engine's form of the topic). `publisher` picks the ingress link, so one
-    /// publisher's messages stay in order.
-    pub fn publish(&self, publisher: u64, topic: Bytes, payload: Bytes) -> Result<(), EngineError> {
-        self.publish_all(publisher, vec![(topic, payload)])
-    }
-
-    /// Routes several messages of one publisher, in order, waking the router once.
+    /// Routes envelopes (engine topic, payload) to every subscription matching their
+    /// topics: several messages of one publisher, in order, waking the router once.
+    /// `publisher` picks the ingress link, so one publisher's messages stay in order.
     pub fn publish_all(
         &self,
         publisher: u64,
@@ -181,7 +176,7 @@ impl Engine {
     }
 }
 
-fn filter(path: &str, _id: Option<u32>) -> Filter {
+fn filter(path: &str) -> Filter {
     Filter {
         path: path.to_owned(),
         qos: QoS::AtMostOnce,
@@ -217,7 +212,7 @@ impl Subscriber {
     pub fn subscribe(&mut self, filter_path: &str, id: u32) -> Result<(), EngineError> {
         let subscribe = Subscribe {
             pkid: 1,
-            filters: vec![filter(filter_path, Some(id))],
+            filters: vec![filter(filter_path)],
         };
         let properties = SubscribeProperties {
             id: Some(id as usize),

@@ -336,12 +336,8 @@ impl Connection {
         let meter = &self.broker.meter;
         meter.bytes_out(sent.bytes);
         if self.broker.counting {
-            for _ in 0..sent.publishes - sent.retained {
-                meter.publish_out(false);
-            }
-            for _ in 0..sent.retained {
-                meter.publish_out(true);
-            }
+            meter.publishes_out(false, sent.publishes - sent.retained);
+            meter.publishes_out(true, sent.retained);
         }
         if sent.too_large > 0 {
             meter.dropped(sent.too_large);

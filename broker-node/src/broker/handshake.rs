@@ -41,7 +41,7 @@ pub struct Accepted {
     pub assigned: bool,
     /// Seconds the session outlives the connection.
     pub expiry: u32,
-    /// Whether the will was dropped by the ACL.
+    /// How many QoS 1/2 messages may be in flight towards the client.
     pub window: usize,
     pub max_packet_size: usize,
 }

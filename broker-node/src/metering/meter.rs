@@ -66,10 +66,15 @@ impl Meter {
     /// A PUBLISH delivered to a subscriber; `retained` when sent because of a new
     /// subscription (RETAIN flag set on the way out).
     pub fn publish_out(&self, retained: bool) {
+        self.publishes_out(retained, 1);
+    }
+
+    /// `count` PUBLISHes sent at once (one counter update per batch on the hot path).
+    pub fn publishes_out(&self, retained: bool, count: u64) {
         if retained {
-            self.retained_out.fetch_add(1, Ordering::Relaxed);
+            self.retained_out.fetch_add(count, Ordering::Relaxed);
         } else {
-            self.messages_out.fetch_add(1, Ordering::Relaxed);
+            self.messages_out.fetch_add(count, Ordering::Relaxed);
         }
     }
 
