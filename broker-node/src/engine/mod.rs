@@ -14,10 +14,16 @@
 //! - retained messages, QoS, acknowledgements, sessions and wills stay out of the router:
 //!   its own handling of them is what the node replaces.
 //!
+//! - a message whose topic no subscription matches never enters the router
+//!   ([`interest`]).
+//!
 //! Router link names are recycled (`l0`, `l1`, …): the router keeps per-name metrics
 //! forever, so fresh names per session would leak.
 
-use std::sync::{Arc, Mutex};
+mod interest;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
@@ -52,6 +58,7 @@ struct Inner {
     connect: Box<Connect>,
     ingress: Vec<Mutex<LinkTx>>,
     names: Mutex<Names>,
+    interest: RwLock<interest::Interest>,
     max_links: usize,
 }
 
@@ -77,9 +84,6 @@ impl Engine {
             // every filter its key matches), so all logs share this.
             max_segment_size: 256 * 1024,
             max_segment_count: 64,
-            // A filter nobody reads that matches every topic: publishes to topics without
-            // subscribers land in its log instead of a new log per topic.
-            initialized_filters: Some(vec!["#".to_owned()]),
             ..RouterConfig::default()
         };
         let router_tx = Router::new(0, config).spawn();
@@ -103,6 +107,7 @@ impl Engine {
                 connect,
                 ingress,
                 names: Mutex::default(),
+                interest: RwLock::default(),
                 max_links,
             }),
         })
@@ -111,11 +116,22 @@ impl Engine {
     /// Routes envelopes (engine topic, payload) to every subscription matching their
     /// topics: several messages of one publisher, in order, waking the router once.
     /// `publisher` picks the ingress link, so one publisher's messages stay in order.
+    /// Messages no subscription can match are dropped here.
     pub fn publish_all(
         &self,
         publisher: u64,
-        messages: Vec<(Bytes, Bytes)>,
+        mut messages: Vec<(Bytes, Bytes)>,
     ) -> Result<(), EngineError> {
+        {
+            let interest = self
+                .inner
+                .interest
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            messages.retain(|(topic, _)| {
+                std::str::from_utf8(topic).map_or(true, |topic| interest.matches(topic))
+            });
+        }
         let Some(last) = messages.len().checked_sub(1) else {
             return Ok(());
         };
@@ -156,6 +172,7 @@ impl Engine {
                 Subscriber {
                     tx,
                     name,
+                    filters: HashSet::new(),
                     engine: self.clone(),
                 },
                 Deliveries {
@@ -168,6 +185,13 @@ impl Engine {
                 Err(EngineError::Link(self.inner.max_links))
             }
         }
+    }
+
+    fn interest(&self) -> std::sync::RwLockWriteGuard<'_, interest::Interest> {
+        self.inner
+            .interest
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn release(&self, name: u32) {
@@ -204,12 +228,19 @@ fn link_send(link: &mut LinkTx, packet: Packet) -> Result<(), EngineError> {
 pub struct Subscriber {
     tx: LinkTx,
     name: u32,
+    /// The filters this link holds in the router (engine form).
+    filters: HashSet<String>,
     engine: Engine,
 }
 
 impl Subscriber {
     /// Subscribes `filter` (engine form); its deliveries carry `id`.
     pub fn subscribe(&mut self, filter_path: &str, id: u32) -> Result<(), EngineError> {
+        // Interest first: a message published from now on is not dropped before the
+        // router has the subscription.
+        if self.filters.insert(filter_path.to_owned()) {
+            self.engine.interest().add(filter_path);
+        }
         let subscribe = Subscribe {
             pkid: 1,
             filters: vec![filter(filter_path)],
@@ -227,7 +258,11 @@ impl Subscriber {
             pkid: 1,
             filters: vec![filter_path.to_owned()],
         };
-        link_send(&mut self.tx, Packet::Unsubscribe(unsubscribe, None))
+        let sent = link_send(&mut self.tx, Packet::Unsubscribe(unsubscribe, None));
+        if self.filters.remove(filter_path) {
+            self.engine.interest().remove(filter_path);
+        }
+        sent
     }
 }
 
@@ -237,6 +272,12 @@ impl Drop for Subscriber {
             reason_code: rumqttd::protocol::DisconnectReasonCode::NormalDisconnection,
         };
         let _ = link_send(&mut self.tx, Packet::Disconnect(disconnect, None));
+        if !self.filters.is_empty() {
+            let mut interest = self.engine.interest();
+            for filter in self.filters.drain() {
+                interest.remove(&filter);
+            }
+        }
         // The router handles events in order: this name's next link comes after the
         // disconnect above.
         self.engine.release(self.name);
@@ -268,8 +309,10 @@ impl Deliveries {
             match self.rx.next().await {
                 Ok(Some(notification)) => {
                     self.take(notification);
-                    // Whatever else the router already handed over, without waiting.
-                    while let Ok(Some(more)) = self.rx.recv_deadline(std::time::Instant::now()) {
+                    // Whatever else the router already handed over, without waiting (a
+                    // deadline already past; one clock read for the whole batch).
+                    let now = std::time::Instant::now();
+                    while let Ok(Some(more)) = self.rx.recv_deadline(now) {
                         self.take(more);
                     }
                     if !self.cache.is_empty() {
