@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long a CONNACK may take to count as prompt.
-const PROMPT: Duration = Duration::from_secs(5);
+const PROMPT: Duration = Duration::from_secs(15);
 /// How long the server may take to close a connection it must close.
 const CLOSE_BOUND: Duration = Duration::from_secs(10);
 
