@@ -91,10 +91,13 @@ PAYLOAD = "0123456789" * 6 + "abcd"  # 64 bytes
 
 def run_round(port, qos, subscribers, messages, persistent, tag):
     topic = f"bench/{tag}"
+    # How long a subscriber waits for its messages at most: durable delivery is bound by
+    # the disk's fsync latency, which a shared machine can make much slower.
+    wait = 90 if persistent else 15
     subs = []
     for i in range(subscribers):
         args = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", topic,
-                "-q", str(qos), "-C", str(messages), "-W", "15", "-F", "%U"]
+                "-q", str(qos), "-C", str(messages), "-W", str(wait), "-F", "%U"]
         if persistent:
             args += ["-c", "-i", f"{tag}-s{i}"]
         subs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
@@ -113,7 +116,7 @@ def run_round(port, qos, subscribers, messages, persistent, tag):
     last = start_unix
     for sub in subs:
         try:
-            out, _ = sub.communicate(timeout=60)
+            out, _ = sub.communicate(timeout=wait + 45)
         except subprocess.TimeoutExpired:
             # mosquitto_sub 2.0.11 does not always honour -W once messages were lost.
             sub.kill()
