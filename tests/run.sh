@@ -14,6 +14,7 @@ if ! command -v psql >/dev/null 2>&1; then
   apt-get install -y -qq postgresql-client >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }
 fi
 bash tests/setup-python.sh
+bash tests/setup-browser.sh
 cargo build --workspace --bins --locked
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"

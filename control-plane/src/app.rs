@@ -40,6 +40,30 @@ pub struct AppState {
     pub dns: Arc<crate::dns::DnsVerifier>,
     /// What the platform offers the networking add-ons.
     pub network: NetworkPlatform,
+    /// Sign-in rules of the web console.
+    pub signin: SigninPolicy,
+}
+
+/// Sign-in rules of the web console, from the operator's settings.
+#[derive(Clone, Debug)]
+pub struct SigninPolicy {
+    pub session_ttl: std::time::Duration,
+    pub lockout: std::time::Duration,
+    /// Wrong passwords in a row that lock an account.
+    pub max_failures: i64,
+    /// Always mark the session cookie `Secure`.
+    pub secure_cookies: bool,
+}
+
+impl SigninPolicy {
+    pub fn from_args(serve: &ServeArgs) -> Self {
+        Self {
+            session_ttl: serve.console_session_ttl,
+            lockout: serve.signin_lockout,
+            max_failures: 10,
+            secure_cookies: serve.secure_cookies,
+        }
+    }
 }
 
 /// The platform's side of the networking add-ons, from the operator's settings.
@@ -76,7 +100,7 @@ impl NetworkPlatform {
     }
 }
 
-/// The HTTP application: `/api/v1/…`, its OpenAPI document and health.
+/// The HTTP application: `/api/v1/…`, its OpenAPI document, health and the web console.
 pub fn router(state: Arc<AppState>) -> Router {
     let (api, doc) = http::router();
     let doc = Arc::new(doc);
@@ -87,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .nest(http::reports::BASE, http::reports::router())
+        .merge(crate::console::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(crate::metrics::serve))
         .fallback(|| async { ApiError::not_found("route") })
@@ -285,9 +310,11 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
                 .context("configuring the DNS resolver")?,
         ),
         network: NetworkPlatform::from_args(serve),
+        signin: SigninPolicy::from_args(serve),
     });
     let domain_checks = tokio::spawn(crate::domains::run_rechecks(state.clone()));
     println!("Skyport control plane listening on http://{addr}");
+    println!("  Console: http://{addr}/");
     println!("  API:     http://{addr}/api/v1");
     println!("  OpenAPI: http://{addr}/api/v1/openapi.json");
     if print_token {

@@ -36,6 +36,11 @@ pub enum Command {
     },
     /// Print the OpenAPI document of the REST API (as committed in openapi/skyport.json).
     Openapi,
+    /// Manage console users (people who sign in to the web console), then exit.
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
     /// Print, as multi-document YAML, the Kubernetes objects the kubernetes orchestrator
     /// would apply for a deployment, then exit.
     ///
@@ -51,6 +56,25 @@ pub enum Command {
 
         #[command(flatten)]
         kube: KubeArgs,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersCommand {
+    /// Add a console user. The password is read from stdin with --password-stdin;
+    /// otherwise one is generated and printed once.
+    Add {
+        /// The user's e-mail address, which they sign in with.
+        email: String,
+        /// Read the password from the first line of stdin (at least 10 characters).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Also make the user a member of this project (its id).
+        #[arg(long)]
+        project: Option<String>,
+        /// The user's role in --project.
+        #[arg(long, value_parser = ["owner", "developer", "viewer"], default_value = "developer", requires = "project")]
+        role: String,
     },
 }
 
@@ -195,6 +219,20 @@ pub struct ServeArgs {
     /// On Kubernetes the internal load balancer assigns it.
     #[arg(long, env = "SKYPORT_INTERNAL_ADDRESS")]
     pub internal_address: Option<IpAddr>,
+
+    /// How long a web-console sign-in lasts (e.g. `12h`).
+    #[arg(long, env = "SKYPORT_CONSOLE_SESSION_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub console_session_ttl: std::time::Duration,
+
+    /// How long an account is refused sign-in (429) after 10 wrong passwords in a row.
+    #[arg(long, env = "SKYPORT_SIGNIN_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub signin_lockout: std::time::Duration,
+
+    /// Mark the session cookie `Secure` on every response. Without it, the cookie is
+    /// `Secure` when the request came over TLS as a proxy reports it
+    /// (`X-Forwarded-Proto: https`).
+    #[arg(long, env = "SKYPORT_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 
     #[command(flatten)]
     pub kube: KubeArgs,

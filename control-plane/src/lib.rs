@@ -3,6 +3,7 @@
 pub mod app;
 pub mod ca;
 pub mod config;
+pub mod console;
 pub mod dns;
 pub mod domain;
 pub mod domains;
@@ -17,7 +18,7 @@ pub mod reconcile;
 pub mod store;
 pub mod telemetry;
 
-use config::{Cli, Command, MigrateDirection};
+use config::{Cli, Command, MigrateDirection, UsersCommand};
 
 /// Runs the command the CLI names.
 pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
@@ -39,6 +40,13 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             println!("migrations done");
             Ok(())
         }
+        Command::Users { action } => {
+            telemetry::init(cli.common.log_format);
+            std::fs::create_dir_all(&cli.common.data_dir)?;
+            let store = store::connect(&cli.common.database_url()).await?;
+            store.migrate().await?;
+            users(store.as_ref(), action).await
+        }
         Command::Openapi => {
             print!("{}", http::openapi_json());
             Ok(())
@@ -47,5 +55,56 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             deployment_file,
             kube,
         } => orchestrator::kubernetes::render::run(&deployment_file, &kube.settings()),
+    }
+}
+
+/// `skyport users …`.
+async fn users(store: &dyn store::Store, action: UsersCommand) -> anyhow::Result<()> {
+    match action {
+        UsersCommand::Add {
+            email,
+            password_stdin,
+            project,
+            role,
+        } => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                (domain::token::generate(""), true)
+            };
+            let project = project
+                .map(|raw| {
+                    raw.parse::<domain::Id>()
+                        .map_err(|_| anyhow::anyhow!("`{raw}` is not a project id"))
+                })
+                .transpose()?;
+            if let Some(id) = project {
+                store
+                    .get_project(id)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("project {id} not found"))?;
+            }
+            let user = http::session::add_user(store, &email, &password)
+                .await
+                .map_err(|err| anyhow::anyhow!("{} ({})", err.detail, err.code))?;
+            if let Some(id) = project {
+                let role: domain::Role = role.parse().map_err(anyhow::Error::msg)?;
+                store
+                    .add_member(id, user.id, role, chrono::Utc::now())
+                    .await?;
+                println!(
+                    "user {} ({}) added, {role} of project {id}",
+                    user.email, user.id
+                );
+            } else {
+                println!("user {} ({}) added", user.email, user.id);
+            }
+            if generated {
+                println!("password (shown once): {password}");
+            }
+            Ok(())
+        }
     }
 }

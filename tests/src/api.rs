@@ -99,6 +99,11 @@ impl Api {
     }
 
     async fn reply(resp: reqwest::Response) -> Reply {
+        Self::reply_of(resp).await
+    }
+
+    /// Reads a response into a [`Reply`].
+    pub async fn reply_of(resp: reqwest::Response) -> Reply {
         let status = resp.status();
         let content_type = resp
             .headers()

@@ -5,6 +5,7 @@
 //! spawned (found through the data dir's `runtime.json` files), and the database.
 
 pub mod api;
+pub mod console;
 pub mod dns;
 pub mod fake_kube;
 pub mod mqtt;

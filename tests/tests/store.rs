@@ -11,11 +11,11 @@ use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
 use serde_json::json;
 use skyport_control_plane::domain::tls::CertificateDetails;
 use skyport_control_plane::domain::{
-    Actor, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier,
+    Actor, DesiredState, Endpoints, EventType, Id, Plan, Role, Status, Tier,
 };
 use skyport_control_plane::store::{
     self, ApiKey, AppKeyRecord, CaRecord, Deployment, DeploymentPatch, Event, EventFilter, Project,
-    StatusUpdate, Store, StoreError, TlsRecord,
+    SessionRecord, StatusUpdate, Store, StoreError, TlsRecord, UserRecord,
 };
 use skyport_settings::security::{
     Authentication, Authorization, Decision, HttpMethod, HttpSource, Source, TlsType,
@@ -79,6 +79,7 @@ both!(
     security_chains,
     security_tls,
     security_goes_with_its_deployment,
+    people,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -110,6 +111,7 @@ fn api_key(project_id: Id, name: &str) -> ApiKey {
         project_id,
         name: name.to_owned(),
         prefix: format!("sk_{name}"),
+        role: Role::Owner,
         created_at: now(),
         last_used_at: None,
     }
@@ -1448,4 +1450,100 @@ async fn security_goes_with_its_deployment(store: Arc<dyn Store>) {
         .create_app_key(e.project_id, &app_key(&e, "k"), "hash-of-doomed")
         .await
         .unwrap();
+}
+
+async fn people(store: Arc<dyn Store>) {
+    let ada = UserRecord {
+        id: Id::new(),
+        email: "ada@example.com".into(),
+        created_at: now(),
+    };
+    store.create_user(&ada, "$argon2id$hash").await.unwrap();
+    let twin = UserRecord {
+        id: Id::new(),
+        ..ada.clone()
+    };
+    assert!(matches!(
+        store.create_user(&twin, "x").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.list_users(None, 10).await.unwrap(), vec![ada.clone()]);
+    let creds = store
+        .find_credentials("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(creds.user, ada);
+    assert_eq!(creds.password_hash, "$argon2id$hash");
+    assert!(store
+        .find_credentials("bob@example.com")
+        .await
+        .unwrap()
+        .is_none());
+
+    // The third failure in a row (limit 3) locks and restarts the count; a reset clears it.
+    let until = now() + TimeDelta::minutes(15);
+    assert!(!store.record_signin_failure(ada.id, 3, until).await.unwrap());
+    assert!(!store.record_signin_failure(ada.id, 3, until).await.unwrap());
+    store.reset_signin_failures(ada.id).await.unwrap();
+    assert!(!store.record_signin_failure(ada.id, 3, until).await.unwrap());
+    assert!(!store.record_signin_failure(ada.id, 3, until).await.unwrap());
+    assert!(store.record_signin_failure(ada.id, 3, until).await.unwrap());
+    let creds = store
+        .find_credentials("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(creds.failed_signins, 0);
+    assert_eq!(creds.locked_until, Some(until));
+
+    // Memberships go with the project.
+    let p = project("people");
+    store.create_project(&p).await.unwrap();
+    store
+        .add_member(p.id, ada.id, Role::Viewer, now())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.add_member(p.id, ada.id, Role::Owner, now()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .set_member_role(p.id, ada.id, Role::Owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.memberships(ada.id).await.unwrap(),
+        vec![(p.id, Role::Owner)]
+    );
+    let members = store.list_members(p.id).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].user, ada);
+    assert!(matches!(
+        store.set_member_role(p.id, Id::new(), Role::Owner).await,
+        Err(StoreError::NotFound)
+    ));
+    store.remove_member(p.id, ada.id).await.unwrap();
+    assert!(matches!(
+        store.remove_member(p.id, ada.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.memberships(ada.id).await.unwrap(), vec![]);
+
+    // Sessions, by the hash of their secret.
+    let session = SessionRecord {
+        id: "a".repeat(64),
+        user: ada.clone(),
+        csrf_token: "csrf".into(),
+        created_at: now(),
+        expires_at: now() + TimeDelta::hours(12),
+    };
+    store.create_session(&session).await.unwrap();
+    let found = store.find_session(&session.id).await.unwrap().unwrap();
+    assert_eq!(found.user, ada);
+    assert_eq!(found.csrf_token, "csrf");
+    assert_eq!(found.expires_at, session.expires_at);
+    store.delete_session(&session.id).await.unwrap();
+    assert!(store.find_session(&session.id).await.unwrap().is_none());
+    store.delete_session(&session.id).await.unwrap();
 }

@@ -150,13 +150,26 @@ pub fn router(
             auth::require_app_key,
         ))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
-        .with_state(security);
+        .with_state(security)
+        .layer(cors());
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", prometheus)
         .with_state(readiness)
         .nest("/api/v4", api)
+}
+
+/// Lets web pages on other origins (the control plane's web console) call the API.
+/// Safe with any origin: authentication is an explicit `Authorization` header that a page
+/// must know the app secret to set, never a cookie the browser adds by itself.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{header, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 async fn healthz() -> Json<Status> {

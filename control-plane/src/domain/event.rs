@@ -109,10 +109,12 @@ impl FromStr for EventType {
     }
 }
 
-/// Who caused an event: an API key, or Skyport itself.
+/// Who caused an event: an API key, a console user, or Skyport itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Actor {
     ApiKey(super::Id),
+    /// A console user, signed in.
+    User(super::Id),
     System,
 }
 
@@ -120,6 +122,7 @@ impl Actor {
     pub fn render(&self) -> String {
         match self {
             Actor::ApiKey(id) => format!("api_key:{id}"),
+            Actor::User(id) => format!("user:{id}"),
             Actor::System => "system".into(),
         }
     }

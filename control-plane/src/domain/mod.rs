@@ -5,9 +5,11 @@ pub mod deployment;
 pub mod event;
 pub mod id;
 pub mod network;
+pub mod person;
 pub mod tls;
 pub mod token;
 
 pub use deployment::{DeploymentName, DesiredState, Endpoints, Plan, Status, Tier};
 pub use event::{Actor, EventType};
 pub use id::Id;
+pub use person::Role;

@@ -15,7 +15,7 @@ use super::json::ApiJson;
 use super::projects::path_id;
 use super::Problems;
 use crate::app::AppState;
-use crate::domain::{token, DeploymentName, Id};
+use crate::domain::{token, DeploymentName, Id, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::store::ApiKey;
 
@@ -36,6 +36,9 @@ pub struct CreateApiKey {
         pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
     )]
     pub name: String,
+    /// What the key may do in the project (default `owner`, as keys could before roles).
+    #[serde(default)]
+    pub role: Option<Role>,
 }
 
 /// An API key as listed: never its secret.
@@ -46,6 +49,7 @@ pub struct ApiKeyView {
     pub name: String,
     /// First characters of the secret, to recognise the key.
     pub prefix: String,
+    pub role: Role,
     pub created_at: DateTime<Utc>,
 }
 
@@ -71,6 +75,7 @@ impl From<ApiKey> for ApiKeyView {
             project_id: k.project_id.to_string(),
             name: k.name,
             prefix: k.prefix,
+            role: k.role,
             created_at: k.created_at,
         }
     }
@@ -78,9 +83,7 @@ impl From<ApiKey> for ApiKeyView {
 
 async fn accessible_project(state: &AppState, principal: &Principal, raw: &str) -> ApiResult<Id> {
     let id = path_id(raw, "project")?;
-    if !principal.can_access(id) {
-        return Err(ApiError::not_found("project"));
-    }
+    principal.require(id, Role::Owner)?;
     state
         .store
         .get_project(id)
@@ -89,7 +92,7 @@ async fn accessible_project(state: &AppState, principal: &Principal, raw: &str) 
     Ok(id)
 }
 
-/// Create an API key for a project (admin token, or a key of the same project).
+/// Create an API key for a project (admin token, or an owner of the project: key or member).
 #[utoipa::path(post, path = "/projects/{project_id}/api-keys", tag = "projects",
     params(("project_id" = String, Path, description = "Project id")),
     request_body = CreateApiKey,
@@ -110,6 +113,7 @@ async fn create_api_key(
         project_id,
         name: name.to_string(),
         prefix: token::display_prefix(&secret),
+        role: body.role.unwrap_or(Role::Owner),
         created_at: Utc::now(),
         last_used_at: None,
     };
@@ -128,7 +132,7 @@ async fn create_api_key(
     ))
 }
 
-/// List a project's API keys (without secrets).
+/// List a project's API keys, without secrets (owners).
 #[utoipa::path(get, path = "/projects/{project_id}/api-keys", tag = "projects",
     params(("project_id" = String, Path, description = "Project id")),
     responses((status = 200, description = "The project's keys", body = ApiKeyList), Problems),
@@ -145,7 +149,7 @@ async fn list_api_keys(
     }))
 }
 
-/// Revoke an API key; it stops working at once.
+/// Revoke an API key; it stops working at once (owners).
 #[utoipa::path(delete, path = "/projects/{project_id}/api-keys/{key_id}", tag = "projects",
     params(("project_id" = String, Path, description = "Project id"),
            ("key_id" = String, Path, description = "API key id")),

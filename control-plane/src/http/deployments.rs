@@ -210,7 +210,7 @@ fn name_taken(name: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
 }
 
 pub(super) fn actor(key: &ProjectKey) -> Actor {
-    Actor::ApiKey(key.0.id)
+    key.0.actor.clone()
 }
 
 fn accepted(deployment: Deployment) -> Response {

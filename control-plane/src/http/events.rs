@@ -52,7 +52,7 @@ pub struct EventView {
     pub kind: EventType,
     /// When it happened.
     pub time: DateTime<Utc>,
-    /// `api_key:<id>` for a user's action, `system` for Skyport's own.
+    /// `api_key:<id>` or `user:<id>` for an action through the API, `system` for Skyport's own.
     pub actor: String,
     /// Type-specific details, e.g. the failure `reason` or the tier change.
     pub details: serde_json::Value,

@@ -10,18 +10,21 @@ pub mod domains;
 pub mod events;
 pub mod internal_endpoint;
 pub mod json;
+pub mod members;
 pub mod metering;
 pub mod nat_gateway;
 pub mod page;
 pub mod projects;
 pub mod reports;
+pub mod session;
 pub mod sessions;
 pub mod tls;
+pub mod users;
 
 use std::sync::Arc;
 
 use axum::Json;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -34,10 +37,10 @@ pub enum Problems {
     /// Malformed JSON, bad query parameter or cursor.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
-    /// Missing or invalid bearer token.
+    /// Missing or invalid bearer token or session.
     #[response(status = 401, content_type = "application/problem+json")]
     Unauthorized(Problem),
-    /// The token may not perform this operation.
+    /// The caller may not perform this operation (e.g. `forbidden_role`, `csrf_failed`).
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
     /// No such resource in the caller's project.
@@ -59,8 +62,14 @@ pub enum Problems {
     info(
         title = "Skyport control plane API",
         description = "Create and manage MQTT broker deployments. Authenticate with \
-            `Authorization: Bearer <token>`: the admin token manages projects and their API \
-            keys; a project API key manages that project's deployments.",
+            `Authorization: Bearer <token>`: the admin token manages projects, their API \
+            keys and console users; a project API key manages that project's deployments. \
+            People sign in with `POST /session` (the web console does), which sets an \
+            HttpOnly session cookie; with it, unsafe requests carry the session's \
+            `X-CSRF-Token`, and `/deployments…` requests name the project in \
+            `X-Skyport-Project`. Keys and members have a role per project: `viewer` reads, \
+            `developer` also changes deployments, `owner` also manages members and API \
+            keys; a lower role is refused with 403 `forbidden_role`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "/api/v1")),
@@ -68,6 +77,7 @@ pub enum Problems {
     modifiers(&BearerAuth),
     tags(
         (name = "projects", description = "Tenants and their API keys"),
+        (name = "people", description = "Console users, sign-in sessions and project members"),
         (name = "deployments", description = "MQTT broker deployments"),
         (name = "networking", description = "Custom domains, NAT gateway and internal endpoint"),
         (name = "metering", description = "Usage: sessions, TPS, messages and traffic"),
@@ -85,6 +95,13 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                auth::SESSION_COOKIE,
+                "Web-console session from `POST /session`; unsafe methods also need `X-CSRF-Token`",
+            ))),
+        );
     }
 }
 
@@ -93,6 +110,9 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(projects::router())
         .merge(api_keys::router())
+        .merge(session::router())
+        .merge(users::router())
+        .merge(members::router())
         .merge(deployments::router())
         .merge(app_keys::router())
         .merge(auth_chains::router())

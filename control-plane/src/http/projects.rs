@@ -15,7 +15,7 @@ use super::json::{ApiJson, ApiQuery};
 use super::page::{PageQuery, Paged};
 use super::Problems;
 use crate::app::AppState;
-use crate::domain::{DeploymentName, Id};
+use crate::domain::{DeploymentName, Id, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{Project, StoreError};
 
@@ -44,14 +44,17 @@ pub struct ProjectView {
     pub id: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// The caller's role in the project (`owner` for the admin token).
+    pub role: Role,
 }
 
-impl From<Project> for ProjectView {
-    fn from(p: Project) -> Self {
+impl ProjectView {
+    fn new(p: Project, role: Role) -> Self {
         Self {
             id: p.id.to_string(),
             name: p.name,
             created_at: p.created_at,
+            role,
         }
     }
 }
@@ -91,10 +94,14 @@ async fn create_project(
             other => ApiError::from_store(other, "project"),
         })?;
     tracing::info!(project.id = %project.id, "project created");
-    Ok((StatusCode::CREATED, Json(project.into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(ProjectView::new(project, Role::Owner)),
+    ))
 }
 
-/// List projects: all of them for the admin, its own for a project key.
+/// List projects: all of them for the admin, its own for a project key, their own for a
+/// signed-in person.
 #[utoipa::path(get, path = "/projects", tag = "projects",
     params(PageQuery),
     responses((status = 200, description = "One page of projects", body = Paged<ProjectView>), Problems),
@@ -105,7 +112,7 @@ async fn list_projects(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Paged<ProjectView>>> {
     let page = query.parse()?;
-    let rows = match principal {
+    let rows = match &principal {
         Principal::Admin => {
             state
                 .store
@@ -120,12 +127,28 @@ async fn list_projects(
                 vec![own]
             }
         }
+        Principal::Person(person) => {
+            let mut rows = Vec::new();
+            for (id, _) in &person.memberships {
+                if page.after.is_some_and(|after| after >= *id) {
+                    continue;
+                }
+                if rows.len() as i64 > page.limit {
+                    break;
+                }
+                rows.push(state.store.get_project(*id).await?);
+            }
+            rows
+        }
     };
     Ok(Json(Paged::from_rows(
         rows,
         &page,
         |p| p.id,
-        ProjectView::from,
+        |p| {
+            let role = principal.role_in(p.id).unwrap_or(Role::Viewer);
+            ProjectView::new(p, role)
+        },
     )))
 }
 
@@ -140,13 +163,13 @@ async fn get_project(
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<ProjectView>> {
     let id = path_id(&project_id, "project")?;
-    if !principal.can_access(id) {
-        return Err(ApiError::not_found("project"));
-    }
+    let role = principal
+        .role_in(id)
+        .ok_or_else(|| ApiError::not_found("project"))?;
     let project = state
         .store
         .get_project(id)
         .await
         .map_err(|e| ApiError::from_store(e, "project"))?;
-    Ok(Json(project.into()))
+    Ok(Json(ProjectView::new(project, role)))
 }

@@ -5,6 +5,7 @@
 
 pub mod metering;
 pub mod network;
+pub mod people;
 mod postgres;
 pub mod security;
 mod sql;
@@ -13,13 +14,14 @@ mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Actor, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier};
+use crate::domain::{Actor, DesiredState, Endpoints, EventType, Id, Plan, Role, Status, Tier};
 
 pub use metering::{DeploymentUsage, MeteringStore, UsageRow};
 pub use network::{
     CertSource, DomainCheck, DomainRecord, DomainStatus, InternalEndpointRecord, NatGatewayRecord,
     NetworkRecord, NetworkStore,
 };
+pub use people::{Member, PeopleStore, SessionRecord, UserRecord};
 pub use postgres::PgStore;
 pub use security::{AppKeyRecord, SecurityRecord, SecurityStore, TlsRecord};
 pub use sqlite::SqliteStore;
@@ -72,6 +74,8 @@ pub struct ApiKey {
     pub project_id: Id,
     pub name: String,
     pub prefix: String,
+    /// What the key may do in its project, as for a member with that role.
+    pub role: Role,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
@@ -125,7 +129,7 @@ pub struct Event {
     pub deployment_id: Id,
     pub project_id: Id,
     pub kind: EventType,
-    /// `api_key:<id>` or `system`.
+    /// `api_key:<id>`, `user:<id>` or `system`.
     pub actor: String,
     pub details: serde_json::Value,
     pub created_at: DateTime<Utc>,
@@ -170,7 +174,9 @@ pub struct CaRecord {
 
 /// Every use case the control plane has for persistent state.
 #[async_trait]
-pub trait Store: MeteringStore + SecurityStore + NetworkStore + Send + Sync + 'static {
+pub trait Store:
+    MeteringStore + SecurityStore + NetworkStore + PeopleStore + Send + Sync + 'static
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// Reverts migrations down to (excluding) `target` version; 0 reverts all.

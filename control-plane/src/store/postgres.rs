@@ -26,3 +26,4 @@ super::sql::sql_store!(PgStore, sqlx::Postgres, MIGRATOR);
 super::metering::metering_sql_store!(PgStore, "GREATEST");
 super::security::security_sql_store!(PgStore);
 super::network::network_sql_store!(PgStore);
+super::people::people_sql_store!(PgStore);

@@ -20,6 +20,7 @@ pub(super) struct ApiKeyRow {
     pub project_id: String,
     pub name: String,
     pub prefix: String,
+    pub role: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
@@ -71,7 +72,7 @@ impl TryFrom<EventRow> for Event {
     }
 }
 
-fn parse<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, StoreError> {
+pub(super) fn parse<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, StoreError> {
     raw.parse()
         .map_err(|_| StoreError::Corrupt(format!("{what} `{raw}`")))
 }
@@ -97,6 +98,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             project_id: parse("project id", &row.project_id)?,
             name: row.name,
             prefix: row.prefix,
+            role: parse("role", &row.role)?,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
         })
@@ -225,8 +227,9 @@ macro_rules! sql_store {
                 secret_hash: &str,
             ) -> $crate::store::StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO api_keys (id, project_id, name, prefix, secret_hash, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO api_keys \
+                       (id, project_id, name, prefix, secret_hash, created_at, role) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(key.id.to_string())
                 .bind(key.project_id.to_string())
@@ -234,6 +237,7 @@ macro_rules! sql_store {
                 .bind(&key.prefix)
                 .bind(secret_hash)
                 .bind(key.created_at)
+                .bind(key.role.as_str())
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -244,7 +248,7 @@ macro_rules! sql_store {
                 project_id: $crate::domain::Id,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKey>> {
                 let rows: Vec<$crate::store::sql::ApiKeyRow> = sqlx::query_as(
-                    "SELECT id, project_id, name, prefix, created_at, last_used_at \
+                    "SELECT id, project_id, name, prefix, role, created_at, last_used_at \
                      FROM api_keys WHERE project_id = $1 ORDER BY id",
                 )
                 .bind(project_id.to_string())
@@ -274,7 +278,7 @@ macro_rules! sql_store {
                 secret_hash: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::ApiKey>> {
                 let row: Option<$crate::store::sql::ApiKeyRow> = sqlx::query_as(
-                    "SELECT id, project_id, name, prefix, created_at, last_used_at \
+                    "SELECT id, project_id, name, prefix, role, created_at, last_used_at \
                      FROM api_keys WHERE secret_hash = $1",
                 )
                 .bind(secret_hash)

@@ -32,3 +32,4 @@ super::sql::sql_store!(SqliteStore, sqlx::Sqlite, MIGRATOR);
 super::metering::metering_sql_store!(SqliteStore, "max");
 super::security::security_sql_store!(SqliteStore);
 super::network::network_sql_store!(SqliteStore);
+super::people::people_sql_store!(SqliteStore);

@@ -1,0 +1,377 @@
+//! People and roles through the real `skyport`: console users (API and `skyport users
+//! add`), project members with roles enforced alike for people and API keys, sign-in
+//! sessions behind an HttpOnly SameSite=Strict cookie with a CSRF token, sign-out that
+//! ends the session on the server, and the lock after 10 wrong passwords in a row.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use skyport_tests::console::{add_member, create_user, sign_in_reply, Person};
+use skyport_tests::{binary, Backend, ControlPlane};
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn roles_and_sessions(backend: Backend) {
+    let cp = ControlPlane::start_with(backend, &[]);
+    let admin = &cp.api;
+    let (project, owner_key) = admin.project_with_key("acme").await;
+    let (other_project, _) = admin.project_with_key("globex").await;
+
+    // Users: bad input is refused precisely and creates nothing.
+    admin
+        .post(
+            "/users",
+            json!({"email": "not-an-address", "password": PASSWORD}),
+        )
+        .await
+        .assert_problem(422, "invalid_email");
+    admin
+        .post(
+            "/users",
+            json!({"email": "ada@example.com", "password": "short"}),
+        )
+        .await
+        .assert_problem(422, "weak_password");
+    owner_key
+        .post(
+            "/users",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await
+        .assert_problem(403, "admin_required");
+    assert_eq!(admin.get("/users").await.body["items"], json!([]));
+
+    create_user(admin, "Ada@Example.com", PASSWORD).await;
+    admin
+        .post(
+            "/users",
+            json!({"email": "ada@example.com", "password": PASSWORD}),
+        )
+        .await
+        .assert_problem(409, "email_taken");
+    create_user(admin, "dev@example.com", PASSWORD).await;
+    create_user(admin, "outsider@example.com", PASSWORD).await;
+    let users = admin.get("/users").await;
+    assert_eq!(users.body["items"].as_array().unwrap().len(), 3);
+    assert!(
+        !users.text.contains("argon2") && !users.text.contains(PASSWORD),
+        "no password material is ever returned: {}",
+        users.text
+    );
+
+    // The CLI adds a user straight into a project, with a role.
+    let mut child = Command::new(binary("skyport"))
+        .args(["--data-dir"])
+        .arg(cp.data_dir.path())
+        .args(["--database-url", cp.database_url()])
+        .args(["users", "add", "viewer@example.com", "--password-stdin"])
+        .args(["--project", &project, "--role", "viewer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("skyport users add");
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("viewer of project"), "{stdout}");
+    assert!(
+        !stdout.contains(PASSWORD),
+        "the given password is not echoed"
+    );
+
+    add_member(admin, &project, "ada@example.com", "owner").await;
+    admin
+        .post(
+            &format!("/projects/{project}/members"),
+            json!({"email": "ada@example.com", "role": "viewer"}),
+        )
+        .await
+        .assert_problem(409, "already_member");
+    admin
+        .post(
+            &format!("/projects/{project}/members"),
+            json!({"email": "nobody@example.com", "role": "viewer"}),
+        )
+        .await
+        .assert_problem(422, "unknown_user");
+    admin
+        .post(
+            &format!("/projects/{project}/members"),
+            json!({"email": "dev@example.com", "role": "admin"}),
+        )
+        .await
+        .assert_problem(422, "invalid_role");
+
+    // Sign-in: a wrong password or unknown address is 401; a good one sets the cookie.
+    let (wrong, cookie) =
+        sign_in_reply(&cp.base_url, "ada@example.com", "wrong password!", &[]).await;
+    wrong.assert_problem(401, "invalid_credentials");
+    assert!(cookie.is_empty());
+    let (unknown, _) = sign_in_reply(&cp.base_url, "who@example.com", PASSWORD, &[]).await;
+    unknown.assert_problem(401, "invalid_credentials");
+
+    let ada = Person::sign_in(&cp.base_url, "ADA@example.com", PASSWORD).await;
+    let attrs: Vec<&str> = ada.set_cookie.split(';').map(str::trim).collect();
+    assert!(attrs[0].starts_with("skyport_session="), "{attrs:?}");
+    assert!(attrs.contains(&"HttpOnly"), "{attrs:?}");
+    assert!(attrs.contains(&"SameSite=Strict"), "{attrs:?}");
+    assert!(attrs.contains(&"Path=/"), "{attrs:?}");
+    assert!(
+        !attrs.contains(&"Secure"),
+        "plain HTTP: not Secure ({attrs:?})"
+    );
+    let (_, over_tls) = sign_in_reply(
+        &cp.base_url,
+        "ada@example.com",
+        PASSWORD,
+        &[("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert!(
+        over_tls.split(';').any(|a| a.trim() == "Secure"),
+        "{over_tls}"
+    );
+
+    let me = ada.get("/session").await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["user"]["email"], "ada@example.com");
+    assert_eq!(me.body["csrf_token"], ada.csrf.as_str());
+
+    // A person sees their projects with their role, and nobody else's.
+    let projects = ada.get("/projects").await;
+    assert_eq!(
+        projects.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        projects.text
+    );
+    assert_eq!(projects.body["items"][0]["id"], project.as_str());
+    assert_eq!(projects.body["items"][0]["role"], "owner");
+    ada.get(&format!("/projects/{other_project}"))
+        .await
+        .assert_problem(404, "not_found");
+
+    // Deployments need the project header, and unsafe methods the CSRF token.
+    ada.post(
+        "/deployments",
+        json!({"name": "line-1", "plan": "dedicated"}),
+    )
+    .await
+    .assert_problem(400, "project_required");
+    let ada_p = ada.in_project(&project);
+    ada_p
+        .call_with(
+            Method::POST,
+            "/deployments",
+            Some(json!({"name": "line-1", "plan": "dedicated"})),
+            false,
+        )
+        .await
+        .assert_problem(403, "csrf_failed");
+    let mut forged = ada_p.clone();
+    forged.csrf = "forged".into();
+    forged
+        .post(
+            "/deployments",
+            json!({"name": "line-1", "plan": "dedicated"}),
+        )
+        .await
+        .assert_problem(403, "csrf_failed");
+    assert_eq!(
+        owner_key.get("/deployments").await.body["items"],
+        json!([]),
+        "refused requests created nothing"
+    );
+    let created = ada_p
+        .post(
+            "/deployments",
+            json!({"name": "line-1", "plan": "dedicated"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
+    let dep = created.body["id"].as_str().unwrap().to_owned();
+    let events = owner_key.get(&format!("/deployments/{dep}/events")).await;
+    assert!(
+        events.text.contains("user:"),
+        "the event log names the person: {}",
+        events.text
+    );
+    ada.in_project(&other_project)
+        .get("/deployments")
+        .await
+        .assert_problem(404, "not_found");
+
+    // Roles: the viewer reads but changes nothing, as a person or through a viewer key.
+    let viewer = Person::sign_in(&cp.base_url, "viewer@example.com", PASSWORD)
+        .await
+        .in_project(&project);
+    assert_eq!(
+        viewer.get(&format!("/deployments/{dep}")).await.status,
+        StatusCode::OK
+    );
+    viewer
+        .post(&format!("/deployments/{dep}/stop"), json!({}))
+        .await
+        .assert_problem(403, "forbidden_role");
+    viewer
+        .delete(&format!("/deployments/{dep}"))
+        .await
+        .assert_problem(403, "forbidden_role");
+    viewer
+        .get(&format!("/projects/{project}/api-keys"))
+        .await
+        .assert_problem(403, "forbidden_role");
+    assert_eq!(
+        viewer
+            .get(&format!("/projects/{project}/members"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let d = owner_key.get(&format!("/deployments/{dep}")).await;
+    assert_ne!(d.body["desired_state"], "stopped", "{}", d.text);
+
+    let key = ada
+        .post(
+            &format!("/projects/{project}/api-keys"),
+            json!({"name": "dashboard", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(key.status, StatusCode::CREATED, "{}", key.text);
+    assert_eq!(key.body["role"], "viewer");
+    let viewer_key = admin.with_token(key.body["secret"].as_str().unwrap());
+    assert_eq!(viewer_key.get("/deployments").await.status, StatusCode::OK);
+    viewer_key
+        .post("/deployments", json!({"name": "nope", "plan": "dedicated"}))
+        .await
+        .assert_problem(403, "forbidden_role");
+    viewer_key
+        .post(&format!("/deployments/{dep}/stop"), json!({}))
+        .await
+        .assert_problem(403, "forbidden_role");
+    viewer_key
+        .post(
+            &format!("/projects/{project}/api-keys"),
+            json!({"name": "x"}),
+        )
+        .await
+        .assert_problem(403, "forbidden_role");
+
+    // A developer changes deployments but not members.
+    add_member(admin, &project, "dev@example.com", "developer").await;
+    let dev = Person::sign_in(&cp.base_url, "dev@example.com", PASSWORD)
+        .await
+        .in_project(&project);
+    let stop = dev
+        .post(&format!("/deployments/{dep}/stop"), json!({}))
+        .await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED, "{}", stop.text);
+    dev.post(
+        &format!("/projects/{project}/members"),
+        json!({"email": "outsider@example.com", "role": "owner"}),
+    )
+    .await
+    .assert_problem(403, "forbidden_role");
+
+    // The only owner cannot step down or leave.
+    let ada_id = me.body["user"]["id"].as_str().unwrap().to_owned();
+    ada.put(
+        &format!("/projects/{project}/members/{ada_id}"),
+        json!({"role": "viewer"}),
+    )
+    .await
+    .assert_problem(409, "last_owner");
+    ada.delete(&format!("/projects/{project}/members/{ada_id}"))
+        .await
+        .assert_problem(409, "last_owner");
+
+    // Non-members see nothing; the admin token and existing keys keep working.
+    let outsider = Person::sign_in(&cp.base_url, "outsider@example.com", PASSWORD)
+        .await
+        .in_project(&project);
+    assert_eq!(outsider.get("/projects").await.body["items"], json!([]));
+    outsider
+        .get(&format!("/deployments/{dep}"))
+        .await
+        .assert_problem(404, "not_found");
+    assert_eq!(
+        admin.get(&format!("/projects/{project}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        owner_key.get(&format!("/deployments/{dep}")).await.status,
+        StatusCode::OK
+    );
+
+    // Sign-out needs the CSRF token, then ends the session on the server.
+    ada.call_with(Method::DELETE, "/session", None, false)
+        .await
+        .assert_problem(403, "csrf_failed");
+    assert_eq!(ada.get("/session").await.status, StatusCode::OK);
+    let out = ada.delete("/session").await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    ada.get("/session")
+        .await
+        .assert_problem(401, "invalid_session");
+    ada_p
+        .get("/deployments")
+        .await
+        .assert_problem(401, "invalid_session");
+
+    owner_key.delete(&format!("/deployments/{dep}")).await;
+    owner_key.wait_gone(&dep).await;
+}
+
+async fn lockout(backend: Backend) {
+    let cp = ControlPlane::start_with(backend, &[]);
+    create_user(&cp.api, "bob@example.com", PASSWORD).await;
+    create_user(&cp.api, "eve@example.com", PASSWORD).await;
+
+    // A good password resets the count: 9 wrong, 1 right, 9 wrong is no lock.
+    for _ in 0..9 {
+        let (r, _) = sign_in_reply(&cp.base_url, "eve@example.com", "not the password", &[]).await;
+        r.assert_problem(401, "invalid_credentials");
+    }
+    Person::sign_in(&cp.base_url, "eve@example.com", PASSWORD).await;
+
+    for _ in 0..9 {
+        let (r, _) = sign_in_reply(&cp.base_url, "bob@example.com", "not the password", &[]).await;
+        r.assert_problem(401, "invalid_credentials");
+    }
+    let (tenth, _) = sign_in_reply(&cp.base_url, "bob@example.com", "not the password", &[]).await;
+    tenth.assert_problem(429, "too_many_attempts");
+    // Even the right password is refused while the account is locked, and no cookie is set.
+    let (locked, cookie) = sign_in_reply(&cp.base_url, "bob@example.com", PASSWORD, &[]).await;
+    locked.assert_problem(429, "too_many_attempts");
+    assert!(cookie.is_empty());
+    // Other accounts are unaffected.
+    Person::sign_in(&cp.base_url, "eve@example.com", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn roles_and_sessions_sqlite() {
+    roles_and_sessions(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn roles_and_sessions_postgres() {
+    roles_and_sessions(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_lock_the_account_sqlite() {
+    lockout(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_lock_the_account_postgres() {
+    lockout(Backend::Postgres).await;
+}
