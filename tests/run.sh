@@ -10,6 +10,9 @@ if ! command -v mosquitto_sub >/dev/null 2>&1; then
   echo "installing mosquitto-clients (the tests use real mosquitto_pub/mosquitto_sub)"
   apt-get install -y -qq mosquitto-clients >/dev/null || { apt-get update -qq && apt-get install -y -qq mosquitto-clients >/dev/null; }
 fi
+for tool in jq curl; do
+  command -v $tool >/dev/null 2>&1 || apt-get install -y -qq $tool >/dev/null || { apt-get update -qq && apt-get install -y -qq $tool >/dev/null; }
+done
 if ! command -v psql >/dev/null 2>&1; then
   apt-get install -y -qq postgresql-client >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-client >/dev/null; }
 fi

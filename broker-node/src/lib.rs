@@ -76,6 +76,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let reloader = reload::Reloader::start(&config, security.clone())?;
     let tls = reloader.tls();
     let internal_endpoint = reloader.internal_endpoint();
+    let reload = reloader.handle();
     let reloading = tokio::spawn(reloader.run());
 
     let (broker, background) = broker::Broker::open(
@@ -94,7 +95,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         },
     )?;
 
-    let readiness = api::Readiness::default();
+    let readiness = api::Readiness::default().with_reload(reload);
     info!(addr = %config.listeners.api, "serving the deployment API");
     let api_server = tokio::spawn(
         axum::serve(

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Config, TlsFiles};
 use crate::front::tls::{self, DomainFiles, TlsError, TlsMaterial, TlsState};
@@ -55,6 +55,21 @@ struct Version {
     tls: Option<Arc<ServerConfig>>,
 }
 
+/// Asks the running [`Reloader`] to look at the files now rather than at its next poll
+/// (the control plane calls `POST /reload` right after writing them).
+#[derive(Clone, Debug)]
+pub struct ReloadHandle(mpsc::Sender<oneshot::Sender<u64>>);
+
+impl ReloadHandle {
+    /// Looks at the files now; returns the revision in force afterwards (`None` when the
+    /// reloader is gone).
+    pub async fn reload_now(&self) -> Option<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.0.send(reply).await.ok()?;
+        answer.await.ok()
+    }
+}
+
 /// Watches one node's settings and applies new versions.
 pub struct Reloader {
     path: PathBuf,
@@ -66,6 +81,10 @@ pub struct Reloader {
     /// The internal endpoint in force, for the task that binds its listeners.
     internal_endpoint: watch::Sender<Option<InternalEndpoint>>,
     applied: [u8; 32],
+    /// Fingerprint of the last version refused, not to log it again every poll.
+    refused: Option<[u8; 32]>,
+    requests: mpsc::Receiver<oneshot::Sender<u64>>,
+    handle: ReloadHandle,
 }
 
 impl Reloader {
@@ -73,6 +92,7 @@ impl Reloader {
     /// them in force. Fails when they cannot be used: the node must not start open.
     pub fn start(config: &Config, security: Security) -> Result<Self, ReloadError> {
         let path = config.security_file();
+        let (requests_tx, requests) = mpsc::channel(16);
         let mut reloader = Self {
             base: path.parent().unwrap_or(&config.dir).to_path_buf(),
             path,
@@ -81,6 +101,9 @@ impl Reloader {
             tls: None,
             internal_endpoint: watch::Sender::new(None),
             applied: [0; 32],
+            refused: None,
+            requests,
+            handle: ReloadHandle(requests_tx),
         };
         let version = reloader.read()?;
         reloader.tls = version.tls.clone().map(|c| Arc::new(TlsState::new(c)));
@@ -98,33 +121,54 @@ impl Reloader {
         self.internal_endpoint.subscribe()
     }
 
-    /// Polls for new versions forever.
+    /// A handle that makes the reloader look at the files now.
+    pub fn handle(&self) -> ReloadHandle {
+        self.handle.clone()
+    }
+
+    /// Polls for new versions forever, and on request.
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut refused = None;
         loop {
-            tick.tick().await;
-            let fingerprint = match self.fingerprint() {
-                Ok(fingerprint) => fingerprint,
-                Err(err) => {
-                    tracing::debug!(error = %err, "security settings unreadable; keeping the ones in force");
-                    continue;
-                }
+            let reply = tokio::select! {
+                _ = tick.tick() => None,
+                Some(reply) = self.requests.recv() => Some(reply),
             };
-            if fingerprint == self.applied || Some(fingerprint) == refused {
-                continue;
+            self.check();
+            let revision = self.security.settings().revision;
+            if let Some(reply) = reply {
+                let _ = reply.send(revision);
             }
-            match self.read() {
-                Ok(version) => {
-                    refused = None;
-                    self.apply(version);
-                    tracing::info!("security settings reloaded");
-                }
-                Err(err) => {
-                    refused = Some(fingerprint);
-                    tracing::error!(error = %err, "new security settings refused; keeping the ones in force");
-                }
+            // Requests that queued meanwhile are answered by this look too.
+            while let Ok(reply) = self.requests.try_recv() {
+                let _ = reply.send(revision);
+            }
+        }
+    }
+
+    /// Puts a new version of the files in force, if there is one and it is usable.
+    fn check(&mut self) {
+        let fingerprint = match self.fingerprint() {
+            Ok(fingerprint) => fingerprint,
+            Err(err) => {
+                tracing::debug!(error = %err, "security settings unreadable; keeping the ones in force");
+                return;
+            }
+        };
+        if fingerprint == self.applied || Some(fingerprint) == self.refused {
+            return;
+        }
+        match self.read() {
+            Ok(version) => {
+                self.refused = None;
+                let revision = version.settings.revision;
+                self.apply(version);
+                tracing::info!(revision, "security settings reloaded");
+            }
+            Err(err) => {
+                self.refused = Some(fingerprint);
+                tracing::error!(error = %err, "new security settings refused; keeping the ones in force");
             }
         }
     }

@@ -32,6 +32,10 @@ pub struct AppState {
     pub ca: Arc<Ca>,
     /// Wakes the reconciler after a spec change.
     pub reconcile: Arc<Notify>,
+    /// Woken whenever the reconciler records a revision a broker has applied.
+    pub applied: Arc<Notify>,
+    /// How long writes wait for the running broker to apply them.
+    pub apply_timeout: std::time::Duration,
     /// Prometheus metrics, served at `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Encrypts secrets kept in the store (custom TLS private keys).
@@ -258,7 +262,8 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
                     ca.clone(),
                 )?
                 .with_metering(reporting.clone())
-                .with_security(security),
+                .with_security(security)
+                .with_port_store(store.clone()),
             )
         }
         OrchestratorKind::Kubernetes => {
@@ -278,8 +283,10 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     };
 
     let wake = Arc::new(Notify::new());
-    let reconciler =
-        Reconciler::new(store.clone(), orchestrator, wake.clone()).with_metrics(metrics.clone());
+    let applied = Arc::new(Notify::new());
+    let reconciler = Reconciler::new(store.clone(), orchestrator, wake.clone())
+        .with_metrics(metrics.clone())
+        .with_applied(applied.clone());
     let reconcile_task = tokio::spawn(reconciler.run());
     let purge_task = tokio::spawn(crate::events::run_purger(
         store.clone(),
@@ -303,6 +310,8 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         admin_token_hash: token::hash(&admin_token),
         ca,
         reconcile: wake,
+        applied,
+        apply_timeout: serve.apply_timeout,
         metrics,
         secret_key,
         dns: Arc::new(

@@ -172,6 +172,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_INTERNAL_URL")]
     pub internal_url: Option<String>,
 
+    /// How long a write that the running broker must apply (app keys, authentication,
+    /// TLS, domains, ...) waits for it before answering 202 with `applied: false`.
+    #[arg(long, env = "SKYPORT_APPLY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub apply_timeout: std::time::Duration,
+
     /// How often each broker reports its usage (e.g. `10s`).
     #[arg(long, env = "SKYPORT_METERING_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub metering_interval: std::time::Duration,

@@ -229,6 +229,7 @@ async fn purge_respects_retention(store: Arc<dyn Store>) {
         status_reason: None,
         generation: 1,
         observed_generation: 0,
+        applied_revision: 0,
         endpoints: None,
         created_at: now,
         updated_at: now,

@@ -41,6 +41,7 @@ fn deployment(plan: Plan) -> Deployment {
         status_reason: None,
         generation: 1,
         observed_generation: 0,
+        applied_revision: 0,
         endpoints: None,
         created_at: Utc::now(),
         updated_at: Utc::now(),

@@ -820,6 +820,7 @@ async fn deployment(store: &dyn Store) -> Deployment {
         status_reason: None,
         generation: 1,
         observed_generation: 1,
+        applied_revision: 0,
         endpoints: None,
         created_at: now,
         updated_at: now,

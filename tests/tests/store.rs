@@ -80,6 +80,8 @@ both!(
     security_tls,
     security_goes_with_its_deployment,
     people,
+    ports_are_unique_per_host,
+    revisions_follow_writes,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -134,6 +136,7 @@ fn deployment(project_id: Id, name: &str) -> Deployment {
         status_reason: Some("waiting for a broker".to_owned()),
         generation: 1,
         observed_generation: 0,
+        applied_revision: 0,
         endpoints: None,
         created_at: created,
         updated_at: created + TimeDelta::milliseconds(1),
@@ -710,6 +713,7 @@ async fn update_status_checks_generation(store: Arc<dyn Store>) {
         status: Status::Running,
         reason: Some("all listeners up".to_owned()),
         observed_generation: 1,
+        applied_revision: 0,
         endpoints: Some(endpoints(2883)),
     };
     store
@@ -758,6 +762,7 @@ async fn update_status_checks_generation(store: Arc<dyn Store>) {
                     status: Status::Failed,
                     reason: Some("late news".to_owned()),
                     observed_generation: 1,
+                    applied_revision: 0,
                     endpoints: None,
                 },
                 std::slice::from_ref(&failed),
@@ -781,6 +786,7 @@ async fn update_status_checks_generation(store: Arc<dyn Store>) {
                 status: Status::Stopped,
                 reason: None,
                 observed_generation: 2,
+                applied_revision: 0,
                 endpoints: None,
             },
             &[],
@@ -894,6 +900,7 @@ async fn events_list_filter_purge(store: Arc<dyn Store>) {
                 status: Status::Running,
                 reason: None,
                 observed_generation: 1,
+                applied_revision: 0,
                 endpoints: None,
             },
             &[e1.clone(), e2.clone()],
@@ -1546,4 +1553,115 @@ async fn people(store: Arc<dyn Store>) {
     store.delete_session(&session.id).await.unwrap();
     assert!(store.find_session(&session.id).await.unwrap().is_none());
     store.delete_session(&session.id).await.unwrap();
+
+// ---------------------------------------------------------------------------------------
+// Port allocation and revisions
+
+fn ports(base: u16) -> Vec<store::PortRecord> {
+    ["api", "tcp", "tls", "ws", "wss"]
+        .iter()
+        .zip(base..)
+        .map(|(listener, port)| store::PortRecord {
+            listener: (*listener).to_owned(),
+            port,
+        })
+        .collect()
+}
+
+async fn ports_are_unique_per_host(store: Arc<dyn Store>) {
+    let a = seeded(&store, "ports-a").await;
+    let b = seeded(&store, "ports-b").await;
+    store.claim_ports("h1", a.id, &ports(20000)).await.unwrap();
+    assert_eq!(store.ports("h1", a.id).await.unwrap(), ports(20000));
+
+    // One port in common with `a`: refused as a whole, nothing written.
+    assert_conflict(store.claim_ports("h1", b.id, &ports(20004)).await);
+    assert_eq!(store.ports("h1", b.id).await.unwrap(), vec![]);
+    // Another host may use the same numbers.
+    store.claim_ports("h2", b.id, &ports(20004)).await.unwrap();
+    store.claim_ports("h1", b.id, &ports(20005)).await.unwrap();
+
+    // Replacing frees the old ones for others, atomically.
+    store.claim_ports("h1", a.id, &ports(21000)).await.unwrap();
+    assert_eq!(store.ports("h1", a.id).await.unwrap(), ports(21000));
+    let c = seeded(&store, "ports-c").await;
+    store.claim_ports("h1", c.id, &ports(20000)).await.unwrap();
+
+    // Many claims at once for the same ports: exactly one wins.
+    let mut contenders = Vec::new();
+    for i in 0..8 {
+        contenders.push(seeded(&store, &format!("race-{i}")).await);
+    }
+    let wanted = ports(30000);
+    let results = futures::future::join_all(
+        contenders
+            .iter()
+            .map(|d| store.claim_ports("h3", d.id, &wanted)),
+    )
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+
+    // Ports go with their deployment.
+    store
+        .delete_deployment(c.id, generation_of(&store, &c).await, &[])
+        .await
+        .unwrap();
+    let d = seeded(&store, "ports-d").await;
+    store.claim_ports("h1", d.id, &ports(20000)).await.unwrap();
+}
+
+async fn revisions_follow_writes(store: Arc<dyn Store>) {
+    let d = seeded(&store, "revisions").await;
+    let key = app_key(&d, "k");
+    store
+        .create_app_key(d.project_id, &key, &"0".repeat(64))
+        .await
+        .unwrap();
+    let after_key = generation_of(&store, &d).await;
+    let resource = store::revision::app_key(key.app_id);
+    assert_eq!(
+        store.resource_revision(d.id, &resource).await.unwrap(),
+        Some(after_key)
+    );
+    store
+        .put_authentication(d.project_id, d.id, &Authentication::default())
+        .await
+        .unwrap();
+    let after_auth = generation_of(&store, &d).await;
+    assert!(after_auth > after_key);
+    let all = store.resource_revisions(d.id).await.unwrap();
+    assert_eq!(all.get(&resource), Some(&after_key));
+    assert_eq!(all.get(store::revision::AUTHENTICATION), Some(&after_auth));
+    assert_eq!(
+        store
+            .resource_revision(d.id, store::revision::TLS)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The applied revision moves only with a status report.
+    let got = store.get_deployment(d.project_id, d.id).await.unwrap();
+    assert_eq!(got.applied_revision, 0);
+    store
+        .update_status(
+            d.id,
+            after_auth,
+            &StatusUpdate {
+                status: Status::Running,
+                reason: None,
+                observed_generation: after_auth,
+                endpoints: None,
+                applied_revision: after_auth,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    let got = store.get_deployment(d.project_id, d.id).await.unwrap();
+    assert_eq!(got.applied_revision, after_auth);
 }

@@ -30,6 +30,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SecuritySettings {
+    /// The deployment revision these settings are at (the control plane's generation
+    /// counter, monotonic per deployment). The node reports the revision in force on
+    /// `/readyz`, so the control plane knows when a write has reached it.
+    pub revision: u64,
     /// Keys accepted by the deployment API (HTTP Basic `app_id:app_secret`).
     pub app_keys: Vec<AppKey>,
     pub authentication: Authentication,

@@ -27,26 +27,48 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::reload::ReloadHandle;
 use crate::security::Security;
 use error::{ApiError, ErrorBody};
 
-/// Flipped once the engine answers and every listener is bound.
+/// Flipped once the engine answers and every listener is bound; also carries the
+/// handle `POST /reload` uses.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness {
+    ready: Arc<AtomicBool>,
+    reload: Option<ReloadHandle>,
+}
 
 impl Readiness {
+    /// `POST /reload` makes `handle`'s reloader look at the settings files now.
+    pub fn with_reload(mut self, handle: ReloadHandle) -> Self {
+        self.reload = Some(handle);
+        self
+    }
+
     pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
+        self.ready.store(true, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire)
     }
 }
 
 #[derive(Serialize)]
 struct Status {
     status: &'static str,
+    /// The revision of the security settings in force (`security.json`'s `revision`):
+    /// the control plane waits for it to know a write has been applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+}
+
+/// What the open probes look at.
+#[derive(Clone)]
+struct Probe {
+    readiness: Readiness,
+    security: Security,
 }
 
 /// Error answers of `/api/v4` endpoints, `{"code", "message"}` with EMQX 4 codes.
@@ -138,6 +160,7 @@ pub fn router(
     broker: crate::broker::Broker,
 ) -> Router {
     let (api, _) = v4();
+    let security_for_probe = security.clone();
     let prometheus = get(metrics::prometheus).layer(axum::Extension(broker.meter.clone()));
     let api = api
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -155,8 +178,12 @@ pub fn router(
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/reload", axum::routing::post(reload))
         .route("/metrics", prometheus)
-        .with_state(readiness)
+        .with_state(Probe {
+            readiness,
+            security: security_for_probe,
+        })
         .nest("/api/v4", api)
 }
 
@@ -173,16 +200,39 @@ fn cors() -> tower_http::cors::CorsLayer {
 }
 
 async fn healthz() -> Json<Status> {
-    Json(Status { status: "ok" })
+    Json(Status {
+        status: "ok",
+        revision: None,
+    })
 }
 
-async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<Status>) {
-    if readiness.is_ready() {
-        (StatusCode::OK, Json(Status { status: "ready" }))
+/// `POST /reload`: looks at `security.json` (and the files it names) now, then answers
+/// like `/readyz`. Open like the probes: it only makes the node read files the control
+/// plane wrote, and concurrent calls share one look.
+async fn reload(State(probe): State<Probe>) -> (StatusCode, Json<Status>) {
+    if let Some(handle) = &probe.readiness.reload {
+        handle.reload_now().await;
+    }
+    readyz(State(probe)).await
+}
+
+async fn readyz(State(probe): State<Probe>) -> (StatusCode, Json<Status>) {
+    let revision = Some(probe.security.settings().revision);
+    if probe.readiness.is_ready() {
+        (
+            StatusCode::OK,
+            Json(Status {
+                status: "ready",
+                revision,
+            }),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(Status { status: "starting" }),
+            Json(Status {
+                status: "starting",
+                revision,
+            }),
         )
     }
 }

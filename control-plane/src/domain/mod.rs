@@ -8,6 +8,7 @@ pub mod network;
 pub mod person;
 pub mod tls;
 pub mod token;
+pub mod view;
 
 pub use deployment::{DeploymentName, DesiredState, Endpoints, Plan, Status, Tier};
 pub use event::{Actor, EventType};

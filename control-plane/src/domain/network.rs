@@ -18,6 +18,27 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// Where a domain stands.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainStatus {
+    /// The DNS record is not (yet) there; the domain is not served.
+    PendingDns,
+    /// Verified and served by SNI.
+    Active,
+}
+
+impl DomainStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainStatus::PendingDns => "pending_dns",
+            DomainStatus::Active => "active",
+        }
+    }
+}
+
 use super::Plan;
 
 /// Most CIDR ranges an internal endpoint accepts.

@@ -6,14 +6,18 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::applied::{
+    await_applied, no_content_or_accepted, resource_deliveries, Delivery, WaitQuery,
+};
 use super::auth::ProjectKey;
-use super::deployments::{load, refuse_if_deleting};
+use super::deployments::{load, refuse_if_deleting, DeploymentScope};
 use super::json::{ApiJson, ApiQuery};
 use super::page::{PageQuery, Paged};
 use super::projects::path_id;
@@ -21,7 +25,7 @@ use super::Problems;
 use crate::app::AppState;
 use crate::domain::{token, DeploymentName, Id};
 use crate::error::{ApiError, ApiResult};
-use crate::store::AppKeyRecord;
+use crate::store::{revision, AppKeyRecord};
 
 /// Prefix of app secrets, so leaked ones are recognisable by secret scanners.
 pub const APP_SECRET_PREFIX: &str = "skd_";
@@ -52,6 +56,9 @@ pub struct AppKeyView {
     pub app_id: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// Whether the running broker accepts the key yet.
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
 /// A newly created app key, with its secret: the only time the secret is shown.
@@ -63,32 +70,36 @@ pub struct CreatedAppKey {
     pub app_secret: String,
 }
 
-impl From<AppKeyRecord> for AppKeyView {
-    fn from(k: AppKeyRecord) -> Self {
+impl AppKeyView {
+    fn new(k: AppKeyRecord, delivery: Delivery) -> Self {
         Self {
             app_id: k.app_id.to_string(),
             name: k.name,
             created_at: k.created_at,
+            delivery,
         }
     }
 }
 
-/// Create a key for the deployment's HTTP API. The broker accepts it within seconds,
-/// without restarting.
+/// Create a key for the deployment's HTTP API. Answers once the running broker accepts
+/// it (201), or with 202 and `applied: false` when it has not yet after the apply
+/// timeout, with `?wait=false`, or while the deployment is stopped.
 #[utoipa::path(post, path = "/deployments/{deployment_id}/app-keys", tag = "deployments",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
     request_body = CreateAppKey,
-    responses((status = 201, description = "Key created; the secret is shown only now", body = CreatedAppKey), Problems),
+    responses(
+        (status = 201, description = "Key created and accepted by the running broker; the secret is shown only now", body = CreatedAppKey),
+        (status = 202, description = "Key created, not yet in force on the broker (`applied: false`); the secret is shown only now", body = CreatedAppKey),
+        Problems),
     security(("bearer" = [])))]
 async fn create_app_key(
     State(state): State<Arc<AppState>>,
-    key: ProjectKey,
-    Path(deployment_id): Path<String>,
+    DeploymentScope { key: _, deployment }: DeploymentScope,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<CreateAppKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedAppKey>)> {
     let name = DeploymentName::parse(&body.name)
         .map_err(|msg| ApiError::unprocessable("invalid_name", msg).with_field("name"))?;
-    let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     let secret = token::generate(APP_SECRET_PREFIX);
     let record = AppKeyRecord {
@@ -104,11 +115,11 @@ async fn create_app_key(
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
     tracing::info!(deployment.id = %deployment.id, app_key.id = %record.app_id, "app key created");
-    state.reconcile.notify_one();
+    let delivery = await_applied(&state, &deployment, &wait).await?;
     Ok((
-        StatusCode::CREATED,
+        delivery.status(StatusCode::CREATED),
         Json(CreatedAppKey {
-            key: record.into(),
+            key: AppKeyView::new(record, delivery),
             app_secret: secret,
         }),
     ))
@@ -131,25 +142,34 @@ async fn list_app_keys(
         .store
         .list_app_keys(deployment.id, page.after, page.limit + 1)
         .await?;
+    let delivery = resource_deliveries(&state, &deployment).await?;
     Ok(Json(Paged::from_rows(
         rows,
         &page,
         |k| k.app_id,
-        AppKeyView::from,
+        |k| {
+            let d = delivery(&revision::app_key(k.app_id));
+            AppKeyView::new(k, d)
+        },
     )))
 }
 
-/// Revoke an app key; the broker refuses it within seconds.
+/// Revoke an app key. Answers 204 once the running broker refuses it, or 202 with
+/// `applied: false` (apply timeout, `?wait=false`, stopped deployment).
 #[utoipa::path(delete, path = "/deployments/{deployment_id}/app-keys/{app_id}", tag = "deployments",
     params(("deployment_id" = String, Path, description = "Deployment id"),
-           ("app_id" = String, Path, description = "App key id")),
-    responses((status = 204, description = "Key revoked"), Problems),
+           ("app_id" = String, Path, description = "App key id"), WaitQuery),
+    responses(
+        (status = 204, description = "Key revoked; the running broker refuses it"),
+        (status = 202, description = "Key revoked, the broker not yet told", body = Delivery),
+        Problems),
     security(("bearer" = [])))]
 async fn delete_app_key(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path((deployment_id, app_id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
+    ApiQuery(wait): ApiQuery<WaitQuery>,
+) -> ApiResult<Response> {
     let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     let app_id = path_id(&app_id, "app key")?;
@@ -159,6 +179,6 @@ async fn delete_app_key(
         .await
         .map_err(|e| ApiError::from_store(e, "app key"))?;
     tracing::info!(deployment.id = %deployment.id, app_key.id = %app_id, "app key revoked");
-    state.reconcile.notify_one();
-    Ok(StatusCode::NO_CONTENT)
+    let delivery = await_applied(&state, &deployment, &wait).await?;
+    Ok(no_content_or_accepted(delivery))
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use skyport_settings::security::{
@@ -16,13 +17,15 @@ use skyport_settings::security::{
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::applied::{await_applied, resource_delivery, Delivery, WaitQuery};
 use super::auth::ProjectKey;
-use super::deployments::{load, refuse_if_deleting};
-use super::json::ApiJson;
+use super::deployments::{load, refuse_if_deleting, DeploymentScope};
+use super::json::{ApiJson, ApiQuery};
 use super::Problems;
 use crate::app::AppState;
 use crate::domain::auth_chain::{self, ChainKind, Invalid};
 use crate::error::{ApiError, ApiResult};
+use crate::store::revision;
 
 /// How long the reachability check of an HTTP source waits for a TCP connection.
 const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -153,6 +156,29 @@ pub struct AuthenticationUpdated {
     pub sources: Vec<SourceSpec>,
     /// Accepted but worth knowing, e.g. `http_source_unreachable`.
     pub warnings: Vec<Warning>,
+    /// Whether the running broker has the chain in force.
+    #[serde(flatten)]
+    pub delivery: Delivery,
+}
+
+/// The authentication chain, and whether the running broker has it in force (the
+/// read-only `revision`, `applied` and `apply_status` are not part of a `PUT` body).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthenticationView {
+    #[serde(flatten)]
+    pub chain: AuthenticationSpec,
+    #[serde(flatten)]
+    pub delivery: Delivery,
+}
+
+/// The authorization chain, and whether the running broker has it in force (the
+/// read-only `revision`, `applied` and `apply_status` are not part of a `PUT` body).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizationView {
+    #[serde(flatten)]
+    pub chain: AuthorizationSpec,
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
 /// The authorization chain as stored (defaults filled in), with warnings about it.
@@ -163,6 +189,9 @@ pub struct AuthorizationUpdated {
     pub sources: Vec<SourceSpec>,
     /// Accepted but worth knowing, e.g. `http_source_unreachable`.
     pub warnings: Vec<Warning>,
+    /// Whether the running broker has the chain in force.
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
 impl From<&Source> for SourceSpec {
@@ -391,41 +420,47 @@ async fn check_reachable(url: &str) -> Result<(), String> {
 /// built-in users only, anonymous refused).
 #[utoipa::path(get, path = "/deployments/{deployment_id}/authentication", tag = "deployments",
     params(("deployment_id" = String, Path, description = "Deployment id")),
-    responses((status = 200, description = "The authentication chain", body = AuthenticationSpec), Problems),
+    responses((status = 200, description = "The authentication chain", body = AuthenticationView), Problems),
     security(("bearer" = [])))]
 async fn get_authentication(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path(deployment_id): Path<String>,
-) -> ApiResult<Json<AuthenticationSpec>> {
+) -> ApiResult<Json<AuthenticationView>> {
     let deployment = load(&state, &key, &deployment_id).await?;
     let chain = state
         .store
         .get_authentication(deployment.id)
         .await?
         .unwrap_or_default();
-    Ok(Json((&chain).into()))
+    Ok(Json(AuthenticationView {
+        chain: (&chain).into(),
+        delivery: resource_delivery(&state, &deployment, revision::AUTHENTICATION).await?,
+    }))
 }
 
 /// Replace the deployment's authentication chain. HTTP sources are checked for
 /// reachability (one second at most); an unreachable one is accepted with a warning.
 #[utoipa::path(put, path = "/deployments/{deployment_id}/authentication", tag = "deployments",
     params(("deployment_id" = String, Path, description = "Deployment id")),
+    params(WaitQuery),
     request_body = AuthenticationSpec,
-    responses((status = 200, description = "Chain replaced; the broker applies it within seconds", body = AuthenticationUpdated), Problems),
+    responses(
+        (status = 200, description = "Chain replaced and in force on the running broker", body = AuthenticationUpdated),
+        (status = 202, description = "Chain replaced, not yet in force (`applied: false`)", body = AuthenticationUpdated),
+        Problems),
     security(("bearer" = [])))]
 async fn put_authentication(
     State(state): State<Arc<AppState>>,
-    key: ProjectKey,
-    Path(deployment_id): Path<String>,
+    DeploymentScope { key: _, deployment }: DeploymentScope,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
     body: Result<ApiJson<AuthenticationSpec>, ApiError>,
-) -> ApiResult<Json<AuthenticationUpdated>> {
+) -> ApiResult<(StatusCode, Json<AuthenticationUpdated>)> {
     let ApiJson(body) = body.map_err(refine)?;
     let chain = Authentication {
         allow_anonymous: body.allow_anonymous,
         chain: parse_sources(&body.sources, ChainKind::Authentication)?,
     };
-    let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     state
         .store
@@ -433,51 +468,62 @@ async fn put_authentication(
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
     tracing::info!(deployment.id = %deployment.id, sources = chain.chain.len(), "authentication chain replaced");
-    state.reconcile.notify_one();
+    let delivery = await_applied(&state, &deployment, &wait).await?;
     let AuthenticationSpec {
         allow_anonymous,
         sources,
     } = (&chain).into();
-    Ok(Json(AuthenticationUpdated {
-        allow_anonymous,
-        sources,
-        warnings: reachability(&chain.chain).await,
-    }))
+    Ok((
+        delivery.status(StatusCode::OK),
+        Json(AuthenticationUpdated {
+            allow_anonymous,
+            sources,
+            warnings: reachability(&chain.chain).await,
+            delivery,
+        }),
+    ))
 }
 
 /// The deployment's authorization chain (the broker's default until one is set:
 /// built-in ACL rules, `no_match` allow).
 #[utoipa::path(get, path = "/deployments/{deployment_id}/authorization", tag = "deployments",
     params(("deployment_id" = String, Path, description = "Deployment id")),
-    responses((status = 200, description = "The authorization chain", body = AuthorizationSpec), Problems),
+    responses((status = 200, description = "The authorization chain", body = AuthorizationView), Problems),
     security(("bearer" = [])))]
 async fn get_authorization(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path(deployment_id): Path<String>,
-) -> ApiResult<Json<AuthorizationSpec>> {
+) -> ApiResult<Json<AuthorizationView>> {
     let deployment = load(&state, &key, &deployment_id).await?;
     let chain = state
         .store
         .get_authorization(deployment.id)
         .await?
         .unwrap_or_default();
-    Ok(Json((&chain).into()))
+    Ok(Json(AuthorizationView {
+        chain: (&chain).into(),
+        delivery: resource_delivery(&state, &deployment, revision::AUTHORIZATION).await?,
+    }))
 }
 
 /// Replace the deployment's authorization chain. HTTP sources are checked for
 /// reachability (one second at most); an unreachable one is accepted with a warning.
 #[utoipa::path(put, path = "/deployments/{deployment_id}/authorization", tag = "deployments",
     params(("deployment_id" = String, Path, description = "Deployment id")),
+    params(WaitQuery),
     request_body = AuthorizationSpec,
-    responses((status = 200, description = "Chain replaced; the broker applies it within seconds", body = AuthorizationUpdated), Problems),
+    responses(
+        (status = 200, description = "Chain replaced and in force on the running broker", body = AuthorizationUpdated),
+        (status = 202, description = "Chain replaced, not yet in force (`applied: false`)", body = AuthorizationUpdated),
+        Problems),
     security(("bearer" = [])))]
 async fn put_authorization(
     State(state): State<Arc<AppState>>,
-    key: ProjectKey,
-    Path(deployment_id): Path<String>,
+    DeploymentScope { key: _, deployment }: DeploymentScope,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
     body: Result<ApiJson<AuthorizationSpec>, ApiError>,
-) -> ApiResult<Json<AuthorizationUpdated>> {
+) -> ApiResult<(StatusCode, Json<AuthorizationUpdated>)> {
     let ApiJson(body) = body.map_err(refine)?;
     let chain = Authorization {
         no_match: match body.no_match {
@@ -487,7 +533,6 @@ async fn put_authorization(
         disconnect_on_deny: body.disconnect_on_deny,
         chain: parse_sources(&body.sources, ChainKind::Authorization)?,
     };
-    let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     state
         .store
@@ -495,16 +540,20 @@ async fn put_authorization(
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
     tracing::info!(deployment.id = %deployment.id, sources = chain.chain.len(), "authorization chain replaced");
-    state.reconcile.notify_one();
+    let delivery = await_applied(&state, &deployment, &wait).await?;
     let AuthorizationSpec {
         no_match,
         disconnect_on_deny,
         sources,
     } = (&chain).into();
-    Ok(Json(AuthorizationUpdated {
-        no_match,
-        disconnect_on_deny,
-        sources,
-        warnings: reachability(&chain.chain).await,
-    }))
+    Ok((
+        delivery.status(StatusCode::OK),
+        Json(AuthorizationUpdated {
+            no_match,
+            disconnect_on_deny,
+            sources,
+            warnings: reachability(&chain.chain).await,
+            delivery,
+        }),
+    ))
 }

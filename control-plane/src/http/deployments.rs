@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -20,11 +20,13 @@ use super::page::{PageQuery, Paged};
 use super::projects::path_id;
 use super::Problems;
 use crate::app::AppState;
-use crate::domain::{
-    Actor, DeploymentName, DesiredState, Endpoints, EventType, Id, Plan, Status, Tier,
-};
+use crate::domain::{Actor, DeploymentName, DesiredState, EventType, Id, Plan, Status, Tier};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Deployment, DeploymentPatch, DomainStatus, Event, NetworkRecord, StoreError};
+use crate::store::{Deployment, DeploymentPatch, Event, NetworkRecord, StoreError};
+
+pub use crate::domain::view::{
+    DeploymentView, NetworkDomain, NetworkInternalEndpoint, NetworkView,
+};
 
 /// Broker versions this control plane can run.
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.1"];
@@ -71,63 +73,6 @@ pub struct UpdateDeployment {
     pub version: Option<String>,
 }
 
-/// A deployment: its spec, and the status the reconciler observed.
-// Deserialize: `skyport render-manifests` reads this shape from a file.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeploymentView {
-    pub id: String,
-    pub project_id: String,
-    pub name: String,
-    pub plan: Plan,
-    pub tier: Tier,
-    pub version: String,
-    /// What the deployment was asked to be doing.
-    pub desired_state: DesiredState,
-    pub status: Status,
-    /// Why the status is what it is, e.g. the failure reason.
-    pub status_reason: Option<String>,
-    /// Bumped on every spec change.
-    pub generation: i64,
-    /// The generation the running broker reflects.
-    pub observed_generation: i64,
-    /// Where clients connect; absent until the broker first runs.
-    pub endpoints: Option<Endpoints>,
-    /// Networking add-ons: shown by `GET /deployments/{id}`, absent from lists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<NetworkView>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A deployment's networking add-ons, in brief (each has its own resource for details).
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
-pub struct NetworkView {
-    /// Custom domains with their status (`pending_dns` or `active`).
-    #[serde(default)]
-    pub domains: Vec<NetworkDomain>,
-    /// The NAT gateway's egress addresses; empty without one.
-    #[serde(default)]
-    #[schema(value_type = Vec<String>)]
-    pub egress_addresses: Vec<std::net::IpAddr>,
-    #[serde(default)]
-    pub internal_endpoint: Option<NetworkInternalEndpoint>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct NetworkDomain {
-    pub domain: String,
-    pub status: DomainStatus,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct NetworkInternalEndpoint {
-    /// Absent until the platform assigns one.
-    #[schema(value_type = Option<String>)]
-    pub address: Option<std::net::IpAddr>,
-    #[schema(value_type = Vec<String>)]
-    pub allowed_cidrs: Vec<ipnet::IpNet>,
-}
-
 impl From<NetworkRecord> for NetworkView {
     fn from(n: NetworkRecord) -> Self {
         Self {
@@ -165,6 +110,7 @@ impl From<Deployment> for DeploymentView {
             status_reason: d.status_reason,
             generation: d.generation,
             observed_generation: d.observed_generation,
+            applied_revision: d.applied_revision,
             endpoints: d.endpoints,
             network: None,
             created_at: d.created_at,
@@ -237,6 +183,36 @@ pub(super) async fn load(
         .map_err(|e| ApiError::from_store(e, "deployment"))
 }
 
+/// The caller's deployment named by the path's `deployment_id`, with the caller's key.
+///
+/// Handlers that take a body extract this *before* the body, so another project's (or
+/// a missing) deployment answers 404 whatever the body holds: no one learns from a 422
+/// that a deployment exists in another project.
+pub struct DeploymentScope {
+    pub key: ProjectKey,
+    pub deployment: Deployment,
+}
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for DeploymentScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let key = ProjectKey::from_request_parts(parts, state).await?;
+        let Path(params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|err| ApiError::bad_request("invalid_path", err.body_text()))?;
+        let raw_id = params
+            .get("deployment_id")
+            .ok_or_else(|| ApiError::not_found("deployment"))?;
+        let deployment = load(state, &key, raw_id).await?;
+        Ok(Self { key, deployment })
+    }
+}
+
 pub(super) fn refuse_if_deleting(d: &Deployment) -> ApiResult<()> {
     if d.status == Status::Deleting {
         return Err(ApiError::conflict(
@@ -249,14 +225,17 @@ pub(super) fn refuse_if_deleting(d: &Deployment) -> ApiResult<()> {
 
 /// `DELETE` of one of a deployment's add-ons (custom TLS, NAT gateway, internal
 /// endpoint): `remove` deletes it and records `kind`'s event in one transaction, or
-/// answers `false` and writes nothing when there was none. Idempotent: 204 either way.
+/// answers `false` and writes nothing when there was none. Idempotent: 204 when there
+/// was none or the running broker has applied the removal, 202 with where it stands
+/// otherwise (see [`super::applied`]).
 pub(super) async fn remove_add_on<F, Fut>(
     state: &Arc<AppState>,
     key: &ProjectKey,
     raw_id: &str,
+    wait: &super::applied::WaitQuery,
     kind: EventType,
     remove: F,
-) -> ApiResult<StatusCode>
+) -> ApiResult<Response>
 where
     F: FnOnce(Arc<AppState>, Deployment, Event) -> Fut,
     Fut: std::future::Future<Output = Result<bool, StoreError>>,
@@ -265,14 +244,15 @@ where
     refuse_if_deleting(&deployment)?;
     let event = Event::new(&deployment, kind, &actor(key), serde_json::json!({}));
     let id = deployment.id;
-    let removed = remove(state.clone(), deployment, event)
+    let removed = remove(state.clone(), deployment.clone(), event)
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
-    if removed {
-        tracing::info!(deployment.id = %id, event = kind.as_str(), "add-on removed");
-        state.reconcile.notify_one();
+    if !removed {
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok(StatusCode::NO_CONTENT)
+    tracing::info!(deployment.id = %id, event = kind.as_str(), "add-on removed");
+    let delivery = super::applied::await_applied(state, &deployment, wait).await?;
+    Ok(super::applied::no_content_or_accepted(delivery))
 }
 
 /// Create a deployment. Answers 202 with status `provisioning`; poll until `running`.
@@ -301,6 +281,7 @@ async fn create_deployment(
         status_reason: None,
         generation: 1,
         observed_generation: 0,
+        applied_revision: 0,
         endpoints: None,
         created_at: now,
         updated_at: now,
@@ -378,14 +359,15 @@ async fn get_deployment(
     security(("bearer" = [])))]
 async fn patch_deployment(
     State(state): State<Arc<AppState>>,
-    key: ProjectKey,
-    Path(deployment_id): Path<String>,
+    DeploymentScope {
+        key,
+        deployment: current,
+    }: DeploymentScope,
     ApiJson(body): ApiJson<UpdateDeployment>,
 ) -> ApiResult<Response> {
     let name = body.name.as_deref().map(parse_name).transpose()?;
     let tier = body.tier.map(parse_tier).transpose()?;
     let version = body.version.as_deref().map(parse_version).transpose()?;
-    let current = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&current)?;
     if let Some(plan) = body.plan.filter(|p| *p != current.plan) {
         let refused = super::domains::add_ons_refused_by(&state, &current, plan).await?;

@@ -14,16 +14,22 @@ use skyport_settings::security::TlsType;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::applied::{
+    await_applied, no_content_or_accepted, resource_deliveries, resource_delivery, Delivery,
+    WaitQuery,
+};
 use super::auth::ProjectKey;
-use super::deployments::{actor, load, refuse_if_deleting};
-use super::json::ApiJson;
+use super::deployments::{actor, load, refuse_if_deleting, DeploymentScope};
+use super::json::{ApiJson, ApiQuery};
 use super::Problems;
 use crate::app::AppState;
 use crate::domain::network::{self, AddOn, DnsRecord, DomainName};
 use crate::domain::tls::{self, TlsUpload};
 use crate::domain::{EventType, Plan};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{CertSource, Deployment, DomainRecord, DomainStatus, Event, StoreError};
+use crate::store::{
+    revision, CertSource, Deployment, DomainRecord, DomainStatus, Event, StoreError,
+};
 
 /// Most custom domains one deployment may have.
 pub const MAX_DOMAINS: usize = 50;
@@ -79,6 +85,11 @@ pub struct DomainView {
     pub next_check_at: Option<DateTime<Utc>>,
     pub verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Whether the running broker serves the domain as it stands (an active domain is
+    /// `pending` until the broker serves its certificate; a domain waiting for its DNS
+    /// record has nothing to apply).
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
 /// `{"items": [...]}`: a deployment's domains, by name (at most 50, so never paged).
@@ -89,8 +100,9 @@ pub struct DomainList {
     pub next_cursor: Option<String>,
 }
 
-fn view(deployment: &Deployment, record: DomainRecord) -> DomainView {
+fn view(deployment: &Deployment, record: DomainRecord, delivery: Delivery) -> DomainView {
     DomainView {
+        delivery,
         dns_record: crate::domains::required_record(deployment, &record.domain),
         status: record.status,
         certificate: DomainCertificate {
@@ -223,13 +235,11 @@ fn certificate(
     security(("bearer" = [])))]
 async fn add_domain(
     State(state): State<Arc<AppState>>,
-    key: ProjectKey,
-    Path(deployment_id): Path<String>,
+    DeploymentScope { key, deployment }: DeploymentScope,
     ApiJson(body): ApiJson<AddDomain>,
 ) -> ApiResult<Response> {
     let domain = DomainName::parse(&body.domain)
         .map_err(|r| ApiError::unprocessable(r.code, r.detail).with_field(r.field))?;
-    let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     require_plan(&deployment, AddOn::CustomDomain)?;
     if deployment.endpoints.is_none() {
@@ -298,7 +308,8 @@ async fn add_domain(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(view(&deployment, record)),
+        // Waiting for its DNS record: nothing for the broker to apply yet.
+        Json(view(&deployment, record, Delivery::default())),
     )
         .into_response())
 }
@@ -315,11 +326,15 @@ async fn list_domains(
 ) -> ApiResult<Json<DomainList>> {
     let deployment = load(&state, &key, &deployment_id).await?;
     let network = state.store.network(deployment.id).await?;
+    let delivery = resource_deliveries(&state, &deployment).await?;
     Ok(Json(DomainList {
         items: network
             .domains
             .into_iter()
-            .map(|d| view(&deployment, d))
+            .map(|d| {
+                let delivery = delivery(&revision::domain(&d.domain));
+                view(&deployment, d, delivery)
+            })
             .collect(),
         next_cursor: None,
     }))
@@ -338,21 +353,27 @@ async fn get_domain(
 ) -> ApiResult<Json<DomainView>> {
     let deployment = load(&state, &key, &deployment_id).await?;
     let record = load_domain(&state, &deployment, &domain).await?;
-    Ok(Json(view(&deployment, record)))
+    let delivery =
+        resource_delivery(&state, &deployment, &revision::domain(&record.domain)).await?;
+    Ok(Json(view(&deployment, record, delivery)))
 }
 
 /// Remove a custom domain: the broker stops serving it (clients connected through it
 /// stay connected; new handshakes get the default certificate).
 #[utoipa::path(delete, path = "/deployments/{deployment_id}/domains/{domain}", tag = "networking",
     params(("deployment_id" = String, Path, description = "Deployment id"),
-           ("domain" = String, Path, description = "The custom domain")),
-    responses((status = 204, description = "Removed"), Problems),
+           ("domain" = String, Path, description = "The custom domain"), WaitQuery),
+    responses(
+        (status = 204, description = "Removed; the running broker no longer serves it"),
+        (status = 202, description = "Removed, the broker not yet told (`applied: false`)", body = Delivery),
+        Problems),
     security(("bearer" = [])))]
 async fn delete_domain(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path((deployment_id, domain)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
+    ApiQuery(wait): ApiQuery<WaitQuery>,
+) -> ApiResult<Response> {
     let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     let record = load_domain(&state, &deployment, &domain).await?;
@@ -368,8 +389,8 @@ async fn delete_domain(
         .await
         .map_err(|e| ApiError::from_store(e, "domain"))?;
     tracing::info!(deployment.id = %deployment.id, domain = %record.domain, "custom domain removed");
-    state.reconcile.notify_one();
-    Ok(StatusCode::NO_CONTENT)
+    let delivery = await_applied(&state, &deployment, &wait).await?;
+    Ok(no_content_or_accepted(delivery))
 }
 
 /// Check the domain's DNS record now. A match makes it `active` (the broker serves it
@@ -377,19 +398,25 @@ async fn delete_domain(
 /// answered. An active domain is returned as it is.
 #[utoipa::path(post, path = "/deployments/{deployment_id}/domains/{domain}/verify", tag = "networking",
     params(("deployment_id" = String, Path, description = "Deployment id"),
-           ("domain" = String, Path, description = "The custom domain")),
-    responses((status = 200, description = "The domain after the check", body = DomainView), Problems),
+           ("domain" = String, Path, description = "The custom domain"), WaitQuery),
+    responses(
+        (status = 200, description = "The domain after the check (when it became active: served by the running broker)", body = DomainView),
+        (status = 202, description = "Verified and active, not yet served by the broker (`applied: false`)", body = DomainView),
+        Problems),
     security(("bearer" = [])))]
 async fn verify_domain(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path((deployment_id, domain)): Path<(String, String)>,
-) -> ApiResult<Json<DomainView>> {
+    ApiQuery(wait): ApiQuery<WaitQuery>,
+) -> ApiResult<(StatusCode, Json<DomainView>)> {
     let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     let record = load_domain(&state, &deployment, &domain).await?;
+    let resource = revision::domain(&record.domain);
     if record.status == DomainStatus::Active {
-        return Ok(Json(view(&deployment, record)));
+        let delivery = resource_delivery(&state, &deployment, &resource).await?;
+        return Ok((StatusCode::OK, Json(view(&deployment, record, delivery))));
     }
     let updated = match crate::domains::check(&state, &deployment, &record, &actor(&key)).await {
         Ok(updated) => updated,
@@ -397,7 +424,15 @@ async fn verify_domain(
         Err(StoreError::Stale) => load_domain(&state, &deployment, &domain).await?,
         Err(other) => return Err(ApiError::from_store(other, "domain")),
     };
-    Ok(Json(view(&deployment, updated)))
+    let delivery = if updated.status == DomainStatus::Active {
+        await_applied(&state, &deployment, &wait).await?
+    } else {
+        resource_delivery(&state, &deployment, &resource).await?
+    };
+    Ok((
+        delivery.status(StatusCode::OK),
+        Json(view(&deployment, updated, delivery)),
+    ))
 }
 
 /// The add-ons a deployment has that `plan` does not allow, for plan changes.

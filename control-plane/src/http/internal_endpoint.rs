@@ -18,17 +18,18 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::applied::{await_applied, resource_delivery, Delivery, WaitQuery};
 use super::auth::ProjectKey;
-use super::deployments::{actor, load, refuse_if_deleting, remove_add_on};
+use super::deployments::{actor, load, refuse_if_deleting, remove_add_on, DeploymentScope};
 use super::domains::require_plan;
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiQuery};
 use super::nat_gateway::AddOnStatus;
 use super::Problems;
 use crate::app::AppState;
 use crate::domain::network::{self, AddOn};
 use crate::domain::{Endpoints, EventType};
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Deployment, Event, InternalEndpointRecord};
+use crate::store::{revision, Deployment, Event, InternalEndpointRecord};
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new().routes(routes!(
@@ -67,6 +68,9 @@ pub struct InternalEndpointView {
     pub allowed_cidrs: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether the running broker serves it yet.
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
 /// `url` (as in the public endpoints) with its host replaced by `address`.
@@ -95,10 +99,12 @@ fn urls(public: Option<&Endpoints>, address: Option<IpAddr>) -> InternalUrls {
 pub(super) fn view(
     deployment: &Deployment,
     record: InternalEndpointRecord,
+    delivery: Delivery,
 ) -> InternalEndpointView {
     InternalEndpointView {
+        delivery,
         status: if record.address.is_some() {
-            AddOnStatus::of(deployment)
+            AddOnStatus::of(delivery)
         } else {
             AddOnStatus::Provisioning
         },
@@ -115,22 +121,22 @@ pub(super) fn view(
 /// `internal_endpoint_unavailable` when the platform cannot make internal load
 /// balancers; bad ranges are 422 `invalid_cidr`.
 #[utoipa::path(put, path = "/deployments/{deployment_id}/internal-endpoint", tag = "networking",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
     request_body = PutInternalEndpoint,
     responses(
-        (status = 201, description = "Created", body = InternalEndpointView),
-        (status = 200, description = "Allowed ranges replaced", body = InternalEndpointView),
+        (status = 201, description = "Created and served by the running broker", body = InternalEndpointView),
+        (status = 200, description = "Allowed ranges replaced (or unchanged) and in force", body = InternalEndpointView),
+        (status = 202, description = "Stored, not yet in force (`applied: false`)", body = InternalEndpointView),
         Problems),
     security(("bearer" = [])))]
 async fn put_internal_endpoint(
     State(state): State<Arc<AppState>>,
-    key: ProjectKey,
-    Path(deployment_id): Path<String>,
+    DeploymentScope { key, deployment }: DeploymentScope,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<PutInternalEndpoint>,
 ) -> ApiResult<Response> {
     let cidrs = network::parse_cidrs(&body.allowed_cidrs)
         .map_err(|r| ApiError::unprocessable(r.code, r.detail).with_field(r.field))?;
-    let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     require_plan(&deployment, AddOn::InternalEndpoint)?;
     if !state.network.internal_endpoints {
@@ -151,7 +157,8 @@ async fn put_internal_endpoint(
         .as_ref()
         .is_some_and(|e| e.allowed_cidrs == record.allowed_cidrs)
     {
-        return Ok((StatusCode::OK, Json(view(&deployment, record))).into_response());
+        let delivery = resource_delivery(&state, &deployment, revision::INTERNAL_ENDPOINT).await?;
+        return Ok((StatusCode::OK, Json(view(&deployment, record, delivery))).into_response());
     }
     let event = Event::new(
         &deployment,
@@ -172,14 +179,13 @@ async fn put_internal_endpoint(
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
     tracing::info!(deployment.id = %deployment.id, ranges = record.allowed_cidrs.len(), "internal endpoint set");
-    state.reconcile.notify_one();
-    let deployment = load(&state, &key, &deployment_id).await?;
-    let status = if existing.is_some() {
+    let delivery = await_applied(&state, &deployment, &wait).await?;
+    let status = delivery.status(if existing.is_some() {
         StatusCode::OK
     } else {
         StatusCode::CREATED
-    };
-    Ok((status, Json(view(&deployment, record))).into_response())
+    });
+    Ok((status, Json(view(&deployment, record, delivery))).into_response())
 }
 
 /// The deployment's internal endpoint (404 when it has none).
@@ -199,24 +205,30 @@ async fn get_internal_endpoint(
         .await?
         .internal_endpoint
         .ok_or_else(|| ApiError::not_found("internal endpoint"))?;
-    Ok(Json(view(&deployment, record)))
+    let delivery = resource_delivery(&state, &deployment, revision::INTERNAL_ENDPOINT).await?;
+    Ok(Json(view(&deployment, record, delivery)))
 }
 
 /// Remove the internal endpoint: its listeners close (clients already connected through
 /// it stay until they disconnect). Idempotent.
 #[utoipa::path(delete, path = "/deployments/{deployment_id}/internal-endpoint", tag = "networking",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
-    responses((status = 204, description = "Removed (or there was none)"), Problems),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
+    responses(
+        (status = 204, description = "Removed (or there was none); the running broker closed its listeners"),
+        (status = 202, description = "Removed, the broker not yet told (`applied: false`)", body = Delivery),
+        Problems),
     security(("bearer" = [])))]
 async fn delete_internal_endpoint(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path(deployment_id): Path<String>,
-) -> ApiResult<StatusCode> {
+    ApiQuery(wait): ApiQuery<WaitQuery>,
+) -> ApiResult<Response> {
     remove_add_on(
         &state,
         &key,
         &deployment_id,
+        &wait,
         EventType::InternalEndpointDeleted,
         |state, d, event| async move {
             state

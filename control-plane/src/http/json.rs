@@ -10,7 +10,8 @@ use crate::error::ApiError;
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
-/// A JSON request body. Malformed JSON is 400 `malformed_json`; a well-formed body that
+/// A JSON request body. Malformed JSON (trailing characters after the document
+/// included) is 400 `malformed_json`; a well-formed body that
 /// does not fit the schema is 422 with `unknown_field`, `missing_field` or
 /// `invalid_<field>`, and the offending path in `field`.
 pub struct ApiJson<T>(pub T);
@@ -49,6 +50,10 @@ where
 
 /// Parses a JSON document into `T`, classifying failures as described on [`ApiJson`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // The whole body must be one JSON document: syntax (trailing characters included)
+    // is checked before the schema, so `{…} garbage` is malformed, never half-accepted.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|err| ApiError::bad_request("malformed_json", format!("malformed JSON: {err}")))?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();

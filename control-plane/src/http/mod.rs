@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod app_keys;
+pub mod applied;
 pub mod auth;
 pub mod auth_chains;
 pub mod deployments;

@@ -18,15 +18,17 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::applied::{await_applied, resource_delivery, Delivery, WaitQuery};
 use super::auth::ProjectKey;
 use super::deployments::{actor, load, refuse_if_deleting, remove_add_on};
 use super::domains::require_plan;
+use super::json::ApiQuery;
 use super::Problems;
 use crate::app::AppState;
 use crate::domain::network::AddOn;
 use crate::domain::EventType;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Deployment, Event, NatGatewayRecord};
+use crate::store::{revision, Event, NatGatewayRecord};
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new().routes(routes!(
@@ -47,9 +49,9 @@ pub enum AddOnStatus {
 }
 
 impl AddOnStatus {
-    /// `Active` once the broker reflects the deployment's current spec.
-    pub fn of(deployment: &Deployment) -> Self {
-        if deployment.observed_generation >= deployment.generation {
+    /// `Active` once the running broker has applied the add-on.
+    pub fn of(delivery: Delivery) -> Self {
+        if delivery.applied {
             AddOnStatus::Active
         } else {
             AddOnStatus::Provisioning
@@ -65,13 +67,17 @@ pub struct NatGatewayView {
     #[schema(value_type = Vec<String>)]
     pub egress_addresses: Vec<IpAddr>,
     pub created_at: DateTime<Utc>,
+    /// Whether the running broker uses it yet.
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
-fn view(deployment: &Deployment, record: NatGatewayRecord) -> NatGatewayView {
+fn view(record: NatGatewayRecord, delivery: Delivery) -> NatGatewayView {
     NatGatewayView {
-        status: AddOnStatus::of(deployment),
+        status: AddOnStatus::of(delivery),
         egress_addresses: record.egress_addresses,
         created_at: record.created_at,
+        delivery,
     }
 }
 
@@ -80,9 +86,10 @@ fn view(deployment: &Deployment, record: NatGatewayRecord) -> NatGatewayView {
 /// `plan_not_supported`); 409 `nat_gateway_unavailable` when the platform has no egress
 /// addresses configured.
 #[utoipa::path(put, path = "/deployments/{deployment_id}/nat-gateway", tag = "networking",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
     responses(
-        (status = 201, description = "Created; `provisioning` until the broker uses it", body = NatGatewayView),
+        (status = 201, description = "Created and used by the running broker", body = NatGatewayView),
+        (status = 202, description = "Created; `provisioning` (`applied: false`) until the broker uses it", body = NatGatewayView),
         (status = 200, description = "It already existed", body = NatGatewayView),
         Problems),
     security(("bearer" = [])))]
@@ -90,6 +97,7 @@ async fn put_nat_gateway(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path(deployment_id): Path<String>,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
 ) -> ApiResult<Response> {
     let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
@@ -115,15 +123,16 @@ async fn put_nat_gateway(
         .put_nat_gateway(deployment.project_id, deployment.id, &record, &event)
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
-    let deployment = load(&state, &key, &deployment_id).await?;
-    let status = if created {
+    let (status, delivery) = if created {
         tracing::info!(deployment.id = %deployment.id, "NAT gateway created");
-        state.reconcile.notify_one();
-        StatusCode::CREATED
+        let delivery = await_applied(&state, &deployment, &wait).await?;
+        (delivery.status(StatusCode::CREATED), delivery)
     } else {
-        StatusCode::OK
+        let deployment = load(&state, &key, &deployment_id).await?;
+        let delivery = resource_delivery(&state, &deployment, revision::NAT_GATEWAY).await?;
+        (StatusCode::OK, delivery)
     };
-    Ok((status, Json(view(&deployment, record))).into_response())
+    Ok((status, Json(view(record, delivery))).into_response())
 }
 
 /// The deployment's NAT gateway (404 when it has none).
@@ -143,24 +152,30 @@ async fn get_nat_gateway(
         .await?
         .nat_gateway
         .ok_or_else(|| ApiError::not_found("NAT gateway"))?;
-    Ok(Json(view(&deployment, record)))
+    let delivery = resource_delivery(&state, &deployment, revision::NAT_GATEWAY).await?;
+    Ok(Json(view(record, delivery)))
 }
 
 /// Remove the NAT gateway: outbound connections leave from the default address again.
 /// Idempotent.
 #[utoipa::path(delete, path = "/deployments/{deployment_id}/nat-gateway", tag = "networking",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
-    responses((status = 204, description = "Removed (or there was none)"), Problems),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
+    responses(
+        (status = 204, description = "Removed (or there was none); the running broker no longer uses it"),
+        (status = 202, description = "Removed, the broker not yet told (`applied: false`)", body = Delivery),
+        Problems),
     security(("bearer" = [])))]
 async fn delete_nat_gateway(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path(deployment_id): Path<String>,
-) -> ApiResult<StatusCode> {
+    ApiQuery(wait): ApiQuery<WaitQuery>,
+) -> ApiResult<Response> {
     remove_add_on(
         &state,
         &key,
         &deployment_id,
+        &wait,
         EventType::NatGatewayDeleted,
         |state, d, event| async move {
             state

@@ -8,18 +8,21 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use skyport_settings::security::SessionSettings;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::applied::{await_applied, resource_delivery, Delivery, WaitQuery};
 use super::auth::ProjectKey;
-use super::deployments::{load, refuse_if_deleting};
-use super::json::ApiJson;
+use super::deployments::{load, refuse_if_deleting, DeploymentScope};
+use super::json::{ApiJson, ApiQuery};
 use super::Problems;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::store::revision;
 
 /// The longest session expiry accepted: 7 days.
 pub const MAX_EXPIRY_SECS: u64 = 7 * 24 * 3600;
@@ -45,6 +48,16 @@ pub struct Sessions {
     /// Messages kept for one offline session, 1 to 100000.
     #[schema(minimum = 1, maximum = 100000)]
     pub max_queued_messages: usize,
+}
+
+/// The persistent-session settings, and whether the running broker has them in force
+/// (the read-only `revision`, `applied` and `apply_status` are not part of a `PUT` body).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsView {
+    #[serde(flatten)]
+    pub settings: Sessions,
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
 impl From<SessionSettings> for Sessions {
@@ -91,33 +104,38 @@ fn check(body: &Sessions) -> ApiResult<SessionSettings> {
 /// The deployment's persistent-session settings (the defaults until changed).
 #[utoipa::path(get, path = "/deployments/{deployment_id}/sessions", tag = "deployments",
     params(("deployment_id" = String, Path, description = "Deployment id")),
-    responses((status = 200, description = "The settings in force", body = Sessions), Problems),
+    responses((status = 200, description = "The settings", body = SessionsView), Problems),
     security(("bearer" = [])))]
 async fn get_sessions(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path(deployment_id): Path<String>,
-) -> ApiResult<Json<Sessions>> {
+) -> ApiResult<Json<SessionsView>> {
     let deployment = load(&state, &key, &deployment_id).await?;
     let settings = state.store.get_session_settings(deployment.id).await?;
-    Ok(Json(settings.unwrap_or_default().into()))
+    Ok(Json(SessionsView {
+        settings: settings.unwrap_or_default().into(),
+        delivery: resource_delivery(&state, &deployment, revision::SESSIONS).await?,
+    }))
 }
 
 /// Replace the deployment's persistent-session settings. Out-of-range values are 422
 /// `invalid_session_settings` (naming the field) and change nothing.
 #[utoipa::path(put, path = "/deployments/{deployment_id}/sessions", tag = "deployments",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
     request_body = Sessions,
-    responses((status = 200, description = "Stored; the broker applies them within seconds", body = Sessions), Problems),
+    responses(
+        (status = 200, description = "Stored and in force on the running broker", body = SessionsView),
+        (status = 202, description = "Stored, not yet in force (`applied: false`)", body = SessionsView),
+        Problems),
     security(("bearer" = [])))]
 async fn put_sessions(
     State(state): State<Arc<AppState>>,
-    key: ProjectKey,
-    Path(deployment_id): Path<String>,
+    DeploymentScope { key: _, deployment }: DeploymentScope,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<Sessions>,
-) -> ApiResult<Json<Sessions>> {
+) -> ApiResult<(StatusCode, Json<SessionsView>)> {
     let settings = check(&body)?;
-    let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     state
         .store
@@ -125,6 +143,12 @@ async fn put_sessions(
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
     tracing::info!(deployment.id = %deployment.id, ?settings, "session settings stored");
-    state.reconcile.notify_one();
-    Ok(Json(settings.into()))
+    let delivery = await_applied(&state, &deployment, &wait).await?;
+    Ok((
+        delivery.status(StatusCode::OK),
+        Json(SessionsView {
+            settings: settings.into(),
+            delivery,
+        }),
+    ))
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,15 +15,16 @@ use skyport_settings::security::TlsType as BrokerTlsType;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::applied::{await_applied, resource_delivery, Delivery, WaitQuery};
 use super::auth::ProjectKey;
-use super::deployments::{actor, load, refuse_if_deleting, remove_add_on};
-use super::json::ApiJson;
+use super::deployments::{actor, load, refuse_if_deleting, remove_add_on, DeploymentScope};
+use super::json::{ApiJson, ApiQuery};
 use super::Problems;
 use crate::app::AppState;
 use crate::domain::tls::{self, TlsUpload};
 use crate::domain::EventType;
 use crate::error::{ApiError, ApiResult};
-use crate::store::{Event, TlsRecord};
+use crate::store::{revision, Event, TlsRecord};
 
 /// A custom certificate is shown as `expiring` this long before it expires.
 const EXPIRING_WITHIN: chrono::Duration = chrono::Duration::days(30);
@@ -113,6 +115,9 @@ pub struct TlsView {
     pub issuer: String,
     /// When the custom certificate was uploaded.
     pub updated_at: Option<DateTime<Utc>>,
+    /// Whether the running broker serves this configuration yet.
+    #[serde(flatten)]
+    pub delivery: Delivery,
 }
 
 fn view(record: Option<&TlsRecord>, ca_issuer: &str, now: DateTime<Utc>) -> TlsView {
@@ -124,6 +129,7 @@ fn view(record: Option<&TlsRecord>, ca_issuer: &str, now: DateTime<Utc>) -> TlsV
             expires_at: None,
             subject: None,
             sans: Vec::new(),
+            delivery: Delivery::default(),
             issuer: ca_issuer.to_owned(),
             updated_at: None,
         },
@@ -140,6 +146,7 @@ fn view(record: Option<&TlsRecord>, ca_issuer: &str, now: DateTime<Utc>) -> TlsV
             expires_at: Some(r.details.not_after),
             subject: Some(r.details.subject.clone()),
             sans: r.details.sans.clone(),
+            delivery: Delivery::default(),
             issuer: r.details.issuer.clone(),
             updated_at: Some(r.updated_at),
         },
@@ -172,7 +179,9 @@ async fn get_tls(
 ) -> ApiResult<Json<TlsView>> {
     let deployment = load(&state, &key, &deployment_id).await?;
     let record = state.store.get_tls(deployment.id).await?;
-    Ok(Json(view(record.as_ref(), &ca_issuer(&state), Utc::now())))
+    let mut tls = view(record.as_ref(), &ca_issuer(&state), Utc::now());
+    tls.delivery = resource_delivery(&state, &deployment, revision::TLS).await?;
+    Ok(Json(tls))
 }
 
 /// Upload a custom certificate (replacing any previous one). It is checked first: PEM,
@@ -184,16 +193,19 @@ async fn get_tls(
 /// `tls_key_unsupported`, `tls_chain_incomplete`, `tls_ca_required`,
 /// `tls_ca_not_allowed`) and leaves the configuration unchanged.
 #[utoipa::path(put, path = "/deployments/{deployment_id}/tls", tag = "deployments",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
     request_body = PutTls,
-    responses((status = 200, description = "Certificate stored; the broker serves it within seconds", body = TlsView), Problems),
+    responses(
+        (status = 200, description = "Certificate stored and served by the running broker", body = TlsView),
+        (status = 202, description = "Certificate stored, not yet served (`applied: false`)", body = TlsView),
+        Problems),
     security(("bearer" = [])))]
 async fn put_tls(
     State(state): State<Arc<AppState>>,
-    key: ProjectKey,
-    Path(deployment_id): Path<String>,
+    DeploymentScope { key, deployment }: DeploymentScope,
+    ApiQuery(wait): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<PutTls>,
-) -> ApiResult<Json<TlsView>> {
+) -> ApiResult<(StatusCode, Json<TlsView>)> {
     let now = Utc::now();
     let upload = TlsUpload {
         tls_type: body.tls_type.into(),
@@ -203,7 +215,6 @@ async fn put_tls(
     };
     let cert = tls::check(&upload, now)
         .map_err(|r| ApiError::unprocessable(r.code, r.detail).with_field(r.field))?;
-    let deployment = load(&state, &key, &deployment_id).await?;
     refuse_if_deleting(&deployment)?;
     let record = TlsRecord {
         tls_type: cert.tls_type,
@@ -232,24 +243,30 @@ async fn put_tls(
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))?;
     tracing::info!(deployment.id = %deployment.id, tls_type = ?record.tls_type, "custom certificate stored");
-    state.reconcile.notify_one();
-    Ok(Json(view(Some(&record), "", now)))
+    let mut tls = view(Some(&record), "", now);
+    tls.delivery = await_applied(&state, &deployment, &wait).await?;
+    Ok((tls.delivery.status(StatusCode::OK), Json(tls)))
 }
 
 /// Go back to the certificate issued by Skyport's CA (one-way TLS). Idempotent.
 #[utoipa::path(delete, path = "/deployments/{deployment_id}/tls", tag = "deployments",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
-    responses((status = 204, description = "Custom certificate removed (or there was none)"), Problems),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
+    responses(
+        (status = 204, description = "Custom certificate removed (or there was none); the running broker serves Skyport's"),
+        (status = 202, description = "Removed, the broker not yet told (`applied: false`)", body = Delivery),
+        Problems),
     security(("bearer" = [])))]
 async fn delete_tls(
     State(state): State<Arc<AppState>>,
     key: ProjectKey,
     Path(deployment_id): Path<String>,
-) -> ApiResult<StatusCode> {
+    ApiQuery(wait): ApiQuery<WaitQuery>,
+) -> ApiResult<Response> {
     remove_add_on(
         &state,
         &key,
         &deployment_id,
+        &wait,
         EventType::TlsRemoved,
         |state, d, event| async move { state.store.delete_tls(d.project_id, d.id, &event).await },
     )

@@ -20,9 +20,8 @@ use skyport_settings::security::{
 };
 
 use super::OrchestratorError;
-use crate::domain::Id;
 use crate::encryption::SecretKey;
-use crate::store::Store;
+use crate::store::{Deployment, Store};
 
 /// File names of the custom TLS material, relative to `security.json`'s directory.
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +75,9 @@ pub struct CustomTlsMaterial {
 /// Everything a broker's security configuration is made of.
 #[derive(Clone, Default)]
 pub struct BrokerSecurity {
+    /// The deployment generation these settings are at: the revision the broker reports
+    /// back once it has them in force.
+    pub revision: i64,
     pub app_keys: Vec<AppKey>,
     pub authentication: Authentication,
     pub authorization: Authorization,
@@ -100,6 +102,7 @@ impl BrokerSecurity {
     /// The settings file's content, naming the TLS files by `names`.
     pub fn settings(&self, names: TlsFileNames, delivery: NetworkDelivery) -> SecuritySettings {
         SecuritySettings {
+            revision: u64::try_from(self.revision).unwrap_or_default(),
             app_keys: self.app_keys.clone(),
             authentication: self.authentication.clone(),
             authorization: self.authorization.clone(),
@@ -188,8 +191,10 @@ impl SecuritySource {
         Self { store, key }
     }
 
-    /// The deployment's current security, with its custom private key decrypted.
-    pub async fn load(&self, deployment_id: Id) -> Result<BrokerSecurity, OrchestratorError> {
+    /// The deployment's current security at its current generation, with its custom
+    /// private key decrypted.
+    pub async fn load(&self, deployment: &Deployment) -> Result<BrokerSecurity, OrchestratorError> {
+        let deployment_id = deployment.id;
         let record = self
             .store
             .broker_security(deployment_id)
@@ -227,6 +232,7 @@ impl SecuritySource {
             });
         }
         Ok(BrokerSecurity {
+            revision: deployment.generation,
             app_keys: record.app_keys,
             authentication: record.authentication.unwrap_or_default(),
             authorization: record.authorization.unwrap_or_default(),
@@ -244,11 +250,14 @@ impl SecuritySource {
     /// [`SecuritySource::load`], or the defaults when there is no source (tests, renders).
     pub async fn load_or_default(
         source: Option<&SecuritySource>,
-        deployment_id: Id,
+        deployment: &Deployment,
     ) -> Result<BrokerSecurity, OrchestratorError> {
         match source {
-            Some(source) => source.load(deployment_id).await,
-            None => Ok(BrokerSecurity::default()),
+            Some(source) => source.load(deployment).await,
+            None => Ok(BrokerSecurity {
+                revision: deployment.generation,
+                ..BrokerSecurity::default()
+            }),
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Reconciler {
     orchestrator: Arc<dyn Orchestrator>,
     wake: Arc<Notify>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Woken when a broker's applied revision is recorded (writes wait on it).
+    applied: Option<Arc<Notify>>,
 }
 
 impl Reconciler {
@@ -40,12 +42,19 @@ impl Reconciler {
             orchestrator,
             wake,
             metrics: None,
+            applied: None,
         }
     }
 
     /// Counts each deployment's reconciliation outcome in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Wakes `applied` whenever it records a revision a broker has applied.
+    pub fn with_applied(mut self, applied: Arc<Notify>) -> Self {
+        self.applied = Some(applied);
         self
     }
 
@@ -125,6 +134,7 @@ impl Reconciler {
                     None,
                     d.generation,
                     d.endpoints.clone(),
+                    d.applied_revision,
                     vec![],
                 )
                 .await?;
@@ -148,6 +158,8 @@ impl Reconciler {
                     None,
                     *generation,
                     Some(endpoints.clone()),
+                    // The broker reported this generation's settings in force.
+                    *generation,
                     vec![],
                 )
                 .await?;
@@ -166,6 +178,7 @@ impl Reconciler {
                     Some(err.to_string()),
                     d.observed_generation,
                     d.endpoints.clone(),
+                    d.applied_revision,
                     vec![],
                 )
                 .await?;
@@ -219,6 +232,7 @@ impl Reconciler {
             reason,
             d.observed_generation,
             d.endpoints.clone(),
+            d.applied_revision,
             events,
         )
         .await?;
@@ -233,6 +247,7 @@ impl Reconciler {
         reason: Option<String>,
         observed_generation: i64,
         endpoints: Option<crate::domain::Endpoints>,
+        applied_revision: i64,
         mut events: Vec<Event>,
     ) -> Result<(), StoreError> {
         if d.status != status {
@@ -255,6 +270,7 @@ impl Reconciler {
             && d.status_reason == reason
             && d.observed_generation == observed_generation
             && d.endpoints == endpoints
+            && d.applied_revision == applied_revision
         {
             return Ok(());
         }
@@ -263,6 +279,7 @@ impl Reconciler {
             reason,
             observed_generation,
             endpoints,
+            applied_revision,
         };
         match self
             .store
@@ -270,6 +287,11 @@ impl Reconciler {
             .await
         {
             Ok(()) => {
+                if d.applied_revision != applied_revision {
+                    if let Some(applied) = &self.applied {
+                        applied.notify_waiters();
+                    }
+                }
                 if d.status != status {
                     tracing::info!(deployment.id = %d.id, from = d.status.as_str(), to = status.as_str(), "status changed");
                 }

@@ -6,7 +6,9 @@
 pub mod metering;
 pub mod network;
 pub mod people;
+pub mod ports;
 mod postgres;
+pub mod revision;
 pub mod security;
 mod sql;
 mod sqlite;
@@ -22,7 +24,9 @@ pub use network::{
     NetworkRecord, NetworkStore,
 };
 pub use people::{Member, PeopleStore, SessionRecord, UserRecord};
+pub use ports::{PortRecord, PortStore};
 pub use postgres::PgStore;
+pub use revision::RevisionStore;
 pub use security::{AppKeyRecord, SecurityRecord, SecurityStore, TlsRecord};
 pub use sqlite::SqliteStore;
 
@@ -96,6 +100,9 @@ pub struct Deployment {
     pub generation: i64,
     /// The generation the running broker reflects.
     pub observed_generation: i64,
+    /// The revision (a generation number) of the settings the running broker reported
+    /// having applied; unlike `observed_generation` it never advances while stopped.
+    pub applied_revision: i64,
     pub endpoints: Option<Endpoints>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -120,6 +127,8 @@ pub struct StatusUpdate {
     pub reason: Option<String>,
     pub observed_generation: i64,
     pub endpoints: Option<Endpoints>,
+    /// The revision the running broker reported having applied.
+    pub applied_revision: i64,
 }
 
 /// One entry of a deployment's event log.
@@ -175,7 +184,15 @@ pub struct CaRecord {
 /// Every use case the control plane has for persistent state.
 #[async_trait]
 pub trait Store:
-    MeteringStore + SecurityStore + NetworkStore + PeopleStore + Send + Sync + 'static
+    MeteringStore
+    + SecurityStore
+    + NetworkStore
+    + PeopleStore
+    + RevisionStore
+    + PortStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;

@@ -16,24 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{Event, StoreError, StoreResult};
 use crate::domain::Id;
 
-/// Where a domain stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DomainStatus {
-    /// The DNS record is not (yet) there; the domain is not served.
-    PendingDns,
-    /// Verified and served by SNI.
-    Active,
-}
-
-impl DomainStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DomainStatus::PendingDns => "pending_dns",
-            DomainStatus::Active => "active",
-        }
-    }
-}
+pub use crate::domain::network::DomainStatus;
 
 /// Who issued a domain's certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -330,7 +313,12 @@ macro_rules! network_sql_store {
                     return Err($crate::store::StoreError::Stale);
                 }
                 if check.verified {
-                    $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                    $crate::store::security::bump_generation!(
+                        tx,
+                        project_id,
+                        deployment_id,
+                        $crate::store::revision::domain(domain)
+                    );
                 }
                 if let Some(event) = event {
                     $crate::store::sql::insert_events!(tx, std::slice::from_ref(event));
@@ -365,7 +353,12 @@ macro_rules! network_sql_store {
                 if done.rows_affected() == 0 {
                     return Err($crate::store::StoreError::NotFound);
                 }
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    deployment_id,
+                    $crate::store::revision::domain(domain)
+                );
                 $crate::store::sql::insert_events!(tx, std::slice::from_ref(event));
                 tx.commit().await?;
                 Ok(())
@@ -413,7 +406,12 @@ macro_rules! network_sql_store {
             ) -> $crate::store::StoreResult<($crate::store::network::NatGatewayRecord, bool)>
             {
                 let mut tx = self.pool.begin().await?;
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    deployment_id,
+                    $crate::store::revision::NAT_GATEWAY
+                );
                 let existing: Option<(
                     sqlx::types::Json<Vec<std::net::IpAddr>>,
                     chrono::DateTime<chrono::Utc>,
@@ -467,7 +465,12 @@ macro_rules! network_sql_store {
                 event: &$crate::store::Event,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    deployment_id,
+                    $crate::store::revision::INTERNAL_ENDPOINT
+                );
                 sqlx::query(
                     "INSERT INTO deployment_internal_endpoints \
                        (deployment_id, address, allowed_cidrs, created_at, updated_at) \
@@ -586,7 +589,12 @@ macro_rules! network_sql_store {
                 if done.rows_affected() == 0 {
                     return Ok(false);
                 }
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    deployment_id,
+                    $crate::store::revision::add_on(table)
+                );
                 $crate::store::sql::insert_events!(tx, std::slice::from_ref(event));
                 tx.commit().await?;
                 Ok(true)

@@ -27,3 +27,5 @@ super::metering::metering_sql_store!(PgStore, "GREATEST");
 super::security::security_sql_store!(PgStore);
 super::network::network_sql_store!(PgStore);
 super::people::people_sql_store!(PgStore);
+super::revision::revision_sql_store!(PgStore);
+super::ports::port_sql_store!(PgStore);

@@ -204,22 +204,34 @@ fn parse_tls_type(raw: &str) -> Result<TlsType, StoreError> {
     }
 }
 
-/// Bumps the deployment's generation inside the transaction `$tx`; returns `NotFound`
-/// from the enclosing function (rolling back) when the project has no such deployment.
+/// Bumps the deployment's generation inside the transaction `$tx` and records the new
+/// generation as the revision of `$resource` (see [`super::RevisionStore`]); returns
+/// `NotFound` from the enclosing function (rolling back) when the project has no such
+/// deployment.
 macro_rules! bump_generation {
-    ($tx:ident, $project_id:expr, $deployment_id:expr) => {
-        let done = sqlx::query(
+    ($tx:ident, $project_id:expr, $deployment_id:expr, $resource:expr) => {
+        let bumped: Option<(i64,)> = sqlx::query_as(
             "UPDATE deployments SET generation = generation + 1, updated_at = $3 \
-             WHERE project_id = $1 AND id = $2",
+             WHERE project_id = $1 AND id = $2 RETURNING generation",
         )
         .bind($project_id.to_string())
         .bind($deployment_id.to_string())
         .bind(chrono::Utc::now())
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let Some((revision,)) = bumped else {
+            return Err($crate::store::StoreError::NotFound);
+        };
+        sqlx::query(
+            "INSERT INTO deployment_revisions (deployment_id, resource, revision) \
+             VALUES ($1, $2, $3) \
+             ON CONFLICT (deployment_id, resource) DO UPDATE SET revision = excluded.revision",
+        )
+        .bind($deployment_id.to_string())
+        .bind(AsRef::<str>::as_ref(&$resource))
+        .bind(revision)
         .execute(&mut *$tx)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err($crate::store::StoreError::NotFound);
-        }
     };
 }
 
@@ -252,7 +264,7 @@ macro_rules! security_sql_store {
                 chain: &T,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(tx, project_id, deployment_id, kind);
                 sqlx::query(
                     "INSERT INTO deployment_auth_chains (deployment_id, kind, chain, updated_at) \
                      VALUES ($1, $2, $3, $4) \
@@ -279,7 +291,12 @@ macro_rules! security_sql_store {
                 secret_sha256: &str,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                $crate::store::security::bump_generation!(tx, project_id, key.deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    key.deployment_id,
+                    $crate::store::revision::app_key(key.app_id)
+                );
                 sqlx::query(
                     "INSERT INTO deployment_app_keys \
                        (app_id, deployment_id, name, secret_sha256, created_at) \
@@ -331,7 +348,12 @@ macro_rules! security_sql_store {
                 if done.rows_affected() == 0 {
                     return Err($crate::store::StoreError::NotFound);
                 }
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    deployment_id,
+                    $crate::store::revision::app_key(app_id)
+                );
                 tx.commit().await?;
                 Ok(())
             }
@@ -408,7 +430,12 @@ macro_rules! security_sql_store {
                 event: &$crate::store::Event,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    deployment_id,
+                    $crate::store::revision::TLS
+                );
                 sqlx::query(&format!(
                     "INSERT INTO deployment_tls (deployment_id, {}) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -452,7 +479,12 @@ macro_rules! security_sql_store {
                 if done.rows_affected() == 0 {
                     return Ok(false);
                 }
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    deployment_id,
+                    $crate::store::revision::TLS
+                );
                 $crate::store::sql::insert_events!(tx, std::slice::from_ref(event));
                 tx.commit().await?;
                 Ok(true)
@@ -482,7 +514,12 @@ macro_rules! security_sql_store {
                 settings: &skyport_settings::security::SessionSettings,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                $crate::store::security::bump_generation!(tx, project_id, deployment_id);
+                $crate::store::security::bump_generation!(
+                    tx,
+                    project_id,
+                    deployment_id,
+                    $crate::store::revision::SESSIONS
+                );
                 sqlx::query(
                     "INSERT INTO deployment_session_settings (deployment_id, settings, updated_at) \
                      VALUES ($1, $2, $3) \

@@ -39,6 +39,7 @@ pub(super) struct DeploymentRow {
     pub status_reason: Option<String>,
     pub generation: i64,
     pub observed_generation: i64,
+    pub applied_revision: i64,
     pub endpoints: Option<Json<Endpoints>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -124,6 +125,7 @@ impl TryFrom<DeploymentRow> for Deployment {
             status_reason: row.status_reason,
             generation: row.generation,
             observed_generation: row.observed_generation,
+            applied_revision: row.applied_revision,
             endpoints: row.endpoints.map(|json| json.0),
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -140,7 +142,7 @@ where
 
 pub(super) const DEPLOYMENT_COLUMNS: &str = "id, project_id, name, plan, max_sessions, max_tps, \
      version, desired_state, status, status_reason, generation, observed_generation, endpoints, \
-     created_at, updated_at";
+     created_at, updated_at, applied_revision";
 
 /// Inserts events inside the transaction `$tx`.
 macro_rules! insert_events {
@@ -295,7 +297,7 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(&format!(
                     "INSERT INTO deployments ({}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                     $crate::store::sql::DEPLOYMENT_COLUMNS
                 ))
                 .bind(d.id.to_string())
@@ -313,6 +315,7 @@ macro_rules! sql_store {
                 .bind(d.endpoints.clone().map(sqlx::types::Json))
                 .bind(d.created_at)
                 .bind(d.updated_at)
+                .bind(d.applied_revision)
                 .execute(&mut *tx)
                 .await?;
                 $crate::store::sql::insert_events!(tx, std::slice::from_ref(event));
@@ -419,7 +422,8 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE deployments SET status = $3, status_reason = $4, \
-                       observed_generation = $5, endpoints = $6, updated_at = $7 \
+                       observed_generation = $5, endpoints = $6, updated_at = $7, \
+                       applied_revision = $8 \
                      WHERE id = $1 AND generation = $2",
                 )
                 .bind(id.to_string())
@@ -429,6 +433,7 @@ macro_rules! sql_store {
                 .bind(update.observed_generation)
                 .bind(update.endpoints.clone().map(sqlx::types::Json))
                 .bind(chrono::Utc::now())
+                .bind(update.applied_revision)
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {

@@ -33,3 +33,5 @@ super::metering::metering_sql_store!(SqliteStore, "max");
 super::security::security_sql_store!(SqliteStore);
 super::network::network_sql_store!(SqliteStore);
 super::people::people_sql_store!(SqliteStore);
+super::revision::revision_sql_store!(SqliteStore);
+super::ports::port_sql_store!(SqliteStore);

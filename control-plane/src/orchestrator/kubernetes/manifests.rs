@@ -523,6 +523,7 @@ mod tests {
             status_reason: None,
             generation: 1,
             observed_generation: 1,
+            applied_revision: 0,
             endpoints: None,
             created_at: at,
             updated_at: at,

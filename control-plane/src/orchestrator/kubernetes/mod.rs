@@ -402,8 +402,7 @@ impl Orchestrator for KubernetesOrchestrator {
     }
 
     async fn apply(&self, deployment: &Deployment) -> Result<Applied, OrchestratorError> {
-        let security =
-            SecuritySource::load_or_default(self.security.as_ref(), deployment.id).await?;
+        let security = SecuritySource::load_or_default(self.security.as_ref(), deployment).await?;
         Ok(self.apply_all(deployment, &security).await?)
     }
 

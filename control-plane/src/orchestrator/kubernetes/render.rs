@@ -7,7 +7,7 @@ use anyhow::Context;
 use super::manifests::{self, Manifests};
 use super::settings::KubernetesSettings;
 use crate::ca::Ca;
-use crate::http::deployments::DeploymentView;
+use crate::domain::view::DeploymentView;
 use crate::orchestrator::security::BrokerSecurity;
 use crate::store::Deployment;
 
@@ -43,6 +43,7 @@ pub fn read_deployment(path: &Path) -> anyhow::Result<(Deployment, BrokerSecurit
         .map_err(|msg| anyhow::anyhow!("{}: {msg}", path.display()))?;
     let network = view.network.unwrap_or_default();
     let security = BrokerSecurity {
+        revision: view.generation,
         egress_addresses: network.egress_addresses,
         internal_endpoint: network.internal_endpoint.map(|internal| {
             crate::store::InternalEndpointRecord {
@@ -66,6 +67,7 @@ pub fn read_deployment(path: &Path) -> anyhow::Result<(Deployment, BrokerSecurit
         status_reason: view.status_reason,
         generation: view.generation,
         observed_generation: view.observed_generation,
+        applied_revision: view.applied_revision,
         endpoints: view.endpoints,
         created_at: view.created_at,
         updated_at: view.updated_at,

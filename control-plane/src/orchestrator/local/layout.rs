@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! config.json      broker configuration (rewritten on every apply)
-//! ports.json       host ports allocated once, so endpoints survive restarts
+//! ports.json       host ports of the broker (allocated in the store, unique per host;
+//!                  kept here too so a restarted control plane can re-adopt the broker)
 //! runtime.json     pid and generation of the running broker, for re-adoption
 //! tls/server.pem   server certificate chain issued by Skyport's CA
 //! tls/server.key   its private key (mode 0600)
@@ -93,17 +94,16 @@ impl DeploymentDir {
         Ok(token)
     }
 
-    /// The ports allocated to this deployment, allocating free ones on first use.
-    pub fn ports_or_allocate(&self, ip: IpAddr) -> Result<Ports, OrchestratorError> {
-        if let Some(ports) = read_json::<Ports>(&self.ports()) {
-            return Ok(ports);
-        }
-        let ports = allocate_ports(ip).map_err(OrchestratorError::io("allocating ports"))?;
+    /// The ports recorded for this deployment's broker.
+    pub fn read_ports(&self) -> Option<Ports> {
+        read_json::<Ports>(&self.ports())
+    }
+
+    pub fn write_ports(&self, ports: Ports) -> Result<(), OrchestratorError> {
         write_atomic(
             &self.ports(),
             &serde_json::to_vec_pretty(&ports).unwrap_or_default(),
-        )?;
-        Ok(ports)
+        )
     }
 
     pub fn read_runtime(&self) -> Option<RuntimeRecord> {
@@ -161,8 +161,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OrchestratorError> 
     )))
 }
 
-/// Picks five distinct free ports by binding port 0 and releasing it.
-fn allocate_ports(ip: IpAddr) -> std::io::Result<Ports> {
+impl Ports {
+    /// Listener names, as the store records them.
+    pub const LISTENERS: [&'static str; 5] = ["tcp", "tls", "ws", "wss", "api"];
+
+    /// Each listener with its port.
+    pub fn records(self) -> Vec<crate::store::PortRecord> {
+        [self.tcp, self.tls, self.ws, self.wss, self.api]
+            .into_iter()
+            .zip(Self::LISTENERS)
+            .map(|(port, listener)| crate::store::PortRecord {
+                listener: listener.into(),
+                port,
+            })
+            .collect()
+    }
+
+    /// The ports of a complete set of records; `None` when a listener is missing.
+    pub fn from_records(records: &[crate::store::PortRecord]) -> Option<Self> {
+        let port = |name: &str| records.iter().find(|r| r.listener == name).map(|r| r.port);
+        Some(Self {
+            tcp: port("tcp")?,
+            tls: port("tls")?,
+            ws: port("ws")?,
+            wss: port("wss")?,
+            api: port("api")?,
+        })
+    }
+
+    /// Whether every port can be bound on `ip` right now (nothing else holds it).
+    pub fn bindable(self, ip: IpAddr) -> bool {
+        [self.tcp, self.tls, self.ws, self.wss, self.api]
+            .into_iter()
+            .all(|port| TcpListener::bind(SocketAddr::new(ip, port)).is_ok())
+    }
+}
+
+/// Picks five distinct free ports by binding port 0 and releasing it. Candidates only:
+/// the store decides whether another deployment already holds one.
+pub fn allocate_ports(ip: IpAddr) -> std::io::Result<Ports> {
     let listeners = (0..5)
         .map(|_| TcpListener::bind(SocketAddr::new(ip, 0)))
         .collect::<std::io::Result<Vec<_>>>()?;

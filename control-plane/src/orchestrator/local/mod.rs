@@ -27,7 +27,7 @@ use super::{Applied, Observed, Orchestrator, OrchestratorError};
 use crate::ca::Ca;
 use crate::domain::{Endpoints, Id};
 use crate::metering::ReportingTarget;
-use crate::store::Deployment;
+use crate::store::{Deployment, Store};
 
 /// Custom TLS files, relative to the deployment dir (where `security.json` is).
 const TLS_FILES: TlsFileNames = TlsFileNames {
@@ -36,11 +36,6 @@ const TLS_FILES: TlsFileNames = TlsFileNames {
     ca: "tls/client-ca.pem",
     domain_prefix: "tls/domains/",
 };
-
-/// How long a running broker is given to pick up a rewritten `security.json`: it polls
-/// the file every [`skyport_settings::security::POLL_INTERVAL`]. (The broker does not report
-/// which version it applied, so this is a bound, not an acknowledgement.)
-const SECURITY_RELOAD_GRACE: Duration = Duration::from_millis(1_200);
 
 /// How long a broker gets to exit after SIGTERM before SIGKILL.
 /// (It disconnects its clients and saves persistent sessions with their queued messages
@@ -71,9 +66,6 @@ struct Running {
     config_hash: String,
     ports: Ports,
     api: SocketAddr,
-    /// Until then the broker may not have reloaded the security settings just written,
-    /// so it is not reported as reflecting the new generation yet.
-    reloading_until: Option<Instant>,
 }
 
 /// Crash bookkeeping between restarts.
@@ -99,7 +91,12 @@ pub struct LocalOrchestrator {
     metering: Option<ReportingTarget>,
     /// Where deployments' security settings come from; none, brokers get the defaults.
     security: Option<SecuritySource>,
+    /// Where host ports are allocated; none, each deployment dir keeps its own (tests).
+    port_store: Option<Arc<dyn Store>>,
 }
+
+/// Attempts at finding ports no other deployment holds before giving up for this pass.
+const PORT_ATTEMPTS: usize = 32;
 
 impl LocalOrchestrator {
     /// Creates the orchestrator and re-adopts brokers left running by a previous run.
@@ -116,6 +113,7 @@ impl LocalOrchestrator {
             state: Mutex::new(State::default()),
             metering: None,
             security: None,
+            port_store: None,
         };
         orchestrator.adopt_survivors()?;
         Ok(orchestrator)
@@ -125,6 +123,81 @@ impl LocalOrchestrator {
     pub fn with_metering(mut self, target: ReportingTarget) -> Self {
         self.metering = Some(target);
         self
+    }
+
+    /// Host ports are allocated in `store`, unique per host.
+    pub fn with_port_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.port_store = Some(store);
+        self
+    }
+
+    /// The store's name for this host: ports are unique per host.
+    fn port_host(&self) -> String {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default();
+        format!("{name}/{}", self.settings.listen_ip)
+    }
+
+    /// The deployment's host ports: those it holds, unless no broker runs and one of
+    /// them is taken by something else (or the last broker could not bind one), in
+    /// which case it gets new ones.
+    async fn ports(&self, id: Id, dir: &DeploymentDir) -> Result<Ports, OrchestratorError> {
+        let ip = self.settings.listen_ip;
+        let (running, bind_failed) = {
+            let state = self.state.lock().await;
+            (
+                state.running.get(&id).map(|r| r.ports),
+                state
+                    .failures
+                    .get(&id)
+                    .and_then(|f| f.last_exit.as_deref())
+                    .is_some_and(|exit| exit.contains("in use")),
+            )
+        };
+        if let Some(ports) = running {
+            return Ok(ports);
+        }
+        let held = match &self.port_store {
+            Some(store) => Ports::from_records(
+                &store
+                    .ports(&self.port_host(), id)
+                    .await
+                    .map_err(|e| port_error(e.to_string()))?,
+            ),
+            None => dir.read_ports(),
+        };
+        if let Some(ports) = held {
+            if !bind_failed && ports.bindable(ip) {
+                if dir.read_ports() != Some(ports) {
+                    dir.write_ports(ports)?;
+                }
+                return Ok(ports);
+            }
+            tracing::warn!(deployment.id = %id, "a port of the deployment is taken; allocating new ones");
+        }
+        for _ in 0..PORT_ATTEMPTS {
+            let candidate =
+                layout::allocate_ports(ip).map_err(OrchestratorError::io("allocating ports"))?;
+            let claimed = match &self.port_store {
+                Some(store) => match store
+                    .claim_ports(&self.port_host(), id, &candidate.records())
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(crate::store::StoreError::Conflict(_)) => false,
+                    Err(e) => return Err(port_error(e.to_string())),
+                },
+                None => true,
+            };
+            if claimed {
+                dir.write_ports(candidate)?;
+                return Ok(candidate);
+            }
+        }
+        Err(port_error(format!(
+            "no free ports found in {PORT_ATTEMPTS} attempts"
+        )))
     }
 
     /// Brokers get their security settings from `source`.
@@ -142,8 +215,7 @@ impl LocalOrchestrator {
         deployment: &Deployment,
         dir: &DeploymentDir,
     ) -> Result<bool, OrchestratorError> {
-        let security =
-            SecuritySource::load_or_default(self.security.as_ref(), deployment.id).await?;
+        let security = SecuritySource::load_or_default(self.security.as_ref(), deployment).await?;
         let files = security.tls_files(TLS_FILES);
         let mut changed = false;
         for file in &files {
@@ -218,7 +290,7 @@ impl LocalOrchestrator {
                 dir.clear_runtime();
                 continue;
             }
-            let Ok(ports) = dir.ports_or_allocate(self.settings.listen_ip) else {
+            let Some(ports) = dir.read_ports() else {
                 continue;
             };
             tracing::info!(deployment.id = %id, pid = record.pid, "re-adopted running broker");
@@ -231,7 +303,6 @@ impl LocalOrchestrator {
                     config_hash: record.config_hash,
                     api: SocketAddr::new(self.settings.listen_ip, ports.api),
                     ports,
-                    reloading_until: None,
                 },
             );
         }
@@ -362,8 +433,14 @@ impl LocalOrchestrator {
             config_hash,
             api: SocketAddr::new(self.settings.listen_ip, ports.api),
             ports,
-            reloading_until: None,
         })
+    }
+}
+
+fn port_error(message: String) -> OrchestratorError {
+    OrchestratorError::Io {
+        context: "allocating ports".into(),
+        source: std::io::Error::other(message),
     }
 }
 
@@ -376,6 +453,21 @@ fn write_if_changed(path: &std::path::Path, bytes: &[u8]) -> Result<bool, Orches
     }
     write_atomic(path, bytes)?;
     Ok(true)
+}
+
+/// Sends a probe (`/readyz`, `POST /reload`) to a broker: the revision of the security
+/// settings it has in force, when it is ready (`Some(None)` from a broker too old to
+/// report one).
+async fn probe(request: &reqwest::RequestBuilder) -> Option<Option<i64>> {
+    #[derive(serde::Deserialize)]
+    struct Ready {
+        revision: Option<i64>,
+    }
+    let response = request.try_clone()?.send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json::<Ready>().await.ok().map(|r| r.revision)
 }
 
 /// Whether a broker process is alive; reaps it if it is our child and has exited.
@@ -433,26 +525,16 @@ impl Orchestrator for LocalOrchestrator {
                 failures: f.count,
             };
         }
-        if proc_
-            .reloading_until
-            .is_some_and(|until| Instant::now() < until)
-        {
-            return Observed::Starting;
-        }
         let (api, generation, ports) = (proc_.api, proc_.generation, proc_.ports);
         drop(state);
-        let ready = self
-            .http
-            .get(format!("http://{api}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if !ready {
+        let Some(revision) = probe(&self.http.get(format!("http://{api}/readyz"))).await else {
             return Observed::Starting;
-        }
+        };
         self.state.lock().await.failures.remove(&deployment.id);
         Observed::Ready {
-            generation,
+            // The configuration is the one of `generation` (a change restarts the
+            // broker); the security settings are those of the revision it reports.
+            generation: revision.map_or(generation, |revision| generation.min(revision)),
             endpoints: self.endpoints(deployment, ports),
         }
     }
@@ -460,7 +542,7 @@ impl Orchestrator for LocalOrchestrator {
     async fn apply(&self, deployment: &Deployment) -> Result<Applied, OrchestratorError> {
         let dir = self.dir(deployment.id);
         let config_path = dir.config().to_string_lossy().into_owned();
-        let ports = dir.ports_or_allocate(self.settings.listen_ip)?;
+        let ports = self.ports(deployment.id, &dir).await?;
         let metering = self.metering_config(deployment, &dir).await?;
         let config = self.broker_config(deployment, ports, &dir, metering);
         let config_hash = hex::encode(Sha256::digest(&config));
@@ -471,7 +553,10 @@ impl Orchestrator for LocalOrchestrator {
         if let Some(running) = state.running.get_mut(&deployment.id) {
             if running.config_hash == config_hash {
                 if security_changed {
-                    running.reloading_until = Some(Instant::now() + SECURITY_RELOAD_GRACE);
+                    // Have the broker look at the new files now rather than at its next
+                    // poll; `observe` then reads the revision it reports.
+                    let reload = self.http.post(format!("http://{}/reload", running.api));
+                    tokio::spawn(async move { probe(&reload).await });
                 }
                 if running.generation != deployment.generation {
                     running.generation = deployment.generation;
