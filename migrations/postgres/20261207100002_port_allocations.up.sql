@@ -8,5 +8,5 @@ CREATE TABLE port_allocations (
     listener      TEXT NOT NULL,
     allocated_at  TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (host, port),
-    UNIQUE (deployment_id, listener)
+    UNIQUE (host, deployment_id, listener)
 );

@@ -43,7 +43,7 @@ macro_rules! port_sql_store {
                 host: &str,
                 deployment_id: $crate::domain::Id,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ports::PortRecord>> {
-                let rows: Vec<(String, i64)> = sqlx::query_as(
+                let rows: Vec<(String, i32)> = sqlx::query_as(
                     "SELECT listener, port FROM port_allocations \
                      WHERE host = $1 AND deployment_id = $2 ORDER BY listener",
                 )
@@ -83,7 +83,7 @@ macro_rules! port_sql_store {
                          VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(host)
-                    .bind(i64::from(record.port))
+                    .bind(i32::from(record.port))
                     .bind(deployment_id.to_string())
                     .bind(&record.listener)
                     .bind(now)
