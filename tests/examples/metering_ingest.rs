@@ -91,6 +91,7 @@ async fn run(backend: Backend, o: &Options) -> Value {
             status_reason: None,
             generation: 1,
             observed_generation: 1,
+            applied_revision: 0,
             endpoints: None,
             created_at: now,
             updated_at: now,

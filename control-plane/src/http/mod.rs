@@ -35,7 +35,8 @@ use crate::error::Problem;
 /// Error answers every endpoint may give, as problem documents.
 #[derive(IntoResponses)]
 pub enum Problems {
-    /// Malformed JSON, bad query parameter or cursor.
+    /// Malformed JSON (`malformed_json`, also for characters after the JSON document),
+    /// bad query parameter or cursor.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
     /// Missing or invalid bearer token or session.
@@ -44,7 +45,8 @@ pub enum Problems {
     /// The caller may not perform this operation (e.g. `forbidden_role`, `csrf_failed`).
     #[response(status = 403, content_type = "application/problem+json")]
     Forbidden(Problem),
-    /// No such resource in the caller's project.
+    /// No such resource in the caller's project (checked before the body is read, so
+    /// another project's deployment is 404 whatever the body).
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
     /// The request conflicts with the current state (e.g. `name_taken`).
