@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 use skyport_tests::mqtt::{mosquitto, Target};
 use skyport_tests::ControlPlane;
 
@@ -17,7 +17,16 @@ async fn session_settings_are_checked_stored_and_applied_live() {
 
     let defaults = api.get(&path).await;
     assert_eq!(
-        defaults.body,
+        defaults.body["apply_status"], "applied",
+        "{}",
+        defaults.text
+    );
+    // A document read can be written back as it is.
+    let round_trip = api.put(&path, defaults.body.clone()).await;
+    assert_eq!(round_trip.status, 200, "{}", round_trip.text);
+    let defaults = api.get(&path).await;
+    assert_eq!(
+        spec(&defaults.body),
         json!({"session_expiry_secs": 7200, "max_session_expiry_secs": 7200, "max_queued_messages": 1000})
     );
     for (body, field) in [
@@ -82,4 +91,15 @@ async fn session_settings_are_checked_stored_and_applied_live() {
         assert!(Instant::now() < deadline, "the limit never applied: {got}");
     }
     assert_eq!(cp.live_broker_pids(), pids, "applied without a restart");
+}
+
+/// The settings as read, without where they stand on their way to the broker.
+fn spec(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(object) = body.as_object_mut() {
+        for key in ["revision", "applied", "apply_status"] {
+            object.remove(key);
+        }
+    }
+    body
 }

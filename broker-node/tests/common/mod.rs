@@ -276,7 +276,9 @@ impl Broker {
             if let Ok(response) = client.get(&url).send().await {
                 if response.status() == 200 {
                     let body: serde_json::Value = response.json().await.unwrap();
-                    assert_eq!(body, serde_json::json!({"status": "ready"}));
+                    assert_eq!(body["status"], "ready", "{body}");
+                    // The revision of the security settings in force (0: none written).
+                    assert!(body["revision"].is_u64(), "{body}");
                     return;
                 }
             }

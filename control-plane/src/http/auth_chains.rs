@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use skyport_settings::security::{
     self as broker, Authentication, Authorization, Decision, HttpMethod, HttpSource, Source,
@@ -109,6 +110,19 @@ pub struct AuthenticationSpec {
     /// Sources asked in order, at most 8, at most one `built_in`.
     #[schema(max_items = 8)]
     pub sources: Vec<SourceSpec>,
+    /// Read-only, as `GET` shows it: accepted and ignored in a `PUT` body, so a document
+    /// read can be written back.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<i64>)]
+    pub revision: Option<IgnoredAny>,
+    /// Read-only, as `GET` shows it; ignored in a `PUT` body.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<bool>)]
+    pub applied: Option<IgnoredAny>,
+    /// Read-only, as `GET` shows it; ignored in a `PUT` body.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<String>)]
+    pub apply_status: Option<IgnoredAny>,
 }
 
 /// What no source decided, or a decision.
@@ -133,6 +147,19 @@ pub struct AuthorizationSpec {
     /// Sources asked in order, first decision wins; at most 8, at most one `built_in`.
     #[schema(max_items = 8)]
     pub sources: Vec<SourceSpec>,
+    /// Read-only, as `GET` shows it: accepted and ignored in a `PUT` body, so a document
+    /// read can be written back.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<i64>)]
+    pub revision: Option<IgnoredAny>,
+    /// Read-only, as `GET` shows it; ignored in a `PUT` body.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<bool>)]
+    pub applied: Option<IgnoredAny>,
+    /// Read-only, as `GET` shows it; ignored in a `PUT` body.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<String>)]
+    pub apply_status: Option<IgnoredAny>,
 }
 
 fn default_no_match() -> NoMatch {
@@ -233,6 +260,9 @@ impl From<&Authentication> for AuthenticationSpec {
         Self {
             allow_anonymous: a.allow_anonymous,
             sources: a.chain.iter().map(SourceSpec::from).collect(),
+            revision: None,
+            applied: None,
+            apply_status: None,
         }
     }
 }
@@ -246,6 +276,9 @@ impl From<&Authorization> for AuthorizationSpec {
             },
             disconnect_on_deny: a.disconnect_on_deny,
             sources: a.chain.iter().map(SourceSpec::from).collect(),
+            revision: None,
+            applied: None,
+            apply_status: None,
         }
     }
 }
@@ -472,6 +505,7 @@ async fn put_authentication(
     let AuthenticationSpec {
         allow_anonymous,
         sources,
+        ..
     } = (&chain).into();
     Ok((
         delivery.status(StatusCode::OK),
@@ -545,6 +579,7 @@ async fn put_authorization(
         no_match,
         disconnect_on_deny,
         sources,
+        ..
     } = (&chain).into();
     Ok((
         delivery.status(StatusCode::OK),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use skyport_settings::security::SessionSettings;
 use utoipa::ToSchema;
@@ -48,6 +49,19 @@ pub struct Sessions {
     /// Messages kept for one offline session, 1 to 100000.
     #[schema(minimum = 1, maximum = 100000)]
     pub max_queued_messages: usize,
+    /// Read-only, as `GET` shows it: accepted and ignored in a `PUT` body, so a document
+    /// read can be written back.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<i64>)]
+    pub revision: Option<IgnoredAny>,
+    /// Read-only, as `GET` shows it; ignored in a `PUT` body.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<bool>)]
+    pub applied: Option<IgnoredAny>,
+    /// Read-only, as `GET` shows it; ignored in a `PUT` body.
+    #[serde(default, skip_serializing)]
+    #[schema(read_only, value_type = Option<String>)]
+    pub apply_status: Option<IgnoredAny>,
 }
 
 /// The persistent-session settings, and whether the running broker has them in force
@@ -66,6 +80,9 @@ impl From<SessionSettings> for Sessions {
             session_expiry_secs: s.session_expiry_secs,
             max_session_expiry_secs: s.max_session_expiry_secs,
             max_queued_messages: s.max_queued_messages,
+            revision: None,
+            applied: None,
+            apply_status: None,
         }
     }
 }
