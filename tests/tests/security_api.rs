@@ -698,7 +698,7 @@ async fn authorization_chain_round_trips_validates_and_reloads_without_restart()
     assert_eq!(put.status, StatusCode::OK, "{}", put.text);
     assert_eq!(put.body["warnings"], json!([]), "the source is reachable");
     assert_eq!(put.body["no_match"], "deny");
-    let stored = f.api.get(&f.path("/authorization")).await.body;
+    let stored = spec(&f.api.get(&f.path("/authorization")).await.body);
     assert_eq!(stored["disconnect_on_deny"], true);
     assert_eq!(stored["sources"][0]["method"], "post");
 
@@ -722,7 +722,7 @@ async fn authorization_chain_round_trips_validates_and_reloads_without_restart()
         empty.body["no_match"], "allow",
         "defaults apply to omitted fields"
     );
-    let stored = f.api.get(&f.path("/authorization")).await.body;
+    let stored = spec(&f.api.get(&f.path("/authorization")).await.body);
 
     let generation = f.generation().await;
     for (body, code, field) in bad_chains("authorization") {

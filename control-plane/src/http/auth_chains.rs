@@ -188,22 +188,23 @@ pub struct AuthenticationUpdated {
     pub delivery: Delivery,
 }
 
-/// The authentication chain, and whether the running broker has it in force (the
-/// read-only `revision`, `applied` and `apply_status` are not part of a `PUT` body).
+/// The authentication chain, and whether the running broker has it in force (a `PUT`
+/// accepts this document back, ignoring `revision`, `applied` and `apply_status`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthenticationView {
-    #[serde(flatten)]
-    pub chain: AuthenticationSpec,
+    pub allow_anonymous: bool,
+    pub sources: Vec<SourceSpec>,
     #[serde(flatten)]
     pub delivery: Delivery,
 }
 
-/// The authorization chain, and whether the running broker has it in force (the
-/// read-only `revision`, `applied` and `apply_status` are not part of a `PUT` body).
+/// The authorization chain, and whether the running broker has it in force (a `PUT`
+/// accepts this document back, ignoring `revision`, `applied` and `apply_status`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthorizationView {
-    #[serde(flatten)]
-    pub chain: AuthorizationSpec,
+    pub no_match: NoMatch,
+    pub disconnect_on_deny: bool,
+    pub sources: Vec<SourceSpec>,
     #[serde(flatten)]
     pub delivery: Delivery,
 }
@@ -466,8 +467,14 @@ async fn get_authentication(
         .get_authentication(deployment.id)
         .await?
         .unwrap_or_default();
+    let AuthenticationSpec {
+        allow_anonymous,
+        sources,
+        ..
+    } = (&chain).into();
     Ok(Json(AuthenticationView {
-        chain: (&chain).into(),
+        allow_anonymous,
+        sources,
         delivery: resource_delivery(&state, &deployment, revision::AUTHENTICATION).await?,
     }))
 }
@@ -475,8 +482,7 @@ async fn get_authentication(
 /// Replace the deployment's authentication chain. HTTP sources are checked for
 /// reachability (one second at most); an unreachable one is accepted with a warning.
 #[utoipa::path(put, path = "/deployments/{deployment_id}/authentication", tag = "deployments",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
-    params(WaitQuery),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
     request_body = AuthenticationSpec,
     responses(
         (status = 200, description = "Chain replaced and in force on the running broker", body = AuthenticationUpdated),
@@ -535,8 +541,16 @@ async fn get_authorization(
         .get_authorization(deployment.id)
         .await?
         .unwrap_or_default();
+    let AuthorizationSpec {
+        no_match,
+        disconnect_on_deny,
+        sources,
+        ..
+    } = (&chain).into();
     Ok(Json(AuthorizationView {
-        chain: (&chain).into(),
+        no_match,
+        disconnect_on_deny,
+        sources,
         delivery: resource_delivery(&state, &deployment, revision::AUTHORIZATION).await?,
     }))
 }
@@ -544,8 +558,7 @@ async fn get_authorization(
 /// Replace the deployment's authorization chain. HTTP sources are checked for
 /// reachability (one second at most); an unreachable one is accepted with a warning.
 #[utoipa::path(put, path = "/deployments/{deployment_id}/authorization", tag = "deployments",
-    params(("deployment_id" = String, Path, description = "Deployment id")),
-    params(WaitQuery),
+    params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
     request_body = AuthorizationSpec,
     responses(
         (status = 200, description = "Chain replaced and in force on the running broker", body = AuthorizationUpdated),

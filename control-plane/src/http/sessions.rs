@@ -65,13 +65,26 @@ pub struct Sessions {
 }
 
 /// The persistent-session settings, and whether the running broker has them in force
-/// (the read-only `revision`, `applied` and `apply_status` are not part of a `PUT` body).
+/// (a `PUT` accepts this document back, ignoring `revision`, `applied` and
+/// `apply_status`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsView {
-    #[serde(flatten)]
-    pub settings: Sessions,
+    pub session_expiry_secs: u64,
+    pub max_session_expiry_secs: u64,
+    pub max_queued_messages: usize,
     #[serde(flatten)]
     pub delivery: Delivery,
+}
+
+impl SessionsView {
+    fn new(s: SessionSettings, delivery: Delivery) -> Self {
+        Self {
+            session_expiry_secs: s.session_expiry_secs,
+            max_session_expiry_secs: s.max_session_expiry_secs,
+            max_queued_messages: s.max_queued_messages,
+            delivery,
+        }
+    }
 }
 
 impl From<SessionSettings> for Sessions {
@@ -130,10 +143,10 @@ async fn get_sessions(
 ) -> ApiResult<Json<SessionsView>> {
     let deployment = load(&state, &key, &deployment_id).await?;
     let settings = state.store.get_session_settings(deployment.id).await?;
-    Ok(Json(SessionsView {
-        settings: settings.unwrap_or_default().into(),
-        delivery: resource_delivery(&state, &deployment, revision::SESSIONS).await?,
-    }))
+    Ok(Json(SessionsView::new(
+        settings.unwrap_or_default(),
+        resource_delivery(&state, &deployment, revision::SESSIONS).await?,
+    )))
 }
 
 /// Replace the deployment's persistent-session settings. Out-of-range values are 422
@@ -163,9 +176,6 @@ async fn put_sessions(
     let delivery = await_applied(&state, &deployment, &wait).await?;
     Ok((
         delivery.status(StatusCode::OK),
-        Json(SessionsView {
-            settings: settings.into(),
-            delivery,
-        }),
+        Json(SessionsView::new(settings, delivery)),
     ))
 }
