@@ -128,16 +128,13 @@ impl Reconciler {
                 if !matches!(self.orchestrator.observe(d).await, Observed::Down { .. }) {
                     self.orchestrator.stop(d.id).await?;
                 }
-                self.report(
-                    d,
-                    Status::Stopped,
-                    None,
-                    d.generation,
-                    d.endpoints.clone(),
-                    d.applied_revision,
-                    vec![],
-                )
-                .await?;
+                let update = StatusUpdate {
+                    status: Status::Stopped,
+                    reason: None,
+                    observed_generation: d.generation,
+                    ..as_recorded(d)
+                };
+                self.report(d, update, vec![]).await?;
                 Ok(false)
             }
             DesiredState::Running => self.converge_running(d).await,
@@ -152,17 +149,15 @@ impl Reconciler {
         } = &observed
         {
             if *generation == d.generation {
-                self.report(
-                    d,
-                    Status::Running,
-                    None,
-                    *generation,
-                    Some(endpoints.clone()),
+                let update = StatusUpdate {
+                    status: Status::Running,
+                    reason: None,
+                    observed_generation: *generation,
+                    endpoints: Some(endpoints.clone()),
                     // The broker reported this generation's settings in force.
-                    *generation,
-                    vec![],
-                )
-                .await?;
+                    applied_revision: *generation,
+                };
+                self.report(d, update, vec![]).await?;
                 return Ok(false);
             }
         }
@@ -172,16 +167,12 @@ impl Reconciler {
         let applied = match self.orchestrator.apply(d).await {
             Ok(applied) => applied,
             Err(err) => {
-                self.report(
-                    d,
-                    Status::Failed,
-                    Some(err.to_string()),
-                    d.observed_generation,
-                    d.endpoints.clone(),
-                    d.applied_revision,
-                    vec![],
-                )
-                .await?;
+                let update = StatusUpdate {
+                    status: Status::Failed,
+                    reason: Some(err.to_string()),
+                    ..as_recorded(d)
+                };
+                self.report(d, update, vec![]).await?;
                 return Ok(true);
             }
         };
@@ -226,16 +217,12 @@ impl Reconciler {
                 (status, last_exit.map(|e| format!("restarting after: {e}")))
             }
         };
-        self.report(
-            d,
+        let update = StatusUpdate {
             status,
             reason,
-            d.observed_generation,
-            d.endpoints.clone(),
-            d.applied_revision,
-            events,
-        )
-        .await?;
+            ..as_recorded(d)
+        };
+        self.report(d, update, events).await?;
         Ok(true)
     }
 
@@ -243,13 +230,11 @@ impl Reconciler {
     async fn report(
         &self,
         d: &Deployment,
-        status: Status,
-        reason: Option<String>,
-        observed_generation: i64,
-        endpoints: Option<crate::domain::Endpoints>,
-        applied_revision: i64,
+        update: StatusUpdate,
         mut events: Vec<Event>,
     ) -> Result<(), StoreError> {
+        let status = update.status;
+        let reason = &update.reason;
         if d.status != status {
             match status {
                 Status::Running => events.push(system_event(
@@ -265,29 +250,16 @@ impl Reconciler {
                 _ => {}
             }
         }
-        if events.is_empty()
-            && d.status == status
-            && d.status_reason == reason
-            && d.observed_generation == observed_generation
-            && d.endpoints == endpoints
-            && d.applied_revision == applied_revision
-        {
+        if events.is_empty() && update == as_recorded(d) {
             return Ok(());
         }
-        let update = StatusUpdate {
-            status,
-            reason,
-            observed_generation,
-            endpoints,
-            applied_revision,
-        };
         match self
             .store
             .update_status(d.id, d.generation, &update, &events)
             .await
         {
             Ok(()) => {
-                if d.applied_revision != applied_revision {
+                if d.applied_revision != update.applied_revision {
                     if let Some(applied) = &self.applied {
                         applied.notify_waiters();
                     }
@@ -301,6 +273,17 @@ impl Reconciler {
             Err(StoreError::Stale) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+}
+
+/// The deployment's status as the store has it: a report of nothing new.
+fn as_recorded(d: &Deployment) -> StatusUpdate {
+    StatusUpdate {
+        status: d.status,
+        reason: d.status_reason.clone(),
+        observed_generation: d.observed_generation,
+        endpoints: d.endpoints.clone(),
+        applied_revision: d.applied_revision,
     }
 }
 

@@ -121,7 +121,7 @@ pub struct DeploymentPatch {
 }
 
 /// What the reconciler observed, written only if the spec did not change meanwhile.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StatusUpdate {
     pub status: Status,
     pub reason: Option<String>,
