@@ -72,6 +72,27 @@ async fn a_deployment_provisioned_through_kubernetes_carries_mqtt_traffic() {
     );
     assert_eq!(kubelet.pids().len(), 1, "one broker pod");
 
+    // On Kubernetes the control plane takes the applied revision from the rolled-out
+    // StatefulSet, before the kubelet has refreshed the mounted Secret: wait for the
+    // broker itself to report the current revision (anonymous clients let in).
+    let generation = d["generation"].as_i64().unwrap();
+    let readyz = format!("{}/readyz", d["endpoints"]["api"].as_str().unwrap());
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut reported = serde_json::Value::Null;
+    for _ in 0..300 {
+        if let Ok(reply) = http.get(&readyz).send().await {
+            reported = reply.json().await.unwrap_or_default();
+            if reported["revision"].as_i64() >= Some(generation) {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        reported["revision"].as_i64() >= Some(generation),
+        "the broker never reported revision {generation}: {reported}"
+    );
+
     let tcp = Target::from_url(d["endpoints"]["mqtt"].as_str().unwrap(), None);
     for version in ["mqttv311", "mqttv5"] {
         let got = mosquitto_exchange(&tcp, version, 1, "k8s/hello", version);
