@@ -1553,6 +1553,7 @@ async fn people(store: Arc<dyn Store>) {
     store.delete_session(&session.id).await.unwrap();
     assert!(store.find_session(&session.id).await.unwrap().is_none());
     store.delete_session(&session.id).await.unwrap();
+}
 
 // ---------------------------------------------------------------------------------------
 // Port allocation and revisions
