@@ -50,12 +50,19 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback address nobody listens on right now.
+/// A loopback address nobody listens on right now, below the kernel's ephemeral range
+/// (32768 and up on Linux). A port from `bind(0)` is an ephemeral one, which an outgoing
+/// connection of another test may take as its source port while a broker restarts on it.
 pub fn free_addr() -> SocketAddr {
-    StdTcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    use std::hash::{BuildHasher, RandomState};
+    let seed = RandomState::new();
+    (0u32..)
+        .map(|attempt| {
+            let n = seed.hash_one((std::process::id(), attempt, Instant::now()));
+            SocketAddr::from(([127, 0, 0, 1], 20_000 + (n % 12_000) as u16))
+        })
+        .find(|addr| StdTcpListener::bind(addr).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 /// A CA and a server certificate for `localhost` and 127.0.0.1, as PEM files.
