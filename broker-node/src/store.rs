@@ -25,6 +25,10 @@ const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const INBOUND: TableDefinition<u64, &[u8]> = TableDefinition::new("inbound");
 /// (inbound sequence, client id): the session has taken the message into its queue.
 const TAKEN: TableDefinition<(u64, &str), ()> = TableDefinition::new("taken");
+/// (client id, packet id): a QoS 2 PUBLISH of a persistent session was received and
+/// acknowledged with PUBREC, and its PUBREL is still to come. Kept so that the same
+/// PUBLISH sent again after a crash is not delivered twice [MQTT-4.3.3-10].
+const INCOMING: TableDefinition<(&str, u16), ()> = TableDefinition::new("incoming_qos2");
 
 /// Why the store could not be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +46,19 @@ pub enum Op {
         client_id: String,
         record: Vec<u8>,
     },
-    /// Removes a session, its queue and nothing else.
+    /// Removes a session, its queue, its received QoS 2 packet ids and nothing else.
     DeleteSession {
         client_id: String,
+    },
+    /// A QoS 2 packet id received (PUBREC sent) and not yet released.
+    PutIncoming {
+        client_id: String,
+        pkid: u16,
+    },
+    /// The client released it (PUBREL).
+    DeleteIncoming {
+        client_id: String,
+        pkid: u16,
     },
     PutQueued {
         client_id: String,
@@ -113,6 +127,8 @@ pub struct Loaded {
     pub retained: Vec<(String, Vec<u8>)>,
     pub inbound: Vec<(u64, Vec<u8>)>,
     pub taken: std::collections::HashSet<(u64, String)>,
+    /// Per client id, the QoS 2 packet ids received and not yet released.
+    pub incoming: std::collections::HashMap<String, Vec<u16>>,
 }
 
 impl Store {
@@ -134,6 +150,7 @@ impl Store {
             tx.open_table(RETAINED).map_err(|e| err(e.into()))?;
             tx.open_table(INBOUND).map_err(|e| err(e.into()))?;
             tx.open_table(TAKEN).map_err(|e| err(e.into()))?;
+            tx.open_table(INCOMING).map_err(|e| err(e.into()))?;
         }
         tx.commit().map_err(|e| err(e.into()))?;
         let db = std::sync::Arc::new(db);
@@ -217,6 +234,15 @@ impl Store {
             let (seq, client_id) = k.value();
             loaded.taken.insert((seq, client_id.to_owned()));
         }
+        for row in tx.open_table(INCOMING)?.iter()? {
+            let (k, _) = row?;
+            let (client_id, pkid) = k.value();
+            loaded
+                .incoming
+                .entry(client_id.to_owned())
+                .or_default()
+                .push(pkid);
+        }
         Ok(loaded)
     }
 }
@@ -254,6 +280,7 @@ fn commit(db: &Database, ops: Vec<Op>) -> Result<(), redb::Error> {
         let mut retained = tx.open_table(RETAINED)?;
         let mut inbound = tx.open_table(INBOUND)?;
         let mut taken = tx.open_table(TAKEN)?;
+        let mut incoming = tx.open_table(INCOMING)?;
         for op in ops {
             match op {
                 Op::PutSession { client_id, record } => {
@@ -263,6 +290,13 @@ fn commit(db: &Database, ops: Vec<Op>) -> Result<(), redb::Error> {
                     sessions.remove(client_id.as_str())?;
                     let id = client_id.as_str();
                     queue.retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+                    incoming.retain_in((id, 0)..=(id, u16::MAX), |_, _| false)?;
+                }
+                Op::PutIncoming { client_id, pkid } => {
+                    incoming.insert((client_id.as_str(), pkid), ())?;
+                }
+                Op::DeleteIncoming { client_id, pkid } => {
+                    incoming.remove((client_id.as_str(), pkid))?;
                 }
                 Op::PutQueued {
                     client_id,
@@ -339,6 +373,22 @@ mod tests {
                         seq: 7,
                         client_id: "c".into(),
                     },
+                    Op::PutIncoming {
+                        client_id: "c".into(),
+                        pkid: 9,
+                    },
+                    Op::PutIncoming {
+                        client_id: "c".into(),
+                        pkid: 10,
+                    },
+                    Op::PutIncoming {
+                        client_id: "d".into(),
+                        pkid: 9,
+                    },
+                    Op::DeleteIncoming {
+                        client_id: "c".into(),
+                        pkid: 10,
+                    },
                 ])
                 .await;
             store
@@ -356,6 +406,8 @@ mod tests {
         );
         assert!(!loaded.queues.contains_key("d"));
         assert!(loaded.taken.contains(&(7, "c".to_owned())));
+        assert_eq!(loaded.incoming["c"], [9]);
+        assert!(!loaded.incoming.contains_key("d"), "gone with its session");
         store
             .write_durable(vec![Op::TrimInbound { below: 8 }])
             .await;

@@ -241,3 +241,173 @@ async fn the_deployment_sets_how_long_v3_sessions_last() {
         "{subscriptions}"
     );
 }
+
+/// Reads one whole packet from `stream` into (first byte, body).
+async fn read_packet(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let first = stream.read_u8().await?;
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let byte = stream.read_u8().await?;
+            len |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        stream.read_exact(&mut body).await?;
+        std::io::Result::Ok((first, body))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(15), read)
+        .await
+        .expect("a packet from the broker")
+        .expect("the connection stays open")
+}
+
+/// An MQTT 5 connection of a persistent session (Clean Start 0, Session Expiry 300 s)
+/// over raw packets; returns the stream and CONNACK's Session Present flag.
+async fn connect_v5_persistent(
+    addr: std::net::SocketAddr,
+    client_id: &str,
+) -> (tokio::net::TcpStream, bool) {
+    use skyport_broker::mqtt::{encode, Connect, ConnectProperties, Packet, Version};
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    encode::write(
+        &Packet::Connect(Box::new(Connect {
+            version: Version::V5,
+            clean_start: false,
+            keep_alive: 60,
+            client_id: client_id.to_owned(),
+            username: None,
+            password: None,
+            will: None,
+            properties: ConnectProperties {
+                session_expiry_interval: Some(300),
+                ..Default::default()
+            },
+        })),
+        Version::V5,
+        &mut buf,
+    );
+    stream.write_all(&buf).await.unwrap();
+    let (first, body) = read_packet(&mut stream).await;
+    assert_eq!(
+        (first, body[1]),
+        (0x20, 0),
+        "a successful CONNACK: {body:02x?}"
+    );
+    (stream, body[0] & 1 == 1)
+}
+
+/// Writes one MQTT 5 packet.
+async fn send(stream: &mut tokio::net::TcpStream, packet: skyport_broker::mqtt::Packet) {
+    use tokio::io::AsyncWriteExt;
+    let mut buf = bytes::BytesMut::new();
+    skyport_broker::mqtt::encode::write(&packet, skyport_broker::mqtt::Version::V5, &mut buf);
+    stream.write_all(&buf).await.unwrap();
+}
+
+/// An acknowledgement's (first byte, packet id, reason code); a v5 ack without a reason
+/// code means success.
+fn ack_fields((first, body): (u8, Vec<u8>)) -> (u8, u16, u8) {
+    (
+        first,
+        u16::from_be_bytes([body[0], body[1]]),
+        body.get(2).copied().unwrap_or(0),
+    )
+}
+
+/// Exactly once across a crash: a QoS 2 message acknowledged with PUBREC and not yet
+/// released is delivered once, and the same PUBLISH sent again after the node was killed
+/// and restarted is acknowledged without being delivered a second time
+/// [MQTT-4.3.3-10] (the receiver must not cause duplicate delivery until it has sent
+/// PUBCOMP); its PUBREL then completes with success, not "packet identifier not found"
+/// [MQTT-4.3.3-11], since the session state includes it [MQTT-4.1.0-1].
+#[tokio::test(flavor = "multi_thread")]
+async fn a_received_qos2_packet_id_survives_a_crash() {
+    use skyport_broker::mqtt::{
+        Ack, AckProperties, Bytes, Packet, Publish, PublishProperties, QoS,
+    };
+    let mut broker = Broker::start(&["tcp"]).await;
+    let target = broker.mqtt("tcp");
+    let addr = broker.addrs.tcp.unwrap();
+    let topic = unique("exactly-once");
+    let subscriber = unique("sub");
+    // A persistent subscriber, away while the publisher sends. It subscribes at QoS 1:
+    // libmosquitto hands a QoS 2 message over only at its PUBREL, which would let the
+    // later QoS 1 message overtake it in the output.
+    Subscriber::start(
+        &target,
+        "mqttv5",
+        1,
+        &topic,
+        &["-i", &subscriber, "-c", "-x", "300", "-E"],
+    )
+    .await
+    .finish()
+    .await;
+
+    let publisher = unique("pub");
+    let (mut stream, present) = connect_v5_persistent(addr, &publisher).await;
+    assert!(!present);
+    let qos2_publish = |dup| {
+        Packet::Publish(Publish {
+            dup,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            topic: topic.as_str().into(),
+            pkid: 7,
+            properties: PublishProperties::default(),
+            payload: Bytes::from_static(b"once"),
+        })
+    };
+    send(&mut stream, qos2_publish(false)).await;
+    assert_eq!(
+        ack_fields(read_packet(&mut stream).await),
+        (0x50, 7, 0),
+        "PUBREC"
+    );
+
+    broker.crash_and_restart().await;
+    drop(stream);
+    let (mut stream, present) = connect_v5_persistent(addr, &publisher).await;
+    assert!(present, "the publisher's session survived the crash");
+    send(&mut stream, qos2_publish(true)).await;
+    assert_eq!(
+        ack_fields(read_packet(&mut stream).await),
+        (0x50, 7, 0),
+        "PUBREC again"
+    );
+    send(
+        &mut stream,
+        Packet::PubRel(Ack {
+            pkid: 7,
+            reason: 0,
+            properties: AckProperties::default(),
+        }),
+    )
+    .await;
+    assert_eq!(
+        ack_fields(read_packet(&mut stream).await),
+        (0x70, 7, 0),
+        "PUBCOMP"
+    );
+    // A later message marks the end: anything delivered twice would come before it.
+    let (status, output) = publish(&target, "mqttv5", 1, &topic, "after", &[]).await;
+    assert!(status.success(), "{output}");
+
+    let output = Subscriber::spawn(
+        &target,
+        "mqttv5",
+        1,
+        &topic,
+        &["-i", &subscriber, "-c", "-x", "300", "-C", "2"],
+    )
+    .finish()
+    .await;
+    assert_eq!(payloads(&output), ["once", "after"], "{output:#?}");
+}

@@ -466,9 +466,14 @@ async fn scripted_exchange_is_metered_exactly_despite_faults_and_a_restart() {
         s1_log.iter().any(|l| l.contains("sending PINGREQ")),
         "s1 never pinged: {s1_log:#?}"
     );
+    // The broker sends them in this order [MQTT-4.6.0-6], but libmosquitto hands a QoS 2
+    // message to the application only once its PUBREL arrives, so a QoS 0/1 message sent
+    // right after a QoS 2 one may be printed first: compare them as a set.
+    let mut s1_payloads = payloads(&s1_log);
+    s1_payloads.sort();
     assert_eq!(
-        payloads(&s1_log),
-        ["R", "a0", "a1", "a2", "b1", "c2", "h1", "hi", "h3"]
+        s1_payloads,
+        ["R", "a0", "a1", "a2", "b1", "c2", "h1", "h3", "hi"]
     );
     assert_eq!(s2.finish(), ["a0", "a1", "a2", "hi"]);
     assert_eq!(s3.finish(), ["b1", "h1"]);

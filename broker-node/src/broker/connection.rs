@@ -90,7 +90,7 @@ struct Connection {
     receiver: Receiver,
     session: Box<Session>,
     will: Option<crate::mqtt::Will>,
-    aliases: HashMap<u16, String>,
+    aliases: HashMap<u16, crate::mqtt::ByteString>,
     origin: u64,
     out: BytesMut,
     /// Messages of the current read batch, for the engine.
@@ -431,7 +431,7 @@ impl Connection {
                 }
             }
             Packet::PubRel(a) => {
-                let known = self.session.incoming_qos2.remove(&a.pkid);
+                let known = self.session.released_qos2(a.pkid, ops);
                 let code = if known || !self.v5() {
                     0
                 } else {
@@ -530,13 +530,13 @@ impl Connection {
         }
         let pkid = publish.pkid;
         if publish.qos == QoS::ExactlyOnce {
-            if self.session.incoming_qos2.contains(&pkid) {
+            if self.session.holds_qos2(pkid) {
                 // A resent QoS 2 PUBLISH whose PUBREL is still to come: acknowledge it
                 // again, deliver it once [MQTT-4.3.3-?].
                 acks.push(Packet::PubRec(ack(pkid, 0)));
                 return None;
             }
-            if self.session.incoming_qos2.len() >= usize::from(RECEIVE_MAXIMUM) {
+            if self.session.unreleased_qos2() >= usize::from(RECEIVE_MAXIMUM) {
                 self.disconnect(reason::RECEIVE_MAXIMUM_EXCEEDED);
                 return Some(End::Abnormal("protocol_error"));
             }
@@ -565,7 +565,7 @@ impl Connection {
                 QoS::AtLeastOnce => acks.push(Packet::PubAck(ack(pkid, code))),
                 QoS::ExactlyOnce => {
                     if !self.v5() {
-                        self.session.incoming_qos2.insert(pkid);
+                        self.session.received_qos2(pkid, ops);
                     }
                     acks.push(Packet::PubRec(ack(pkid, code)));
                 }
@@ -590,7 +590,7 @@ impl Connection {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => acks.push(Packet::PubAck(ack(pkid, 0))),
             QoS::ExactlyOnce => {
-                self.session.incoming_qos2.insert(pkid);
+                self.session.received_qos2(pkid, ops);
                 acks.push(Packet::PubRec(ack(pkid, 0)));
             }
         }

@@ -113,7 +113,7 @@ impl Events {
             "message_dropped",
             json!({
                 "clientid": client_id,
-                "topic": message.topic,
+                "topic": &*message.topic,
                 "qos": message.qos as u8,
                 "reason": "queue_full",
                 "timestamp": now_ms(),

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::mqtt::{decode, encode, PublishProperties, QoS};
+use crate::mqtt::{decode, encode, ByteString, PublishProperties, QoS};
 
 const MAGIC: u8 = 0xA5;
 const FLAG_RETAIN: u8 = 0b100;
@@ -23,8 +23,9 @@ const FLAG_EXPIRES: u8 = 0b10_0000;
 /// One application message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// The topic as clients see it.
-    pub topic: String,
+    /// The topic as clients see it, shared by every copy of the message (and with the
+    /// buffer it arrived in).
+    pub topic: ByteString,
     pub payload: Bytes,
     pub qos: QoS,
     /// RETAIN as published.
@@ -56,7 +57,7 @@ pub fn origin_of(client_id: &str) -> u64 {
 impl Message {
     /// A message as a client published it.
     pub fn published(
-        topic: String,
+        topic: impl Into<ByteString>,
         payload: Bytes,
         qos: QoS,
         retain: bool,
@@ -70,7 +71,7 @@ impl Message {
             .map(|secs| now_ms() + u64::from(secs) * 1000);
         let properties = (properties != PublishProperties::default()).then(|| Box::new(properties));
         Self {
-            topic,
+            topic: topic.into(),
             payload,
             qos,
             retain,
@@ -133,7 +134,7 @@ impl Message {
     }
 
     /// Reads back an envelope delivered on `topic` (the client-side topic).
-    pub fn from_envelope(topic: String, mut envelope: Bytes) -> Option<Self> {
+    pub fn from_envelope(topic: ByteString, mut envelope: Bytes) -> Option<Self> {
         if envelope.len() < 10 || envelope[0] != MAGIC {
             return None;
         }
@@ -189,7 +190,7 @@ impl Message {
         if bytes.len() < len {
             return None;
         }
-        let topic = String::from_utf8(bytes.split_to(len).to_vec()).ok()?;
+        let topic = ByteString::try_from(bytes.split_to(len)).ok()?;
         Self::from_envelope(topic, bytes)
     }
 }
@@ -200,21 +201,34 @@ const ESCAPE: char = '\u{1}';
 /// The engine's name for a topic. The engine refuses filters starting with `$` and never
 /// matches such topics, so `$…` (and anything already starting with the escape) gets an
 /// escape character in front; the node applies the `$` rule itself [MQTT-4.7.2-1].
-pub fn engine_topic(topic: &str) -> Bytes {
+pub fn engine_topic(topic: &ByteString) -> Bytes {
     if topic.starts_with(['$', ESCAPE]) {
-        let mut escaped = String::with_capacity(topic.len() + 1);
-        escaped.push(ESCAPE);
-        escaped.push_str(topic);
-        Bytes::from(escaped)
+        escaped(topic)
     } else {
-        Bytes::copy_from_slice(topic.as_bytes())
+        topic.as_bytes().clone()
     }
 }
 
-/// The client-side name of an engine topic.
-pub fn public_topic(engine: &[u8]) -> Option<String> {
-    let topic = std::str::from_utf8(engine).ok()?;
-    Some(topic.strip_prefix(ESCAPE).unwrap_or(topic).to_owned())
+fn escaped(topic: &str) -> Bytes {
+    let mut escaped = String::with_capacity(topic.len() + 1);
+    escaped.push(ESCAPE);
+    escaped.push_str(topic);
+    Bytes::from(escaped)
+}
+
+/// The client-side name of an engine topic (sharing its buffer).
+pub fn public_topic(engine: &Bytes) -> Option<ByteString> {
+    let start = usize::from(engine.first() == Some(&(ESCAPE as u8)));
+    ByteString::try_from(engine.slice(start..)).ok()
+}
+
+/// The engine's name for a filter: escaped like [`engine_topic`].
+fn engine_filter_path(filter: &str) -> String {
+    if filter.starts_with(['$', ESCAPE]) {
+        format!("{ESCAPE}{filter}")
+    } else {
+        filter.to_owned()
+    }
 }
 
 /// The engine's name for a client's filter (shared ones included). The engine keys shared
@@ -224,10 +238,10 @@ pub fn engine_filter(filter: &str) -> String {
         Some((group, inner)) => {
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             inner.hash(&mut hasher);
-            let inner = String::from_utf8_lossy(&engine_topic(inner)).into_owned();
+            let inner = engine_filter_path(inner);
             format!("$share/{group}~{:x}/{inner}", hasher.finish())
         }
-        None => String::from_utf8_lossy(&engine_topic(filter)).into_owned(),
+        None => engine_filter_path(filter),
     }
 }
 
@@ -237,7 +251,7 @@ mod tests {
 
     fn message() -> Message {
         Message::published(
-            "a/b".into(),
+            "a/b",
             Bytes::from_static(b"hello"),
             QoS::AtLeastOnce,
             true,
@@ -258,7 +272,7 @@ mod tests {
         let back = Message::from_envelope("a/b".into(), m.envelope()).unwrap();
         assert_eq!(back, m);
         let plain = Message::published(
-            "t".into(),
+            "t",
             Bytes::new(),
             QoS::AtMostOnce,
             false,
@@ -280,17 +294,23 @@ mod tests {
 
     #[test]
     fn dollar_topics_are_escaped_for_the_engine() {
-        assert_eq!(&engine_topic("a/b")[..], b"a/b");
-        assert_eq!(&engine_topic("$events/x")[..], "\u{1}$events/x".as_bytes());
+        let topic = |t: &'static str| ByteString::from_static(t);
+        assert_eq!(&engine_topic(&topic("a/b"))[..], b"a/b");
         assert_eq!(
-            public_topic("\u{1}$events/x".as_bytes()).unwrap(),
+            &engine_topic(&topic("$events/x"))[..],
+            "\u{1}$events/x".as_bytes()
+        );
+        assert_eq!(
+            public_topic(&Bytes::from_static("\u{1}$events/x".as_bytes())).unwrap(),
             "$events/x"
         );
         // A client cannot reach escaped names by using the escape itself.
         assert_eq!(
-            &engine_topic("\u{1}$events/x")[..],
+            &engine_topic(&topic("\u{1}$events/x"))[..],
             "\u{1}\u{1}$events/x".as_bytes()
         );
+        assert_eq!(engine_filter("$events/#"), "\u{1}$events/#");
+        assert_eq!(engine_filter("a/+"), "a/+");
         assert!(engine_filter("$share/g/a/+").starts_with("$share/g~"));
         assert!(engine_filter("$share/g/a/+").ends_with("/a/+"));
     }

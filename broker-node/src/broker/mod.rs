@@ -392,10 +392,13 @@ impl Broker {
         self.meter.http_published(1);
     }
 
-    /// Writes `ops`, waiting for the disk only when they log QoS 1/2 messages (which are
-    /// acknowledged once durable).
+    /// Writes `ops`, waiting for the disk only when they log QoS 1/2 messages or QoS 2
+    /// packet ids (which are acknowledged once durable).
     pub async fn commit(&self, ops: Vec<Op>) {
-        if ops.iter().any(|op| matches!(op, Op::PutInbound { .. })) {
+        if ops
+            .iter()
+            .any(|op| matches!(op, Op::PutInbound { .. } | Op::PutIncoming { .. }))
+        {
             self.store.write_durable(ops).await;
         } else {
             self.store.write(ops);
@@ -466,6 +469,7 @@ impl Broker {
             log.extend(inbound.iter().map(|(seq, _)| (*seq, now_ms())));
         }
         let mut queues = loaded.queues;
+        let mut incoming = loaded.incoming;
         let limit = self.security.settings().sessions.max_queued_messages;
         let now = now_ms();
         let mut restored = 0;
@@ -486,7 +490,8 @@ impl Broker {
                 self.store.write(vec![Op::DeleteSession { client_id }]);
                 continue;
             }
-            let mut session = Session::restore(client_id.clone(), record, rows);
+            let unreleased = incoming.remove(&client_id).unwrap_or_default();
+            let mut session = Session::restore(client_id.clone(), record, rows, unreleased);
             let mut ops = Vec::new();
             let mut replayed = 0;
             for (seq, message) in &inbound {

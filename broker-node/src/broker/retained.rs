@@ -19,19 +19,19 @@ impl Retained {
     pub fn set(&self, message: &Message, ops: &mut Vec<Op>) {
         let mut messages = self.messages.write().unwrap_or_else(|e| e.into_inner());
         if message.payload.is_empty() {
-            if messages.remove(&message.topic).is_some() {
+            if messages.remove(&*message.topic).is_some() {
                 ops.push(Op::DeleteRetained {
-                    topic: message.topic.clone(),
+                    topic: message.topic.to_string(),
                 });
             }
         } else {
             let mut kept = message.clone();
             kept.inbound = None;
             ops.push(Op::PutRetained {
-                topic: kept.topic.clone(),
+                topic: kept.topic.to_string(),
                 message: kept.to_stored(),
             });
-            messages.insert(kept.topic.clone(), kept);
+            messages.insert(kept.topic.to_string(), kept);
         }
     }
 

@@ -122,8 +122,9 @@ pub struct Session {
     pub subscribed_at: HashMap<String, u64>,
     pub queue: VecDeque<Queued>,
     pub inflight: VecDeque<Inflight>,
-    /// QoS 2 packet ids received (PUBREC sent) and not yet released by the client.
-    pub incoming_qos2: HashSet<u16>,
+    /// QoS 2 packet ids received (PUBREC sent) and not yet released by the client; kept
+    /// in the store for persistent sessions ([`Self::received_qos2`]).
+    incoming_qos2: HashSet<u16>,
     next_pkid: u16,
     next_position: u64,
     /// The session's link to the engine, once it subscribes.
@@ -157,10 +158,17 @@ impl Session {
         self.expiry > 0
     }
 
-    /// Rebuilds a session from its store record and queue rows.
-    pub fn restore(client_id: String, record: SessionRecord, rows: Vec<(u64, Vec<u8>)>) -> Self {
+    /// Rebuilds a session from its store record, queue rows and the QoS 2 packet ids it
+    /// had received and not yet seen released.
+    pub fn restore(
+        client_id: String,
+        record: SessionRecord,
+        rows: Vec<(u64, Vec<u8>)>,
+        incoming_qos2: Vec<u16>,
+    ) -> Self {
         let mut session = Self::new(client_id, record.expiry);
         session.stored = true;
+        session.incoming_qos2.extend(incoming_qos2);
         session.subscribed_at = record.subscribed_at;
         for subscription in record.subscriptions {
             let id = session.next_subscription;
@@ -240,6 +248,39 @@ impl Session {
         self.by_filter.insert(subscription.filter.clone(), id);
         self.subscriptions.insert(id, subscription);
         (id, true)
+    }
+
+    /// Whether a QoS 2 PUBLISH with `pkid` was received and not yet released: the same
+    /// message sent again, to acknowledge without delivering it twice [MQTT-4.3.3-10].
+    pub fn holds_qos2(&self, pkid: u16) -> bool {
+        self.incoming_qos2.contains(&pkid)
+    }
+
+    /// How many received QoS 2 messages await their PUBREL.
+    pub fn unreleased_qos2(&self) -> usize {
+        self.incoming_qos2.len()
+    }
+
+    /// A QoS 2 PUBLISH was received (PUBREC goes out once `ops` are committed).
+    pub fn received_qos2(&mut self, pkid: u16, ops: &mut Vec<Op>) {
+        if self.incoming_qos2.insert(pkid) && self.persistent() {
+            ops.push(Op::PutIncoming {
+                client_id: self.client_id.clone(),
+                pkid,
+            });
+        }
+    }
+
+    /// PUBREL from the client; `false` for a packet id it never sent a PUBLISH with.
+    pub fn released_qos2(&mut self, pkid: u16, ops: &mut Vec<Op>) -> bool {
+        let known = self.incoming_qos2.remove(&pkid);
+        if known && (self.stored || self.persistent()) {
+            ops.push(Op::DeleteIncoming {
+                client_id: self.client_id.clone(),
+                pkid,
+            });
+        }
+        known
     }
 
     /// Removes the subscription to `filter`, if there is one.
@@ -376,7 +417,7 @@ impl Session {
             if front.qos != QoS::AtMostOnce && self.inflight.len() >= receiver.window {
                 break;
             }
-            let mut queued = self.queue.pop_front().expect("front exists");
+            let queued = self.queue.pop_front().expect("front exists");
             if queued.message.expired(now) {
                 self.forget_row(queued.position, ops);
                 continue;
@@ -386,14 +427,7 @@ impl Session {
             } else {
                 self.next_pkid()
             };
-            let publish = if pkid == 0 {
-                // Nothing is kept of a QoS 0 message once written: move its topic out.
-                let topic = std::mem::take(&mut queued.message.topic);
-                publish_with_topic(&queued, pkid, now, topic)
-            } else {
-                publish_packet(&queued, pkid, now)
-            };
-            let packet = Packet::Publish(publish);
+            let packet = Packet::Publish(publish_packet(&queued, pkid, now));
             // [MQTT-3.1.2-25]: never more than the client's Maximum Packet Size; such a
             // message is dropped as if it had been delivered.
             if receiver.max_packet_size < usize::MAX
@@ -491,10 +525,6 @@ fn ack(pkid: u16) -> Ack {
 }
 
 fn publish_packet(queued: &Queued, pkid: u16, now: u64) -> Publish {
-    publish_with_topic(queued, pkid, now, queued.message.topic.clone())
-}
-
-fn publish_with_topic(queued: &Queued, pkid: u16, now: u64, topic: String) -> Publish {
     let mut properties = queued.message.outgoing_properties(now);
     if let Some(id) = queued.identifier {
         properties.subscription_identifiers = vec![id];
@@ -503,7 +533,7 @@ fn publish_with_topic(queued: &Queued, pkid: u16, now: u64, topic: String) -> Pu
         dup: false,
         qos: queued.qos,
         retain: queued.retain,
-        topic,
+        topic: queued.message.topic.clone(),
         pkid,
         properties,
         payload: queued.message.payload.clone(),
@@ -563,7 +593,7 @@ mod tests {
 
     fn message(topic: &str, qos: QoS, origin: u64) -> Message {
         Message::published(
-            topic.into(),
+            topic.to_owned(),
             Bytes::from_static(b"m"),
             qos,
             false,
@@ -714,7 +744,12 @@ mod tests {
                 _ => {}
             }
         }
-        let restored = Session::restore("c".into(), s.record(), rows.into_iter().collect());
+        let restored = Session::restore(
+            "c".into(),
+            s.record(),
+            rows.into_iter().collect(),
+            Vec::new(),
+        );
         assert_eq!(restored.inflight, s.inflight);
         assert_eq!(restored.queue, s.queue);
         assert_eq!(restored.subscriptions.len(), 1);

@@ -10,7 +10,9 @@
 //!   payload envelope the broker writes (`broker::message`), which the router never reads;
 //! - a session that subscribes gets one *subscriber* link; each of its filters is
 //!   subscribed at QoS 0 with a router subscription identifier, so every delivery says
-//!   which of the session's subscriptions it matched;
+//!   which of the session's subscriptions it matched — except the link's first filter,
+//!   whose deliveries come without one: the router allocates a property set for every
+//!   delivery it tags, and most sessions hold a single filter;
 //! - retained messages, QoS, acknowledgements, sessions and wills stay out of the router:
 //!   its own handling of them is what the node replaces.
 //!
@@ -23,6 +25,7 @@
 mod interest;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -168,18 +171,24 @@ impl Engine {
             _ => connect(),
         };
         match built {
-            Ok((tx, rx)) => Ok((
-                Subscriber {
-                    tx,
-                    name,
-                    filters: HashSet::new(),
-                    engine: self.clone(),
-                },
-                Deliveries {
-                    rx,
-                    cache: Vec::new(),
-                },
-            )),
+            Ok((tx, rx)) => {
+                let untagged = Arc::new(AtomicU32::new(0));
+                Ok((
+                    Subscriber {
+                        tx,
+                        name,
+                        filters: HashSet::new(),
+                        untagged: Untagged::Free,
+                        untagged_id: untagged.clone(),
+                        engine: self.clone(),
+                    },
+                    Deliveries {
+                        rx,
+                        cache: Vec::new(),
+                        untagged,
+                    },
+                ))
+            }
             Err(_) => {
                 self.release(name);
                 Err(EngineError::Link(self.inner.max_links))
@@ -230,7 +239,20 @@ pub struct Subscriber {
     name: u32,
     /// The filters this link holds in the router (engine form).
     filters: HashSet<String>,
+    /// Which filter is subscribed without a router subscription identifier.
+    untagged: Untagged,
+    /// The identifier its deliveries stand for (0: none), shared with [`Deliveries`].
+    untagged_id: Arc<AtomicU32>,
     engine: Engine,
+}
+
+/// The link's one filter subscribed without an identifier: the first one. Once it is
+/// unsubscribed the slot is never reused, so a delivery the router sent for it before the
+/// unsubscribe cannot be taken for another subscription's.
+enum Untagged {
+    Free,
+    Filter(String),
+    Retired,
 }
 
 impl Subscriber {
@@ -241,15 +263,28 @@ impl Subscriber {
         if self.filters.insert(filter_path.to_owned()) {
             self.engine.interest().add(filter_path);
         }
+        let untagged = match &self.untagged {
+            Untagged::Filter(untagged) => untagged == filter_path,
+            Untagged::Free => {
+                self.untagged = Untagged::Filter(filter_path.to_owned());
+                true
+            }
+            Untagged::Retired => false,
+        };
+        let properties = if untagged {
+            self.untagged_id.store(id, Ordering::Release);
+            None
+        } else {
+            Some(SubscribeProperties {
+                id: Some(id as usize),
+                user_properties: Vec::new(),
+            })
+        };
         let subscribe = Subscribe {
             pkid: 1,
             filters: vec![filter(filter_path)],
         };
-        let properties = SubscribeProperties {
-            id: Some(id as usize),
-            user_properties: Vec::new(),
-        };
-        link_send(&mut self.tx, Packet::Subscribe(subscribe, Some(properties)))
+        link_send(&mut self.tx, Packet::Subscribe(subscribe, properties))
     }
 
     /// Removes the subscription to `filter` (engine form).
@@ -259,6 +294,10 @@ impl Subscriber {
             filters: vec![filter_path.to_owned()],
         };
         let sent = link_send(&mut self.tx, Packet::Unsubscribe(unsubscribe, None));
+        if matches!(&self.untagged, Untagged::Filter(f) if f == filter_path) {
+            self.untagged = Untagged::Retired;
+            self.untagged_id.store(0, Ordering::Release);
+        }
         if self.filters.remove(filter_path) {
             self.engine.interest().remove(filter_path);
         }
@@ -299,6 +338,8 @@ pub struct Delivery {
 pub struct Deliveries {
     rx: LinkRx,
     cache: Vec<Delivery>,
+    /// The subscription that deliveries without an identifier matched (0: none).
+    untagged: Arc<AtomicU32>,
 }
 
 impl Deliveries {
@@ -329,11 +370,14 @@ impl Deliveries {
     fn take(&mut self, notification: Notification) {
         match notification {
             Notification::Forward(forward) => {
-                let subscription = forward
+                let subscription = match forward
                     .properties
                     .as_ref()
-                    .and_then(|p| p.subscription_identifiers.first().copied())
-                    .unwrap_or(0) as u32;
+                    .and_then(|p| p.subscription_identifiers.first())
+                {
+                    Some(&id) => id as u32,
+                    None => self.untagged.load(Ordering::Acquire),
+                };
                 self.cache.push(Delivery {
                     topic: forward.publish.topic,
                     payload: forward.publish.payload,
@@ -346,5 +390,53 @@ impl Deliveries {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next(deliveries: &mut Deliveries) -> Vec<(String, u32)> {
+        let mut batch = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            deliveries.next_batch(&mut batch),
+        )
+        .await
+        .expect("a delivery");
+        let mut got: Vec<(String, u32)> = batch
+            .into_iter()
+            .map(|d| (String::from_utf8(d.topic.to_vec()).unwrap(), d.subscription))
+            .collect();
+        got.sort();
+        got
+    }
+
+    /// Every delivery names the subscription it matched, the untagged first filter's
+    /// included, and a retired untagged slot is never handed to another filter.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn deliveries_name_their_subscription() {
+        let engine = Engine::start(8).unwrap();
+        let (mut subscriber, mut deliveries) = engine.subscriber().unwrap();
+        subscriber.subscribe("a/#", 1).unwrap();
+        subscriber.subscribe("a/b", 2).unwrap();
+        // The router handles every link's packets in the order they reach it: the
+        // subscriptions come before the publish.
+        let message = |topic: &str| (Bytes::from(topic.to_owned()), Bytes::from_static(b"x"));
+        engine.publish_all(1, vec![message("a/b")]).unwrap();
+        let mut got = next(&mut deliveries).await;
+        while got.len() < 2 {
+            got.extend(next(&mut deliveries).await);
+            got.sort();
+        }
+        assert_eq!(got, [("a/b".to_owned(), 1), ("a/b".to_owned(), 2)]);
+
+        subscriber.unsubscribe("a/#").unwrap();
+        subscriber.subscribe("x/#", 3).unwrap();
+        engine
+            .publish_all(1, vec![message("a/c"), message("x/1")])
+            .unwrap();
+        assert_eq!(next(&mut deliveries).await, [("x/1".to_owned(), 3)]);
     }
 }

@@ -8,7 +8,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::prop;
 use super::topic::valid_topic_name;
 use super::{
-    Ack, AckProperties, Auth, AuthProperties, Connect, ConnectProperties, Disconnect,
+    Ack, AckProperties, Auth, AuthProperties, ByteString, Connect, ConnectProperties, Disconnect,
     DisconnectProperties, Packet, Publish, PublishProperties, QoS, Subscribe, SubscriptionOptions,
     Unsubscribe, Version, Will,
 };
@@ -267,12 +267,17 @@ fn read_binary(b: &mut Bytes) -> Result<Bytes> {
 /// UTF-8 string: well-formed [MQTT-1.5.3-1] and without U+0000
 /// [MQTT-1.5.3-2] (MQTT 5: [MQTT-1.5.4-1], [MQTT-1.5.4-2]).
 fn read_string(b: &mut Bytes) -> Result<String> {
-    let raw = read_binary(b)?;
-    let s = std::str::from_utf8(&raw).map_err(|_| Malformed("string is not valid UTF-8"))?;
+    read_shared_string(b).map(|s| String::from(&*s))
+}
+
+/// [`read_string`] without a copy: the string shares `b`'s buffer.
+fn read_shared_string(b: &mut Bytes) -> Result<ByteString> {
+    let s = ByteString::try_from(read_binary(b)?)
+        .map_err(|_| Malformed("string is not valid UTF-8"))?;
     if s.contains('\0') {
         return Err(Malformed("string contains U+0000"));
     }
-    Ok(s.to_owned())
+    Ok(s)
 }
 
 fn read_pair(b: &mut Bytes) -> Result<(String, String)> {
@@ -515,7 +520,7 @@ fn publish(flags: u8, b: &mut Bytes, version: Version) -> Result<Publish> {
     if dup && qos == QoS::AtMostOnce {
         return Err(Malformed("DUP set on QoS 0 PUBLISH")); // [MQTT-3.3.1-2]
     }
-    let topic = read_string(b)?;
+    let topic = read_shared_string(b)?;
     // [MQTT-3.3.2-2]; an empty topic is only allowed with a v5 topic alias,
     // which the session layer checks.
     if topic.contains(['+', '#']) || (topic.is_empty() && version != Version::V5) {

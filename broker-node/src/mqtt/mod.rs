@@ -13,6 +13,7 @@ mod proptests;
 mod tests;
 
 pub use bytes::Bytes;
+pub use bytestring::ByteString;
 
 /// Protocol version negotiated by CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -190,8 +191,9 @@ pub struct Publish {
     pub qos: QoS,
     /// RETAIN flag.
     pub retain: bool,
-    /// Topic name (may be empty in v5 when a topic alias is set).
-    pub topic: String,
+    /// Topic name (may be empty in v5 when a topic alias is set); it shares the
+    /// received packet's buffer, and clones of it share it too.
+    pub topic: ByteString,
     /// Packet identifier; 0 when QoS 0 (not on the wire then).
     pub pkid: u16,
     /// MQTT 5 properties (dropped for v3).

@@ -281,7 +281,7 @@ mod round_trip {
                     dup: dup && !q0,
                     qos,
                     retain,
-                    topic,
+                    topic: topic.into(),
                     pkid: if q0 { 0 } else { pkid },
                     properties,
                     payload,

@@ -316,6 +316,15 @@ impl Broker {
         self.wait_ready().await;
     }
 
+    /// A crash: SIGKILL (the child is this test's own process), then the same
+    /// configuration and data directory started again.
+    pub async fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.wait_exit();
+        self.child = spawn_broker(&self.dir.path().join("broker.json"), &self.stderr_file);
+        self.wait_ready().await;
+    }
+
     /// Whether the process is still running (it has not exited or restarted).
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
