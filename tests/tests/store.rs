@@ -104,6 +104,7 @@ fn project(name: &str) -> Project {
         id: Id::new(),
         name: name.to_owned(),
         created_at: now(),
+        console_session: None,
     }
 }
 
