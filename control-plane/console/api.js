@@ -67,16 +67,26 @@ export async function api(method, path, body, { project = true, raw = false } = 
   return resp.json();
 }
 
+/** Creations of the console's app key in flight, by deployment: a page's parallel
+ *  calls share one key. */
+const creating = new Map();
+
 /** App key of the console for a deployment's own API, created on first use. */
 export async function appKey(dep) {
   const stored = sessionStorage.getItem(`appkey:${dep.id}`);
   if (stored) return { ...JSON.parse(stored), fresh: false };
   if (!canWrite()) throw new ApiError(403, { detail: roleNote("developer") + " (the deployment API needs an app key)" });
-  // Bound to this sign-in: the server deletes it at sign-out or when the session expires.
-  const key = await api("POST", `/deployments/${dep.id}/app-keys`, { name: "web console", session_bound: true });
-  const value = { id: key.app_id, secret: key.app_secret };
-  sessionStorage.setItem(`appkey:${dep.id}`, JSON.stringify(value));
-  return { ...value, fresh: true };
+  if (!creating.has(dep.id)) {
+    // Bound to this sign-in: the server deletes it at sign-out or when the session expires.
+    creating.set(dep.id, api("POST", `/deployments/${dep.id}/app-keys`, { name: "web console", session_bound: true })
+      .then((key) => {
+        const value = { id: key.app_id, secret: key.app_secret };
+        sessionStorage.setItem(`appkey:${dep.id}`, JSON.stringify(value));
+        return value;
+      })
+      .finally(() => creating.delete(dep.id)));
+  }
+  return { ...(await creating.get(dep.id)), fresh: true };
 }
 
 /** Calls the deployment's EMQX-v4-shaped API. A just-created key may take a moment to

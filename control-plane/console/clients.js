@@ -37,7 +37,7 @@ export async function clients(dep, body) {
     try {
       const res = await broker(dep, "GET", `/clients?${q}`);
       if (!changed(clientMemo, [q.toString(), res])) return;
-      clientList.replaceChildren(res.data.length
+      clientList.replaceChildren(...[].concat(res.data.length
         ? [table(["Client id", "State", "User", ["Address", { class: "hide-narrow" }], ["Protocol", { class: "hide-narrow" }], ["Since", { class: "hide-narrow" }], ""],
           res.data.map((c) => h("tr", { "data-client": c.clientid },
             h("td", {}, h("code", {}, c.clientid)),
@@ -51,18 +51,18 @@ export async function clients(dep, body) {
               async () => { await broker(dep, "DELETE", `/clients/${encodeURIComponent(c.clientid)}`); await loadClients(); await loadSubs(); },
               { disabled, errors })))), { "data-list": "clients" }),
         pager(page, res.meta, (p) => { page = p; loadClients(); })]
-        : h("p", { class: "muted" }, search.value || stateFilter.value ? "No client matches." : "No clients: nothing is connected and no persistent session is kept."));
+        : h("p", { class: "muted" }, search.value || stateFilter.value ? "No client matches." : "No clients: nothing is connected and no persistent session is kept.")));
     } catch (err) { clientMemo.last = null; clientList.replaceChildren(errorBox(err)); }
   };
   const loadSubs = async () => {
     try {
       const res = await broker(dep, "GET", `/subscriptions?_page=${subPage}&_limit=${PAGE}`);
       if (!changed(subMemo, [subPage, res])) return;
-      subList.replaceChildren(res.data.length
+      subList.replaceChildren(...[].concat(res.data.length
         ? [table(["Client id", "Topic filter", "QoS"], res.data.map((s) => [h("code", {}, s.clientid), h("code", {}, s.topic), String(s.qos)]),
           { "data-list": "subscriptions" }),
         pager(subPage, res.meta, (p) => { subPage = p; loadSubs(); })]
-        : h("p", { class: "muted" }, "No subscriptions."));
+        : h("p", { class: "muted" }, "No subscriptions.")));
     } catch (err) { subMemo.last = null; subList.replaceChildren(errorBox(err)); }
   };
   let typing;

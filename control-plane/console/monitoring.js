@@ -60,7 +60,7 @@ export async function monitoring(dep, body) {
         total("Peak TPS", peak(pts, "tps_max"), "tps_max"),
         total("Traffic in", sum(pts, "bytes_in"), "bytes_in"),
         total("Traffic out", sum(pts, "bytes_out"), "bytes_out")),
-      quiet ? h("p", { class: "notice" }, `No sessions or messages in the last ${r.label}. Connect a client (Online test tab, or the snippets on the overview) and traffic shows up here within a minute.`) : null,
+      quiet ? h("p", { class: "notice" }, `No sessions or messages in the last ${r.label}. Connect a client (Online test tab, or the snippets on the overview) and traffic shows up here within a minute.`) : "",
       h("div", { class: "charts" },
         lineChart({ title: "Sessions", times, longRange: range === "7d", series: [
           { label: "sessions (max)", color: "#1b7f3b", values: pts.map((p) => p.sessions_max) },

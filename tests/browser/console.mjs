@@ -81,7 +81,8 @@ async function apiFromPage(page, method, path, body, { csrf = true } = {}) {
 }
 
 // The Rust test answers "@harness …" lines on stdout with "ok" on stdin, once done.
-const harnessReplies = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const harnessInput = createInterface({ input: process.stdin });
+const harnessReplies = harnessInput[Symbol.asyncIterator]();
 async function harness(request) {
   console.log(`@harness ${request}`);
   const reply = await harnessReplies.next();
@@ -509,4 +510,6 @@ assert.equal(gone.status, 401, "the old cookie no longer works");
 
 assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
 await browser.close();
+harnessInput.close(); // stdin would keep node running
+process.stdin.destroy();
 console.log("console browser test: 1 passed, 0 failed");
