@@ -157,6 +157,7 @@ export function unixTime(seconds) {
 export function applyBadge(resource) {
   if (!resource || !resource.apply_status) return null;
   return h("span", { class: `status status-${resource.apply_status === "applied" ? "running" : "provisioning"}`,
-    "data-apply": resource.apply_status, title: `revision ${resource.revision}` },
-  resource.apply_status === "applied" ? "in force on the broker" : "being applied…");
+    "data-apply": resource.apply_status,
+    title: `revision ${resource.revision}: ${resource.apply_status === "applied" ? "in force on the broker" : "not yet in force on the broker"}` },
+  resource.apply_status === "applied" ? "applied" : "applying…");
 }

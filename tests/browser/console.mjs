@@ -338,7 +338,10 @@ await page.locator('form[aria-label="Internal endpoint ranges"] .field-error, fo
 assert.equal((await apiFromPage(page, "GET", `/deployments/${depId}/internal-endpoint`)).status, 404);
 await page.getByLabel(/Allowed source ranges/).fill("10.0.0.0/8");
 await page.getByRole("button", { name: "Save internal endpoint" }).click();
-await page.locator("[data-internal]").waitFor();
+// Both show as active once the broker has applied them (the page polls).
+await page.locator("[data-nat=active]").waitFor({ timeout: LONG });
+await page.locator("[data-internal=active]").waitFor({ timeout: LONG });
+await page.evaluate(() => window.scrollTo(0, 0));
 await shots(page, "networking-active");
 
 // ---------------------------------------------------------------------------------------

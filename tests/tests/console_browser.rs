@@ -41,7 +41,10 @@ fn broker_logs(data_dir: Option<&Path>) -> String {
 /// Runs a node script and fails with its output (and the brokers' logs) when it fails.
 fn node(script: &Path, envs: &[(&str, String)], data_dir: Option<&Path>) {
     node_with_harness(script, envs, data_dir, |request| {
-        panic!("unexpected harness request from {}: {request}", script.display())
+        panic!(
+            "unexpected harness request from {}: {request}",
+            script.display()
+        )
     });
 }
 
@@ -134,7 +137,11 @@ async fn skyport_serves_the_console_from_its_binary() {
         assert_eq!(resp.status(), StatusCode::OK, "{name}");
         let served = resp.bytes().await.unwrap();
         let on_disk = std::fs::read(dir.join(&name)).unwrap();
-        assert_eq!(served.as_ref(), on_disk.as_slice(), "{name} is the committed file");
+        assert_eq!(
+            served.as_ref(),
+            on_disk.as_slice(),
+            "{name} is the committed file"
+        );
         if name.ends_with(".js") && name != "app.js" {
             assert!(
                 html.contains(&format!("href=\"/console/{name}\"")),

@@ -468,9 +468,12 @@ async fn session_bound_app_keys(backend: Backend) {
     let out = second.delete("/session").await;
     assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
     assert_eq!(names().await, ["first-console", "kept"]);
-    eventually("the broker to refuse the signed-out session's key", || async {
-        broker_status(&api_url, &second_id, &second_secret).await == StatusCode::UNAUTHORIZED
-    })
+    eventually(
+        "the broker to refuse the signed-out session's key",
+        || async {
+            broker_status(&api_url, &second_id, &second_secret).await == StatusCode::UNAUTHORIZED
+        },
+    )
     .await;
     assert_eq!(
         broker_status(&api_url, &first_id, &first_secret).await,

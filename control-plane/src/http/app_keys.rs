@@ -108,17 +108,16 @@ async fn create_app_key(
 ) -> ApiResult<(StatusCode, Json<CreatedAppKey>)> {
     let name = DeploymentName::parse(&body.name)
         .map_err(|msg| ApiError::unprocessable("invalid_name", msg).with_field("name"))?;
-    let console_session = match (body.session_bound, key.0.console_session) {
-        (false, _) => None,
-        (true, Some(session)) => Some(session),
-        (true, None) => {
-            return Err(ApiError::unprocessable(
+    let console_session =
+        match (body.session_bound, key.0.console_session) {
+            (false, _) => None,
+            (true, Some(session)) => Some(session),
+            (true, None) => return Err(ApiError::unprocessable(
                 "session_required",
                 "session_bound keys belong to a web-console sign-in; an API key's caller has none",
             )
-            .with_field("session_bound"))
-        }
-    };
+            .with_field("session_bound")),
+        };
     refuse_if_deleting(&deployment)?;
     let secret = token::generate(APP_SECRET_PREFIX);
     let record = AppKeyRecord {
