@@ -4,6 +4,9 @@
 //!
 //! `tests/setup-browser.sh` (run by `tests/run.sh`) installs Chromium and playwright-core.
 //! `SKYPORT_CONSOLE_SCREENSHOTS=docs/console` also refreshes the README's screenshots.
+//! The control plane reports usage every second and resolves custom domains with a DNS
+//! server of this test on loopback, whose records the script asks for when its flow
+//! needs them (`@harness dns-a …`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
