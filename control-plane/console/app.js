@@ -2,193 +2,18 @@
 // /api/v1 (session cookie + CSRF token + X-Skyport-Project) and each deployment's own
 // /api/v4 (HTTP Basic with an app key the console creates for itself).
 
-import { MqttClient } from "./mqtt.js";
+import { api, canWrite, hooks, isOwner, roleNote, state, stopPolling } from "./api.js";
+import { clients } from "./clients.js";
+import { chains } from "./chains.js";
+import { appKeys } from "./keys.js";
+import { monitoring, renderUsage } from "./monitoring.js";
+import { networking } from "./networking.js";
+import { onlineTest } from "./online.js";
+import { security } from "./security.js";
+import { sessionSettings } from "./sessions.js";
+import { copyButton, errorBox, field, form, h, main, show, statusBadge, time } from "./ui.js";
 
-const main = document.getElementById("main");
-const state = { session: null, projects: [], projectId: null, poll: null, mqtt: null };
-
-// ---------- DOM helpers ----------
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
-    else if (k === "class") el.className = v;
-    else if (v === true) el.setAttribute(k, "");
-    else el.setAttribute(k, v);
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return el;
-}
-
-function show(...nodes) {
-  main.replaceChildren(...nodes);
-}
-
-/** A timestamp in the reader's local time, with UTC on hover. */
-function time(ts) {
-  if (!ts) return "—";
-  const d = new Date(ts);
-  return h("time", { datetime: ts, title: d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") },
-    d.toLocaleString());
-}
-
-function statusBadge(status) {
-  return h("span", { class: `status status-${status}`, "data-status": status }, status);
-}
-
-function errorBox(err) {
-  return h("p", { class: "error", role: "alert" }, err.detail || err.message || String(err));
-}
-
-function copyButton(text, label = "Copy") {
-  return h("button", {
-    type: "button", class: "secondary", "aria-label": `${label}: ${text}`,
-    onclick: async (ev) => {
-      try {
-        await navigator.clipboard.writeText(text);
-        ev.target.textContent = "Copied";
-      } catch {
-        ev.target.textContent = "Select and copy";
-      }
-      setTimeout(() => { ev.target.textContent = label; }, 1500);
-    },
-  }, label);
-}
-
-function role() {
-  const p = state.projects.find((p) => p.id === state.projectId);
-  return p ? p.role : "viewer";
-}
-const canWrite = () => role() !== "viewer";
-const isOwner = () => role() === "owner";
-function roleNote(needed) {
-  return `Your role in this project (${role()}) cannot do this; it needs ${needed}.`;
-}
-
-// ---------- API clients ----------
-
-class ApiError extends Error {
-  constructor(status, problem) {
-    super(problem.detail || `HTTP ${status}`);
-    this.status = status;
-    this.code = problem.code;
-    this.detail = problem.detail || problem.message || `HTTP ${status}`;
-    this.field = problem.field;
-  }
-}
-
-async function api(method, path, body, { project = true, raw = false } = {}) {
-  const headers = {};
-  if (body !== undefined) headers["content-type"] = "application/json";
-  if (method !== "GET" && state.session) headers["x-csrf-token"] = state.session.csrf_token;
-  if (project && state.projectId) headers["x-skyport-project"] = state.projectId;
-  let resp;
-  try {
-    resp = await fetch(`/api/v1${path}`, {
-      method, headers, credentials: "same-origin",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (e) {
-    throw new ApiError(0, { detail: `cannot reach the control plane: ${e.message}` });
-  }
-  if (resp.status === 401 && path !== "/session") {
-    state.session = null;
-    renderSignIn("Your session has ended; sign in again.");
-    throw new ApiError(401, await resp.json().catch(() => ({})));
-  }
-  if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => ({})));
-  if (raw) return resp;
-  if (resp.status === 204) return null;
-  return resp.json();
-}
-
-/** App key of the console for a deployment's own API, created on first use. */
-async function appKey(dep) {
-  const stored = sessionStorage.getItem(`appkey:${dep.id}`);
-  if (stored) return { ...JSON.parse(stored), fresh: false };
-  if (!canWrite()) throw new ApiError(403, { detail: roleNote("developer") + " (the deployment API needs an app key)" });
-  const key = await api("POST", `/deployments/${dep.id}/app-keys`, { name: "web console" });
-  const value = { id: key.app_id, secret: key.app_secret };
-  sessionStorage.setItem(`appkey:${dep.id}`, JSON.stringify(value));
-  return { ...value, fresh: true };
-}
-
-/** Calls the deployment's EMQX-v4-shaped API. A just-created key may take a moment to
- *  reach the broker, so a 401 with a fresh key is retried for a while. */
-async function broker(dep, method, path, body) {
-  const key = await appKey(dep);
-  const auth = "Basic " + btoa(`${key.id}:${key.secret}`);
-  for (let attempt = 0; ; attempt++) {
-    let resp;
-    try {
-      resp = await fetch(`${dep.endpoints.api}/api/v4${path}`, {
-        method,
-        headers: { authorization: auth, ...(body ? { "content-type": "application/json" } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-    } catch (e) {
-      throw new ApiError(0, { detail: `cannot reach the deployment API at ${dep.endpoints.api}: ${e.message}` });
-    }
-    const json = await resp.json().catch(() => ({}));
-    if (resp.status === 401 && attempt < 30) {
-      if (!key.fresh && attempt === 0) {
-        sessionStorage.removeItem(`appkey:${dep.id}`);
-        return broker(dep, method, path, body);
-      }
-      await new Promise((r) => setTimeout(r, 1000));
-      continue;
-    }
-    if (!resp.ok || (json.code && json.code !== 0)) {
-      throw new ApiError(resp.status, { detail: json.message || `HTTP ${resp.status}` });
-    }
-    return json;
-  }
-}
-
-// ---------- forms ----------
-
-/** Wires a form: disables it while `action` runs, shows the API's error, next to the
- *  field it names when there is one. */
-function form(attrs, children, action) {
-  const general = h("div", { class: "form-error", "aria-live": "polite" });
-  const el = h("form", {
-    ...attrs,
-    onsubmit: async (ev) => {
-      ev.preventDefault();
-      for (const e of el.querySelectorAll(".field-error")) e.remove();
-      general.replaceChildren();
-      const submit = el.querySelector("button[type=submit]");
-      if (submit) submit.disabled = true;
-      try {
-        await action(new FormData(el), el);
-      } catch (err) {
-        const field = err.field && el.querySelector(`[name="${err.field.split(".")[0]}"]`);
-        const msg = h("p", { class: "field-error", role: "alert", id: `err-${err.field}` }, err.detail || err.message);
-        if (field) {
-          field.setAttribute("aria-describedby", msg.id);
-          field.insertAdjacentElement("afterend", msg);
-        } else {
-          general.replaceChildren(errorBox(err));
-        }
-      } finally {
-        if (submit && submit.isConnected) submit.disabled = attrs.disabled || false;
-      }
-    },
-  }, ...children, general);
-  if (attrs.disabled) for (const c of el.querySelectorAll("input, select, textarea, button")) c.disabled = true;
-  return el;
-}
-
-function field(label, input) {
-  const id = input.id || `f-${input.getAttribute("name")}`;
-  input.id = id;
-  return [h("label", { for: id }, label), input];
-}
+hooks.signedOut = (message) => renderSignIn(message);
 
 // ---------- sign-in and chrome ----------
 
@@ -241,6 +66,7 @@ document.getElementById("project-switcher").addEventListener("change", (ev) => {
 });
 
 document.getElementById("sign-out").addEventListener("click", async () => {
+  // The server deletes the app keys this session made (session_bound) with it.
   try {
     await api("DELETE", "/session", undefined, { project: false });
   } catch { /* the session is gone either way */ }
@@ -249,10 +75,6 @@ document.getElementById("sign-out").addEventListener("click", async () => {
   renderSignIn("Signed out.");
 });
 
-function stopPolling() {
-  clearInterval(state.poll);
-  state.poll = null;
-}
 
 function route() {
   stopPolling();
@@ -263,6 +85,7 @@ function route() {
   }
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean);
   if (parts[0] === "project") return renderProject();
+  if (parts[0] === "usage") return renderUsage(parts[1]);
   if (parts[0] === "d" && parts[1]) return renderDeployment(parts[1], parts[2] || "overview");
   return renderDeployments();
 }
@@ -327,7 +150,9 @@ async function renderDeployments() {
 }
 
 function tabs(dep, current) {
-  const t = [["overview", "Overview"], ["security", "Security"], ["test", "Online test"], ["events", "Events"]];
+  const t = [["overview", "Overview"], ["monitoring", "Monitoring"], ["clients", "Clients"],
+    ["security", "Security"], ["chains", "Auth chains"], ["keys", "App keys"], ["networking", "Networking"],
+    ["sessions", "Session settings"], ["test", "Online test"], ["events", "Events"]];
   return h("nav", { class: "tabs", "aria-label": "Deployment" }, ...t.map(([id, label]) =>
     h("a", { href: `#/d/${dep.id}/${id}`, "aria-current": id === current ? "page" : false }, label)));
 }
@@ -343,7 +168,10 @@ async function renderDeployment(id, tab) {
   const header = h("div", {}, h("h1", {}, dep.name, " ", statusBadge(dep.status)), tabs(dep, tab));
   const body = h("div", {});
   show(header, body);
-  const pages = { overview: overview, security: security, test: onlineTest, events: events };
+  const pages = {
+    overview, monitoring, clients, security, chains, keys: appKeys, networking,
+    sessions: sessionSettings, test: onlineTest, events,
+  };
   await (pages[tab] || overview)(dep, body, header);
 }
 
@@ -370,6 +198,32 @@ function snippets(dep) {
   out.push(["paho (Python)", `import paho.mqtt.client as mqtt\n\nc = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)\nc.username_pw_set("USER", "PASSWORD")\n${tls ? 'c.tls_set(ca_certs="ca.pem")\n' : ""}c.on_message = lambda c, u, m: print(m.topic, m.payload)\nc.connect("${t.host}", ${t.port})\nc.subscribe("hello/#")\nc.publish("hello/world", "hi", qos=1)\nc.loop_forever()`]);
   out.push(["MQTTX CLI", `mqttx sub -h ${t.host} -p ${t.port}${tls ? " -l mqtts --ca ca.pem" : ""} -u USER -P PASSWORD -t 'hello/#'\nmqttx pub -h ${t.host} -p ${t.port}${tls ? " -l mqtts --ca ca.pem" : ""} -u USER -P PASSWORD -t hello/world -m hi`]);
   return out;
+}
+
+/** Plan and tier change (PATCH): the broker restarts with the new limits. */
+function planForm(dep, disabled) {
+  const help = h("p", { class: "muted", id: "plan-change-help" }, PLANS[dep.plan]);
+  return form({ "aria-label": "Change plan or tier", disabled }, [
+    h("div", { class: "grid" },
+      h("div", {}, ...field("New plan", h("select", {
+        name: "plan", id: "change-plan", "aria-describedby": "plan-change-help",
+        onchange: (ev) => { help.textContent = PLANS[ev.target.value]; },
+      }, ...Object.keys(PLANS).map((p) => h("option", { value: p, selected: p === dep.plan }, p))))),
+      h("div", {}, ...field("Max sessions", h("input", { name: "max_sessions", id: "change-sessions", "data-field": "tier", type: "number", min: 1, max: 1000000, required: true, value: dep.tier.max_sessions }))),
+      h("div", {}, ...field("Max TPS", h("input", { name: "max_tps", id: "change-tps", type: "number", min: 1, max: 1000000, required: true, value: dep.tier.max_tps })))),
+    help,
+    h("p", { class: "muted" }, "Changing the tier restarts the broker with the new limits: clients reconnect, persistent sessions are kept. A plan that does not allow an attached add-on (custom domains, NAT gateway, internal endpoint) is refused until it is removed."),
+    h("div", { class: "row" }, h("button", { type: "submit" }, "Change plan or tier")),
+  ], async (data) => {
+    const req = {};
+    if (data.get("plan") !== dep.plan) req.plan = data.get("plan");
+    const tier = { max_sessions: Number(data.get("max_sessions")), max_tps: Number(data.get("max_tps")) };
+    if (tier.max_sessions !== dep.tier.max_sessions || tier.max_tps !== dep.tier.max_tps) req.tier = tier;
+    if (!Object.keys(req).length) throw new Error("Nothing to change: pick another plan or tier.");
+    if (!confirm(`Change ${dep.name} to ${req.plan || dep.plan}, ${tier.max_sessions} sessions, ${tier.max_tps} TPS? Clients reconnect.`)) return;
+    await api("PATCH", `/deployments/${dep.id}`, req);
+    route();
+  });
 }
 
 async function overview(dep, body) {
@@ -430,6 +284,8 @@ async function overview(dep, body) {
       h("div", { class: "row" }, ca, caStatus),
       actions, actionError,
       disabled ? h("p", { class: "muted" }, roleNote("developer")) : null),
+    h("h2", {}, "Plan and tier"),
+    h("div", { class: "card" }, planForm(dep, disabled)),
     h("h2", {}, "Connect"),
     h("div", { class: "card" },
       h("p", { class: "muted" }, "Replace USER and PASSWORD with a built-in user (Security tab). TLS clients verify the broker with the CA certificate above."),
@@ -445,145 +301,15 @@ async function overview(dep, body) {
   }
 }
 
-async function security(dep, body) {
-  const users = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading users…"));
-  const disabled = !canWrite();
-  const refresh = async () => {
-    try {
-      const list = await broker(dep, "GET", "/auth_username");
-      users.replaceChildren(list.data.length
-        ? h("table", {}, h("tbody", {}, ...list.data.map((u) => h("tr", {},
-          h("td", {}, u.username),
-          h("td", {}, h("button", {
-            type: "button", class: "danger", disabled,
-            onclick: async () => {
-              if (!confirm(`Delete user ${u.username}?`)) return;
-              try {
-                await broker(dep, "DELETE", `/auth_username/${encodeURIComponent(u.username)}`);
-                await refresh();
-              } catch (err) { users.append(errorBox(err)); }
-            },
-          }, "Delete"))))))
-        : h("p", { class: "muted" }, "No built-in users yet: clients cannot connect until you add one (anonymous access is off)."));
-    } catch (err) {
-      users.replaceChildren(errorBox(err));
-    }
-  };
-  const addUser = form({ "aria-label": "Add a built-in user", disabled }, [
-    h("div", { class: "grid" },
-      h("div", {}, ...field("Username", h("input", { name: "username", required: true, autocomplete: "off" }))),
-      h("div", {}, ...field("Password", h("input", { name: "password", type: "password", required: true, autocomplete: "new-password" })))),
-    h("div", { class: "row" }, h("button", { type: "submit" }, "Add user")),
-  ], async (data, el) => {
-    await broker(dep, "POST", "/auth_username", { username: data.get("username"), password: data.get("password") });
-    el.reset();
-    await refresh();
-  });
-
-  const tlsNow = h("div", { "aria-live": "polite" });
-  const loadTls = async () => {
-    try {
-      const t = await api("GET", `/deployments/${dep.id}/tls`);
-      tlsNow.replaceChildren(h("p", { "data-tls-source": t.source },
-        `In use: ${t.tls_type} TLS, ${t.source === "custom" ? "custom certificate" : "issued by Skyport's CA"} (${t.status})`,
-        t.expires_at ? [", expires ", time(t.expires_at)] : null,
-        t.subject ? `, subject ${t.subject}` : null));
-    } catch (err) { tlsNow.replaceChildren(errorBox(err)); }
-  };
-  const tlsForm = form({ "aria-label": "Upload a TLS certificate", disabled }, [
-    ...field("TLS type", h("select", { name: "tls_type" },
-      h("option", { value: "one-way" }, "one-way (server certificate)"),
-      h("option", { value: "two-way" }, "two-way (clients present certificates)"))),
-    ...field("Certificate chain (PEM, leaf first)", h("textarea", { name: "cert", required: true })),
-    ...field("Private key (PEM, unencrypted; stored encrypted, never shown again)", h("textarea", { name: "key", required: true })),
-    ...field("Client CA (PEM, two-way only)", h("textarea", { name: "ca_cert" })),
-    h("div", { class: "row" }, h("button", { type: "submit" }, "Upload certificate")),
-  ], async (data, el) => {
-    const body = { tls_type: data.get("tls_type"), cert: data.get("cert"), key: data.get("key") };
-    if (data.get("ca_cert")) body.ca_cert = data.get("ca_cert");
-    await api("PUT", `/deployments/${dep.id}/tls`, body);
-    el.reset();
-    await loadTls();
-  });
-
-  body.append(
-    h("h2", {}, "Built-in users"),
-    h("div", { class: "card" }, users, h("h3", {}, "Add a user"), addUser,
-      disabled ? h("p", { class: "notice" }, roleNote("developer")) : null),
-    h("h2", {}, "TLS certificate"),
-    h("div", { class: "card" }, tlsNow, tlsForm));
-  await Promise.all([refresh(), loadTls()]);
-}
-
-async function onlineTest(dep, body) {
-  const e = dep.endpoints || {};
-  const urls = ["wss", "ws"].filter((k) => e[k]);
-  if (!urls.length) {
-    body.append(h("p", { class: "notice" }, "The deployment has no WebSocket endpoint yet: wait until it is running."));
-    return;
-  }
-  const log = h("ul", { class: "log", "aria-live": "polite", id: "mqtt-log" });
-  const status = h("p", { class: "muted", id: "mqtt-status", "aria-live": "polite" }, "Not connected.");
-  const note = (text, cls) => log.prepend(h("li", { class: cls }, `${new Date().toLocaleTimeString()} `, text));
-  const connectForm = form({ "aria-label": "Connect" }, [
-    h("div", { class: "grid" },
-      h("div", {}, ...field("Endpoint", h("select", { name: "url" }, ...urls.map((k) => h("option", { value: e[k] }, `${k} — ${e[k]}`))))),
-      h("div", {}, ...field("Client id", h("input", { name: "client_id", value: `console-${Math.random().toString(16).slice(2, 8)}` }))),
-      h("div", {}, ...field("Username", h("input", { name: "username", autocomplete: "off" }))),
-      h("div", {}, ...field("Password", h("input", { name: "password", type: "password", autocomplete: "off" })))),
-    h("p", { class: "muted" }, "wss needs your browser to trust the deployment's certificate (Skyport's CA, or your own); ws works without."),
-    h("div", { class: "row" }, h("button", { type: "submit" }, "Connect"),
-      h("button", { type: "button", class: "secondary", onclick: () => state.mqtt?.disconnect() }, "Disconnect")),
-  ], async (data) => {
-    state.mqtt?.disconnect();
-    const client = new MqttClient({
-      onMessage: (topic, text) => note(h("span", {}, "received ", h("code", {}, topic), ": ", h("code", { class: "payload" }, text))),
-      onClose: (reason) => { status.textContent = `Disconnected: ${reason}`; },
-    });
-    status.textContent = "Connecting…";
-    try {
-      await client.connect(data.get("url"), {
-        clientId: data.get("client_id"), username: data.get("username"), password: data.get("password"),
-      });
-    } catch (err) {
-      status.textContent = "Not connected.";
-      throw err;
-    }
-    state.mqtt = client;
-    status.textContent = `Connected as ${data.get("client_id")}.`;
-    note("connected");
-  });
-  const subForm = form({ "aria-label": "Subscribe" }, [
-    ...field("Topic filter", h("input", { name: "filter", value: "test/#" })),
-    h("div", { class: "row" }, h("button", { type: "submit" }, "Subscribe")),
-  ], async (data) => {
-    if (!state.mqtt?.connected) throw new Error("connect first");
-    await state.mqtt.subscribe(data.get("filter"), 0);
-    note(`subscribed to ${data.get("filter")}`);
-  });
-  const pubForm = form({ "aria-label": "Publish" }, [
-    h("div", { class: "grid" },
-      h("div", {}, ...field("Topic", h("input", { name: "topic", value: "test/hello" }))),
-      h("div", {}, ...field("QoS", h("select", { name: "qos" }, h("option", { value: "0" }, "0"), h("option", { value: "1" }, "1"))))),
-    ...field("Payload", h("textarea", { name: "payload" }, "hello from the Skyport console")),
-    h("div", { class: "row" }, h("button", { type: "submit" }, "Publish")),
-  ], async (data) => {
-    if (!state.mqtt?.connected) throw new Error("connect first");
-    await state.mqtt.publish(data.get("topic"), data.get("payload"), Number(data.get("qos")));
-    note(`published to ${data.get("topic")}`);
-  });
-  body.append(h("div", { class: "card" }, connectForm, status),
-    h("div", { class: "grid" }, h("div", { class: "card" }, subForm), h("div", { class: "card" }, pubForm)),
-    h("h2", {}, "Messages"), h("div", { class: "card" }, log));
-}
-
 async function events(dep, body) {
   const list = h("div", { class: "card", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading events…"));
   const type = h("select", { "aria-label": "Event type", onchange: () => load(null, true) },
     h("option", { value: "" }, "all types"),
     ...["deployment.created", "deployment.provisioning", "deployment.running", "deployment.stopped",
       "deployment.started", "deployment.tier_changed", "deployment.failed", "broker.restarted",
-      "tls.updated", "tls.removed", "domain.added", "domain.verified", "domain.removed"]
+      "tls.updated", "tls.removed", "domain.added", "domain.verified", "domain.removed",
+      "nat_gateway.created", "nat_gateway.deleted", "internal_endpoint.created", "internal_endpoint.updated",
+      "internal_endpoint.deleted"]
       .map((t) => h("option", { value: t }, t)));
   const rows = h("tbody", {});
   const more = h("div", { class: "row" });

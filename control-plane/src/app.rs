@@ -322,6 +322,11 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         signin: SigninPolicy::from_args(serve),
     });
     let domain_checks = tokio::spawn(crate::domains::run_rechecks(state.clone()));
+    let session_purge_task = tokio::spawn(crate::signin::run_purger(
+        state.store.clone(),
+        state.reconcile.clone(),
+        serve.console_session_purge_interval,
+    ));
     println!("Skyport control plane listening on http://{addr}");
     println!("  Console: http://{addr}/");
     println!("  API:     http://{addr}/api/v1");
@@ -341,6 +346,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     domain_checks.abort();
     purge_task.abort();
     metering_purge_task.abort();
+    session_purge_task.abort();
     tracing::info!("control plane stopped; brokers keep running and are re-adopted on next start");
     Ok(())
 }

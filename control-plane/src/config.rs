@@ -229,6 +229,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_CONSOLE_SESSION_TTL", default_value = "12h", value_parser = humantime::parse_duration)]
     pub console_session_ttl: std::time::Duration,
 
+    /// How often expired web-console sessions (and the app keys they made) are purged.
+    #[arg(long, env = "SKYPORT_CONSOLE_SESSION_PURGE_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub console_session_purge_interval: std::time::Duration,
+
     /// How long an account is refused sign-in (429) after 10 wrong passwords in a row.
     #[arg(long, env = "SKYPORT_SIGNIN_LOCKOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     pub signin_lockout: std::time::Duration,

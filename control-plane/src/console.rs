@@ -8,6 +8,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+/// A JavaScript module of the console.
+macro_rules! script {
+    ($file:literal) => {
+        (
+            $file,
+            "text/javascript; charset=utf-8",
+            include_bytes!(concat!("../console/", $file)),
+        )
+    };
+}
+
 /// Every asset: (path under `/console/`, content type, bytes).
 pub const ASSETS: &[(&str, &str, &[u8])] = &[
     (
@@ -16,20 +27,23 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../console/index.html"),
     ),
     (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../console/app.js"),
-    ),
-    (
-        "mqtt.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../console/mqtt.js"),
-    ),
-    (
         "style.css",
         "text/css; charset=utf-8",
         include_bytes!("../console/style.css"),
     ),
+    script!("app.js"),
+    script!("api.js"),
+    script!("ui.js"),
+    script!("chart.js"),
+    script!("monitoring.js"),
+    script!("networking.js"),
+    script!("security.js"),
+    script!("chains.js"),
+    script!("keys.js"),
+    script!("sessions.js"),
+    script!("clients.js"),
+    script!("online.js"),
+    script!("mqtt.js"),
 ];
 
 /// Scripts and styles only from this origin; `fetch` and WebSocket also to deployments'

@@ -15,6 +15,7 @@ pub mod metering;
 pub mod metrics;
 pub mod orchestrator;
 pub mod reconcile;
+pub mod signin;
 pub mod store;
 pub mod telemetry;
 

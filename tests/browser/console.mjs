@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -77,6 +78,26 @@ async function apiFromPage(page, method, path, body, { csrf = true } = {}) {
     const r = await fetch(`/api/v1${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
     return { status: r.status, body: await r.json().catch(() => null) };
   }, { method, path, body, csrf, project: PROJECT });
+}
+
+// The Rust test answers "@harness …" lines on stdout with "ok" on stdin, once done.
+const harnessInput = createInterface({ input: process.stdin });
+const harnessReplies = harnessInput[Symbol.asyncIterator]();
+async function harness(request) {
+  console.log(`@harness ${request}`);
+  const reply = await harnessReplies.next();
+  assert.equal(reply.value, "ok", `harness request ${request}`);
+}
+
+/** Polls `check` (returning a value or null) until it gives a value. */
+async function eventually(what, check, timeoutMs = LONG) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== null && value !== undefined) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
 }
 
 /** mosquitto_sub with line-buffered output, so its SUBACK is seen as it happens. */
@@ -149,8 +170,9 @@ assert.match(await page.locator("pre").first().textContent(), new RegExp(`-p ${m
 
 await page.getByRole("link", { name: "Security" }).click();
 await page.getByText(/No built-in users yet/).waitFor({ timeout: LONG });
-await page.getByLabel("Username").fill("device1");
-await page.locator('input[name=password]').fill("device-pass-1");
+const addUser = page.locator('form[aria-label="Add a built-in user"]');
+await addUser.getByLabel("Username").fill("device1");
+await addUser.getByLabel("Password").fill("device-pass-1");
 await page.getByRole("button", { name: "Add user" }).click();
 await page.getByRole("cell", { name: "device1" }).waitFor();
 
@@ -201,6 +223,193 @@ assert.ok(got.out.includes(payload), `mosquitto_sub did not receive the payload:
 // The console's own subscription sees it too.
 await page.locator("#mqtt-log .payload", { hasText: payload }).waitFor();
 await shots(page, "online-test");
+
+// ---------------------------------------------------------------------------------------
+// 4b. Monitoring: real MQTT traffic from mosquitto_pub, counted by the broker, reported to
+//     the control plane; the page shows the number the metrics API reports.
+
+const mqtt = new URL(await (async () => {
+  const dep = await apiFromPage(page, "GET", `/deployments/${depId}`);
+  return dep.body.endpoints.mqtt;
+})());
+const metrics = async (from, to, step) => {
+  const q = new URLSearchParams({ from, to, step });
+  const r = await apiFromPage(page, "GET", `/deployments/${depId}/metrics?${q}`);
+  assert.equal(r.status, 200, JSON.stringify(r));
+  return r.body.points;
+};
+const total = (points, field) => points.reduce((a, p) => a + p[field], 0);
+const lastHour = () => [new Date(Date.now() - 3600_000).toISOString(), new Date().toISOString(), "1m"];
+const before = total(await metrics(...lastHour()), "messages_in");
+const PUBLISHED = 7;
+const pub = spawn("mosquitto_pub", ["-h", mqtt.hostname, "-p", mqtt.port, "-u", "device1", "-P", "device-pass-1",
+  "-i", "metering-pub", "-t", "metering/console", "-m", "counted", "-q", "1", "--repeat", String(PUBLISHED), "-V", "mqttv311"],
+{ stdio: ["ignore", "pipe", "pipe"] });
+let pubOut = "";
+pub.stdout.on("data", (d) => { pubOut += d; });
+pub.stderr.on("data", (d) => { pubOut += d; });
+assert.equal(await new Promise((r) => pub.on("exit", r)), 0, `mosquitto_pub failed: ${pubOut}`);
+// Wait until the API has every published message, and nothing more arrives.
+let seen = -1;
+await eventually("the metrics API to report the published messages", async () => {
+  const now = total(await metrics(...lastHour()), "messages_in");
+  const stable = now === seen && now >= before + PUBLISHED;
+  seen = now;
+  return stable ? now : null;
+});
+await page.getByRole("link", { name: "Monitoring" }).click();
+const shown = await page.locator("dl.totals").evaluate((dl) => ({
+  from: dl.dataset.from, to: dl.dataset.to, step: dl.dataset.step,
+  messages: dl.querySelector("[data-total=messages]").dataset.value,
+  messagesIn: dl.querySelector("[data-total=messages_in]").dataset.value,
+  text: dl.querySelector("[data-total=messages]").textContent,
+}));
+const reported = await metrics(shown.from, shown.to, shown.step);
+assert.equal(Number(shown.messages), total(reported, "messages"), JSON.stringify(shown));
+assert.equal(Number(shown.messagesIn), total(reported, "messages_in"), JSON.stringify(shown));
+assert.ok(Number(shown.messagesIn) >= before + PUBLISHED, JSON.stringify({ shown, before }));
+assert.equal(shown.text, shown.messages, "small counts are shown exactly");
+assert.equal(await page.locator("svg.chart").count(), 3, "sessions, TPS and traffic charts");
+await shots(page, "monitoring");
+// The 24 h range asks the API for 15-minute buckets and shows the same total.
+await page.getByRole("button", { name: "24 hours" }).click();
+await page.locator("dl.totals[data-step='15m']").waitFor();
+const day = await page.locator("dl.totals").evaluate((dl) => ({
+  from: dl.dataset.from, to: dl.dataset.to, messages: dl.querySelector("[data-total=messages]").dataset.value,
+}));
+assert.equal(Number(day.messages), total(await metrics(day.from, day.to, "15m"), "messages"));
+await page.getByRole("button", { name: "1 hour" }).click();
+
+// The project's monthly usage counts them too.
+await page.getByRole("link", { name: "Usage" }).click();
+const usageRow = page.locator("table[data-month] tr", { hasText: "console-demo" });
+await usageRow.waitFor();
+await shots(page, "usage");
+await page.getByRole("link", { name: "console-demo" }).click();
+
+// ---------------------------------------------------------------------------------------
+// 4c. Clients and subscriptions from the deployment API: the console's own MQTT client
+//     (still connected from the online test) is listed, with its subscription, and kicked.
+
+await page.getByRole("link", { name: "Clients" }).click();
+const consoleClient = page.locator("tr[data-client^=console-]");
+await consoleClient.waitFor();
+await page.locator("[data-list=subscriptions] td", { hasText: "test/#" }).first().waitFor();
+await page.getByLabel("Search").fill("no-such-client");
+await page.getByText("No client matches.").waitFor();
+await page.getByLabel("Search").fill("console-");
+await consoleClient.waitFor();
+await shots(page, "clients");
+await consoleClient.getByRole("button", { name: "Kick" }).click();
+await consoleClient.waitFor({ state: "detached" });
+
+// ---------------------------------------------------------------------------------------
+// 4d. Networking: a custom domain goes from pending_dns to active on screen once the DNS
+//     record the page asks for exists (the test's DNS server on loopback); NAT gateway and
+//     internal endpoint.
+
+await page.getByRole("link", { name: "Networking" }).click();
+await page.getByText("No custom domains").waitFor();
+await page.getByLabel("Domain", { exact: true }).fill("mqtt.console.test");
+await page.getByRole("button", { name: "Add domain" }).click();
+const domainRow = page.locator('tr[data-domain="mqtt.console.test"]');
+await domainRow.locator("[data-status=pending_dns]").waitFor();
+const record = (await domainRow.locator("[data-record]").textContent()).split(" ");
+assert.equal(record[0], "mqtt.console.test");
+assert.equal(record[1], "A", "the default host is an address, so the record is an A record");
+// Verifying before the record exists leaves it pending, with what DNS answered.
+await domainRow.getByRole("button", { name: "Verify" }).click();
+await domainRow.locator("td", { hasText: /lookup failed|no record/ }).waitFor();
+assert.equal(await domainRow.locator("[data-status=pending_dns]").count(), 1);
+await shots(page, "networking");
+await harness(`dns-a ${record[0]} ${record[2]}`);
+await domainRow.getByRole("button", { name: "Verify" }).click();
+await domainRow.locator("[data-status=active]").waitFor();
+await domainRow.locator("[data-apply=applied]").waitFor({ timeout: LONG });
+const domainApi = await apiFromPage(page, "GET", `/deployments/${depId}/domains/mqtt.console.test`);
+assert.equal(domainApi.body.status, "active", JSON.stringify(domainApi));
+
+await page.getByRole("button", { name: "Create NAT gateway" }).click();
+await page.locator("[data-nat] code", { hasText: "127.0.0.2" }).waitFor();
+// A range with host bits set: the API's words next to the field, nothing created.
+await page.getByLabel(/Allowed source ranges/).fill("10.0.0.1/8");
+await page.getByRole("button", { name: "Save internal endpoint" }).click();
+await page.locator('form[aria-label="Internal endpoint ranges"] .field-error, form[aria-label="Internal endpoint ranges"] .error').waitFor();
+assert.equal((await apiFromPage(page, "GET", `/deployments/${depId}/internal-endpoint`)).status, 404);
+await page.getByLabel(/Allowed source ranges/).fill("10.0.0.0/8");
+await page.getByRole("button", { name: "Save internal endpoint" }).click();
+// Both show as active once the broker has applied them (the page polls).
+await page.locator("[data-nat=active]").waitFor({ timeout: LONG });
+await page.locator("[data-internal=active]").waitFor({ timeout: LONG });
+await page.evaluate(() => window.scrollTo(0, 0));
+await shots(page, "networking-active");
+
+// ---------------------------------------------------------------------------------------
+// 4e. Security: ACL rules and bans through the deployment API, chains with an external
+//     HTTP source, app keys (secret once), session settings.
+
+await page.getByRole("link", { name: "Security" }).click();
+const aclForm = page.locator('form[aria-label="Add an ACL rule"]');
+await aclForm.getByLabel("Topic filter").fill("secret/#");
+await aclForm.getByLabel("Action").selectOption("pub");
+await aclForm.getByLabel("Access").selectOption("deny");
+await aclForm.getByRole("button", { name: "Add rule" }).click();
+await page.locator("[data-list=acl] tr", { hasText: "secret/#" }).waitFor();
+const banForm = page.locator('form[aria-label="Ban a client"]');
+await banForm.getByLabel("Who").fill("bad-device");
+await banForm.getByLabel("Reason").fill("testing bans");
+await banForm.getByRole("button", { name: "Ban" }).click();
+await page.locator("[data-list=bans] tr", { hasText: "bad-device" }).waitFor();
+await shots(page, "deployment-security");
+await page.locator("[data-list=bans] tr", { hasText: "bad-device" }).getByRole("button", { name: "Lift" }).click();
+await page.getByText("Nobody is banned.").waitFor();
+
+await page.getByRole("link", { name: "Auth chains" }).click();
+const authn = page.locator('form[aria-label="Save the authentication chain"]');
+await authn.locator("[data-source=built_in]").waitFor();
+await authn.getByRole("button", { name: "Add external HTTP" }).click();
+await authn.getByLabel("URL").fill("ftp://127.0.0.1/auth");
+await authn.getByRole("button", { name: "Save authentication" }).click();
+const urlError = authn.locator('[data-field="sources[1].url"] + .field-error');
+await urlError.waitFor();
+const authnApi = await apiFromPage(page, "GET", `/deployments/${depId}/authentication`);
+assert.equal(authnApi.body.sources.length, 1, "the refused chain changed nothing");
+await authn.getByLabel("URL").fill("http://127.0.0.1:9/auth?u=%u");
+await authn.getByRole("button", { name: "Save authentication" }).click();
+await authn.locator("[data-apply]").waitFor();
+const saved = await apiFromPage(page, "GET", `/deployments/${depId}/authentication`);
+assert.equal(saved.body.sources[1].url, "http://127.0.0.1:9/auth?u=%u", JSON.stringify(saved.body));
+await shots(page, "auth-chains");
+
+await page.getByRole("link", { name: "App keys" }).click();
+await page.locator("tr[data-app-key='web console']").waitFor();
+await page.getByLabel("Name").fill("backend");
+await page.getByRole("button", { name: "Create app key" }).click();
+const appSecret = await page.locator("#new-app-secret").textContent();
+const appId = await page.locator("#new-app-id").textContent();
+await page.locator("tr[data-app-key=backend]").waitFor();
+await shots(page, "app-keys");
+const viaKey = await eventually("the new app key to work on the broker", async () => {
+  const r = await fetch(`${(await apiFromPage(page, "GET", `/deployments/${depId}`)).body.endpoints.api}/api/v4/clients`,
+    { headers: { authorization: "Basic " + Buffer.from(`${appId}:${appSecret}`).toString("base64") } });
+  return r.status === 200 ? r.status : null;
+});
+assert.equal(viaKey, 200);
+await page.locator("tr[data-app-key=backend]").getByRole("button", { name: "Delete" }).click();
+await page.locator("tr[data-app-key=backend]").waitFor({ state: "detached" });
+assert.equal(await page.getByText(appSecret).count(), 1, "the secret stays only in the banner that showed it");
+await page.reload();
+await page.locator("tr[data-app-key='web console']").waitFor();
+assert.equal(await page.getByText(appSecret).count(), 0, "the secret is not shown again");
+
+await page.getByRole("link", { name: "Session settings" }).click();
+await page.getByLabel("MQTT 3.1.1 session expiry (seconds)").fill("3600");
+await page.getByRole("button", { name: "Save session settings" }).click();
+await page.locator('form[aria-label="Session settings"] [data-apply]').waitFor();
+const sessions = await apiFromPage(page, "GET", `/deployments/${depId}/sessions`);
+assert.equal(sessions.body.session_expiry_secs, 3600);
+await shots(page, "session-settings");
+await page.getByRole("link", { name: "Overview" }).click();
 
 // ---------------------------------------------------------------------------------------
 // 5. CSRF: a page on another origin posts a form to stop the deployment. The browser
@@ -269,13 +478,41 @@ const after = await apiFromPage(vpage, "GET", `/deployments/${depId}`);
 assert.equal(after.body.desired_state, "running");
 
 // ---------------------------------------------------------------------------------------
-// 8. Sign-out ends the session on the server.
+// 7b. The owner changes the tier on the overview; the broker restarts with it.
 
+await page.getByRole("link", { name: "Deployments" }).click();
+await page.getByRole("link", { name: "console-demo" }).click();
+await page.getByLabel("Max sessions").fill("2000");
+await page.getByRole("button", { name: "Change plan or tier" }).click();
+await page.locator("td", { hasText: "2000 sessions" }).waitFor();
+const changed = await eventually("the tier change to be rolled out", async () => {
+  const d = (await apiFromPage(page, "GET", `/deployments/${depId}`)).body;
+  return d.status === "running" && d.observed_generation === d.generation ? d : null;
+});
+assert.equal(changed.tier.max_sessions, 2000, JSON.stringify(changed));
+await page.locator("h1 [data-status=running]").waitFor({ timeout: LONG });
+// A plan that cannot keep the attached custom domain: the API's words, nothing changed.
+await page.getByLabel("New plan").selectOption("serverless");
+await page.getByRole("button", { name: "Change plan or tier" }).click();
+await page.locator('form[aria-label="Change plan or tier"] [role=alert]').waitFor();
+assert.equal((await apiFromPage(page, "GET", `/deployments/${depId}`)).body.plan, "dedicated");
+await shots(page, "deployment-overview");
+
+// ---------------------------------------------------------------------------------------
+// 8. Sign-out ends the session on the server and deletes the app key the console made
+//    for itself.
+
+const consoleKeys = async (p) => (await apiFromPage(p, "GET", `/deployments/${depId}/app-keys`)).body.items
+  .filter((k) => k.name === "web console").length;
+assert.equal(await consoleKeys(vpage), 1, "the owner's console made one app key");
 await page.getByRole("button", { name: "Sign out" }).click();
 await page.getByText("Signed out.").waitFor();
+assert.equal(await consoleKeys(vpage), 0, "signing out deleted it");
 const gone = await fetch(`${BASE}/api/v1/session`, { headers: { cookie: `skyport_session=${session.value}` } });
 assert.equal(gone.status, 401, "the old cookie no longer works");
 
 assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
 await browser.close();
+harnessInput.close(); // stdin would keep node running
+process.stdin.destroy();
 console.log("console browser test: 1 passed, 0 failed");

@@ -4,13 +4,19 @@
 //!
 //! `tests/setup-browser.sh` (run by `tests/run.sh`) installs Chromium and playwright-core.
 //! `SKYPORT_CONSOLE_SCREENSHOTS=docs/console` also refreshes the README's screenshots.
+//! The control plane reports usage every second and resolves custom domains with a DNS
+//! server of this test on loopback, whose records the script asks for when its flow
+//! needs them (`@harness dns-a …`).
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use rcgen::{CertificateParams, KeyPair};
 use reqwest::StatusCode;
 use skyport_tests::console::{add_member, create_user};
+use skyport_tests::dns::DnsServer;
 use skyport_tests::{workspace_root, Backend, ControlPlane};
 
 const PASSWORD: &str = "correct horse battery";
@@ -35,22 +41,63 @@ fn broker_logs(data_dir: Option<&Path>) -> String {
     logs
 }
 
+/// Runs a node script and fails with its output (and the brokers' logs) when it fails.
 fn node(script: &Path, envs: &[(&str, String)], data_dir: Option<&Path>) {
-    let out = Command::new("node")
+    node_with_harness(script, envs, data_dir, |request| {
+        panic!(
+            "unexpected harness request from {}: {request}",
+            script.display()
+        )
+    });
+}
+
+/// Like [`node`], answering the script's harness requests: a stdout line
+/// `@harness <request>` is passed to `answer`, then `ok` goes to the script's stdin. It
+/// lets the browser script change things only the test holds (the DNS server's records)
+/// at the right moment of its flow.
+fn node_with_harness(
+    script: &Path,
+    envs: &[(&str, String)],
+    data_dir: Option<&Path>,
+    mut answer: impl FnMut(&str),
+) {
+    let mut child = Command::new("node")
         .arg(script)
         .current_dir(workspace_root().join("tests/browser"))
         .envs(envs.iter().map(|(k, v)| (*k, v)))
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("running node (tests/setup-browser.sh installs what the browser tests need)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let mut stdout = String::new();
+    for line in BufReader::new(child.stdout.take().expect("piped stdout"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        if let Some(request) = line.strip_prefix("@harness ") {
+            answer(request);
+            writeln!(stdin, "ok").expect("answering the browser script");
+        } else {
+            println!("{line}");
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+    }
+    let status = child.wait().expect("waiting for node");
+    let stderr = stderr.join().unwrap_or_default();
     eprintln!("{stderr}");
     assert!(
-        out.status.success(),
-        "{} failed ({}):\n{stdout}\n{stderr}\nbroker logs:\n{}",
+        status.success(),
+        "{} failed ({status}):\n{stdout}\n{stderr}\nbroker logs:\n{}",
         script.display(),
-        out.status,
         broker_logs(data_dir)
     );
 }
@@ -81,25 +128,29 @@ async fn skyport_serves_the_console_from_its_binary() {
     );
     let html = index.text().await.unwrap();
     assert!(html.contains("/console/app.js"), "{html}");
-    for (asset, file) in [
-        ("app.js", "app.js"),
-        ("mqtt.js", "mqtt.js"),
-        ("style.css", "style.css"),
-    ] {
+    // Every file of the console directory is served as committed.
+    let dir = workspace_root().join("control-plane/console");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
         let resp = http
-            .get(format!("{}/console/{asset}", cp.base_url))
+            .get(format!("{}/console/{name}", cp.base_url))
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
         let served = resp.bytes().await.unwrap();
-        let on_disk =
-            std::fs::read(workspace_root().join("control-plane/console").join(file)).unwrap();
+        let on_disk = std::fs::read(dir.join(&name)).unwrap();
         assert_eq!(
             served.as_ref(),
             on_disk.as_slice(),
-            "{asset} is the committed file"
+            "{name} is the committed file"
         );
+        if name.ends_with(".js") && name != "app.js" {
+            assert!(
+                html.contains(&format!("href=\"/console/{name}\"")),
+                "index.html preloads {name}, so every module arrives in the first round trip"
+            );
+        }
     }
     let missing = http
         .get(format!("{}/console/nope.js", cp.base_url))
@@ -109,9 +160,18 @@ async fn skyport_serves_the_console_from_its_binary() {
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
+// Multi-threaded: the DNS server's tasks answer the control plane while this thread
+// waits on the browser script.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_chromium() {
-    let cp = ControlPlane::start_with(Backend::Sqlite, &[]);
+    let dns = DnsServer::start().await;
+    let dns_addr = dns.addr().to_string();
+    // Usage reported every second, so the monitoring page has the traffic soon; custom
+    // domains resolved by the test's DNS server.
+    let cp = ControlPlane::start_with(
+        Backend::Sqlite,
+        &["--metering-interval", "1s", "--dns-server", &dns_addr],
+    );
     let (project, _) = cp.api.project_with_key("acme").await;
     create_user(&cp.api, "ada@example.com", PASSWORD).await;
     create_user(&cp.api, "vic@example.com", PASSWORD).await;
@@ -148,9 +208,18 @@ async fn console_in_chromium() {
         std::fs::create_dir_all(&dir).unwrap();
         envs.push(("SCREENSHOT_DIR", dir.display().to_string()));
     }
-    node(
-        &workspace_root().join("tests/browser/console.mjs"),
-        &envs,
-        Some(cp.data_dir.path()),
-    );
+    let script = workspace_root().join("tests/browser/console.mjs");
+    tokio::task::block_in_place(|| {
+        node_with_harness(&script, &envs, Some(cp.data_dir.path()), |request| {
+            // `dns-a NAME ADDRESS`: the DNS record the console told the user to create.
+            let words: Vec<&str> = request.split_whitespace().collect();
+            match words.as_slice() {
+                ["dns-a", name, addr] => {
+                    let addr: Ipv4Addr = addr.parse().expect("an IPv4 address");
+                    dns.set_a(name, &[addr]);
+                }
+                _ => panic!("unknown harness request: {request}"),
+            }
+        })
+    });
 }

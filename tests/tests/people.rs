@@ -1,10 +1,12 @@
 //! People and roles through the real `skyport`: console users (API and `skyport users
 //! add`), project members with roles enforced alike for people and API keys, sign-in
 //! sessions behind an HttpOnly SameSite=Strict cookie with a CSRF token, sign-out that
-//! ends the session on the server, and the lock after 10 wrong passwords in a row.
+//! ends the session on the server, the lock after 10 wrong passwords in a row, and
+//! session-bound app keys (the console's own) ending with their sign-in session.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -354,6 +356,157 @@ async fn lockout(backend: Backend) {
     assert!(cookie.is_empty());
     // Other accounts are unaffected.
     Person::sign_in(&cp.base_url, "eve@example.com", PASSWORD).await;
+}
+
+/// The deployment API's answer to `app_id:secret` (`GET /api/v4/clients`).
+async fn broker_status(api_url: &str, app_id: &str, secret: &str) -> StatusCode {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{api_url}/api/v4/clients"))
+        .basic_auth(app_id, Some(secret))
+        .send()
+        .await
+        .expect("deployment API reachable")
+        .status()
+}
+
+/// Polls until `check` holds (bounded: 120 s), explaining `what` otherwise.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..240 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn session_bound_app_keys(backend: Backend) {
+    // Short sessions, purged every second: the first session below expires while idle.
+    let cp = ControlPlane::start_with(
+        backend,
+        &[
+            "--console-session-ttl",
+            "60s",
+            "--console-session-purge-interval",
+            "1s",
+        ],
+    );
+    let (project, key) = cp.api.project_with_key("bound").await;
+    create_user(&cp.api, "ada@example.com", PASSWORD).await;
+    add_member(&cp.api, &project, "ada@example.com", "developer").await;
+    let dep = key.create_deployment("bound", "dedicated").await;
+    let api_url = key.wait_status(&dep, "running").await["endpoints"]["api"]
+        .as_str()
+        .expect("api endpoint")
+        .to_owned();
+    let keys_path = format!("/deployments/{dep}/app-keys");
+    let names = || async {
+        let list = key.get(&keys_path).await;
+        let mut names: Vec<String> = list.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|k| k["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // An API key's caller has no session to bind a key to: refused, nothing created.
+    key.post(&keys_path, json!({"name": "bound", "session_bound": true}))
+        .await
+        .assert_problem(422, "session_required");
+    assert!(names().await.is_empty());
+
+    // Two sign-ins of one person, each with a bound key; the first also makes a plain one.
+    let first = Person::sign_in(&cp.base_url, "ada@example.com", PASSWORD)
+        .await
+        .in_project(&project);
+    let second = Person::sign_in(&cp.base_url, "ada@example.com", PASSWORD)
+        .await
+        .in_project(&project);
+    let create = |who: &Person, name: &str, bound: bool| {
+        let body = json!({"name": name, "session_bound": bound});
+        let path = format!("{keys_path}?wait=false");
+        let who = who.clone();
+        async move {
+            let r = who.post(&path, body).await;
+            assert!(
+                matches!(r.status, StatusCode::CREATED | StatusCode::ACCEPTED),
+                "{}",
+                r.text
+            );
+            assert_eq!(r.body["session_bound"], bound, "{}", r.text);
+            (
+                r.body["app_id"].as_str().unwrap().to_owned(),
+                r.body["app_secret"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (first_id, first_secret) = create(&first, "first-console", true).await;
+    let (kept_id, kept_secret) = create(&first, "kept", false).await;
+    let (second_id, second_secret) = create(&second, "second-console", true).await;
+    for (id, secret) in [
+        (&first_id, &first_secret),
+        (&kept_id, &kept_secret),
+        (&second_id, &second_secret),
+    ] {
+        eventually("the broker to accept a new app key", || async {
+            broker_status(&api_url, id, secret).await == StatusCode::OK
+        })
+        .await;
+    }
+
+    // Signing out deletes that session's bound key at once, and the broker refuses it.
+    let out = second.delete("/session").await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    assert_eq!(names().await, ["first-console", "kept"]);
+    eventually(
+        "the broker to refuse the signed-out session's key",
+        || async {
+            broker_status(&api_url, &second_id, &second_secret).await == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+    assert_eq!(
+        broker_status(&api_url, &first_id, &first_secret).await,
+        StatusCode::OK
+    );
+
+    // The first session expires unused: the purger deletes it and its bound key only.
+    eventually("the expired session's key to be purged", || async {
+        names().await == ["kept"]
+    })
+    .await;
+    eventually("the broker to refuse the expired session's key", || async {
+        broker_status(&api_url, &first_id, &first_secret).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(
+        broker_status(&api_url, &kept_id, &kept_secret).await,
+        StatusCode::OK
+    );
+    first
+        .get("/session")
+        .await
+        .assert_problem(401, "invalid_session");
+}
+
+#[tokio::test]
+async fn session_bound_app_keys_end_with_their_session_sqlite() {
+    session_bound_app_keys(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn session_bound_app_keys_end_with_their_session_postgres() {
+    session_bound_app_keys(Backend::Postgres).await;
 }
 
 #[tokio::test]

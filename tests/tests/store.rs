@@ -1173,6 +1173,7 @@ fn app_key(d: &Deployment, name: &str) -> AppKeyRecord {
         deployment_id: d.id,
         name: name.to_owned(),
         created_at: now(),
+        console_session: None,
     }
 }
 
@@ -1553,6 +1554,60 @@ async fn people(store: Arc<dyn Store>) {
     store.delete_session(&session.id).await.unwrap();
     assert!(store.find_session(&session.id).await.unwrap().is_none());
     store.delete_session(&session.id).await.unwrap();
+
+    // Expired sessions are purged with the app keys bound to them, each deletion a new
+    // revision of its deployment; live sessions and unbound keys stay.
+    let d = seeded(&store, "session-keys").await;
+    let expired = SessionRecord {
+        id: "b".repeat(64),
+        expires_at: now() - TimeDelta::seconds(1),
+        ..session.clone()
+    };
+    let live = SessionRecord {
+        id: "c".repeat(64),
+        ..session.clone()
+    };
+    store.create_session(&expired).await.unwrap();
+    store.create_session(&live).await.unwrap();
+    let bound = AppKeyRecord {
+        console_session: Some(expired.id.clone()),
+        ..app_key(&d, "bound")
+    };
+    let kept = AppKeyRecord {
+        console_session: Some(live.id.clone()),
+        ..app_key(&d, "kept")
+    };
+    let plain = app_key(&d, "plain");
+    for (k, hash) in [(&bound, "h-bound"), (&kept, "h-kept"), (&plain, "h-plain")] {
+        store.create_app_key(d.project_id, k, hash).await.unwrap();
+    }
+    let before = generation_of(&store, &d).await;
+    assert_eq!(store.purge_sessions(now()).await.unwrap(), 1);
+    assert!(store.find_session(&expired.id).await.unwrap().is_none());
+    assert!(store.find_session(&live.id).await.unwrap().is_some());
+    let left: Vec<AppKeyRecord> = store.list_app_keys(d.id, None, 10).await.unwrap();
+    let mut names: Vec<&str> = left.iter().map(|k| k.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["kept", "plain"]);
+    let after = generation_of(&store, &d).await;
+    assert_eq!(
+        after,
+        before + 1,
+        "the bound key's deletion is a new revision"
+    );
+    assert_eq!(
+        store
+            .resource_revision(d.id, &store::revision::app_key(bound.app_id))
+            .await
+            .unwrap(),
+        Some(after)
+    );
+    // Signing out (delete_session) takes the live session's bound key the same way.
+    store.delete_session(&live.id).await.unwrap();
+    let left = store.list_app_keys(d.id, None, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].name, "plain");
+    assert_eq!(store.purge_sessions(now()).await.unwrap(), 0);
 }
 
 // ---------------------------------------------------------------------------------------

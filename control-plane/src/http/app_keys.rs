@@ -47,6 +47,11 @@ pub struct CreateAppKey {
         pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"
     )]
     pub name: String,
+    /// Delete the key when the web-console sign-in session creating it ends (sign-out or
+    /// expiry), as the console does for the key it uses itself. Needs a session cookie:
+    /// with an API key it is 422 `session_required`. Default false.
+    #[serde(default)]
+    pub session_bound: bool,
 }
 
 /// A deployment API key as listed: never its secret.
@@ -56,6 +61,8 @@ pub struct AppKeyView {
     pub app_id: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// Whether the key is deleted when the console session that made it ends.
+    pub session_bound: bool,
     /// Whether the running broker accepts the key yet.
     #[serde(flatten)]
     pub delivery: Delivery,
@@ -76,6 +83,7 @@ impl AppKeyView {
             app_id: k.app_id.to_string(),
             name: k.name,
             created_at: k.created_at,
+            session_bound: k.console_session.is_some(),
             delivery,
         }
     }
@@ -94,12 +102,22 @@ impl AppKeyView {
     security(("bearer" = [])))]
 async fn create_app_key(
     State(state): State<Arc<AppState>>,
-    DeploymentScope { key: _, deployment }: DeploymentScope,
+    DeploymentScope { key, deployment }: DeploymentScope,
     ApiQuery(wait): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<CreateAppKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedAppKey>)> {
     let name = DeploymentName::parse(&body.name)
         .map_err(|msg| ApiError::unprocessable("invalid_name", msg).with_field("name"))?;
+    let console_session =
+        match (body.session_bound, key.0.console_session) {
+            (false, _) => None,
+            (true, Some(session)) => Some(session),
+            (true, None) => return Err(ApiError::unprocessable(
+                "session_required",
+                "session_bound keys belong to a web-console sign-in; an API key's caller has none",
+            )
+            .with_field("session_bound")),
+        };
     refuse_if_deleting(&deployment)?;
     let secret = token::generate(APP_SECRET_PREFIX);
     let record = AppKeyRecord {
@@ -108,6 +126,7 @@ async fn create_app_key(
         name: name.to_string(),
         // Both backends keep microseconds: answer what a later list shows.
         created_at: Utc::now().trunc_subsecs(6),
+        console_session,
     };
     state
         .store

@@ -153,6 +153,7 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<SessionRecord, Api
     })?;
     if session.expires_at <= Utc::now() {
         state.store.delete_session(&id).await?;
+        state.reconcile.notify_one();
         return Err(ApiError::unauthorized(
             "invalid_session",
             "the session has expired; sign in again",
@@ -216,6 +217,8 @@ pub struct Caller {
     pub role: Role,
     /// Who the event log names for this caller's changes.
     pub actor: Actor,
+    /// The console sign-in session (its id) of a signed-in person; `None` for API keys.
+    pub console_session: Option<String>,
 }
 
 /// A caller acting in one project: a project API key, or a signed-in member naming the
@@ -235,6 +238,7 @@ impl FromRequestParts<Arc<AppState>> for ProjectKey {
                     project_id: key.project_id,
                     role: key.role,
                     actor: Actor::ApiKey(key.id),
+                    console_session: None,
                 },
                 Principal::Person(person) => {
                     let raw = parts
@@ -252,6 +256,7 @@ impl FromRequestParts<Arc<AppState>> for ProjectKey {
                         .parse()
                         .map_err(|_| ApiError::not_found("project"))?;
                     let user_id = person.user().id;
+                    let console_session = Some(person.session.id.clone());
                     let role = Principal::Person(person)
                         .role_in(project_id)
                         .ok_or_else(|| ApiError::not_found("project"))?;
@@ -259,6 +264,7 @@ impl FromRequestParts<Arc<AppState>> for ProjectKey {
                         project_id,
                         role,
                         actor: Actor::User(user_id),
+                        console_session,
                     }
                 }
                 Principal::Admin => return Err(ApiError::forbidden(

@@ -199,6 +199,8 @@ async fn sign_out(
     SignedIn(session): SignedIn,
 ) -> ApiResult<Response> {
     state.store.delete_session(&session.id).await?;
+    // Its session-bound app keys went with it: tell the brokers.
+    state.reconcile.notify_one();
     tracing::info!(user.id = %session.user.id, "signed out");
     Ok((
         StatusCode::NO_CONTENT,

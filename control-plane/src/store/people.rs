@@ -90,6 +90,9 @@ pub trait PeopleStore: Send + Sync + 'static {
     async fn find_session(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
     /// Ends a session; ending one that does not exist is not an error.
     async fn delete_session(&self, id: &str) -> StoreResult<()>;
+    /// Deletes every session that expired before `now`, like [`Self::delete_session`];
+    /// answers how many.
+    async fn purge_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 #[derive(sqlx::FromRow)]
@@ -413,11 +416,55 @@ macro_rules! people_sql_store {
             }
 
             async fn delete_session(&self, id: &str) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                // The app keys it made go first, each a new revision of its deployment
+                // so the broker stops accepting it.
+                let bound: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT k.app_id, k.deployment_id, d.project_id \
+                     FROM deployment_app_keys k JOIN deployments d ON d.id = k.deployment_id \
+                     WHERE k.console_session = $1",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM deployment_app_keys WHERE console_session = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                for (app_id, deployment_id, project_id) in bound {
+                    let app_id: $crate::domain::Id =
+                        $crate::store::sql::parse("app id", &app_id)?;
+                    $crate::store::security::bump_generation!(
+                        tx,
+                        project_id,
+                        deployment_id,
+                        $crate::store::revision::app_key(app_id)
+                    );
+                }
                 sqlx::query("DELETE FROM console_sessions WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn purge_sessions(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                let sessions: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+                    sqlx::query_as("SELECT id, expires_at FROM console_sessions")
+                        .fetch_all(&self.pool)
+                        .await?;
+                let mut purged = 0;
+                for (id, expires_at) in sessions {
+                    if expires_at <= now {
+                        $crate::store::people::PeopleStore::delete_session(self, &id).await?;
+                        purged += 1;
+                    }
+                }
+                Ok(purged)
             }
         }
     };

@@ -21,6 +21,8 @@ pub struct AppKeyRecord {
     pub deployment_id: Id,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// The console sign-in session (its id) the key lives and dies with, if any.
+    pub console_session: Option<String>,
 }
 
 /// A stored custom certificate; the private key only as ciphertext.
@@ -130,6 +132,7 @@ pub(super) struct AppKeyRow {
     pub deployment_id: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    pub console_session: Option<String>,
 }
 
 impl TryFrom<AppKeyRow> for AppKeyRecord {
@@ -141,6 +144,7 @@ impl TryFrom<AppKeyRow> for AppKeyRecord {
             deployment_id: parse_id("deployment id", &row.deployment_id)?,
             name: row.name,
             created_at: row.created_at,
+            console_session: row.console_session,
         })
     }
 }
@@ -299,14 +303,15 @@ macro_rules! security_sql_store {
                 );
                 sqlx::query(
                     "INSERT INTO deployment_app_keys \
-                       (app_id, deployment_id, name, secret_sha256, created_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                       (app_id, deployment_id, name, secret_sha256, created_at, console_session) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(key.app_id.to_string())
                 .bind(key.deployment_id.to_string())
                 .bind(&key.name)
                 .bind(secret_sha256)
                 .bind(key.created_at)
+                .bind(&key.console_session)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -320,7 +325,8 @@ macro_rules! security_sql_store {
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::security::AppKeyRecord>> {
                 let rows: Vec<$crate::store::security::AppKeyRow> = sqlx::query_as(
-                    "SELECT app_id, deployment_id, name, created_at FROM deployment_app_keys \
+                    "SELECT app_id, deployment_id, name, created_at, console_session \
+                     FROM deployment_app_keys \
                      WHERE deployment_id = $1 AND app_id > $2 ORDER BY app_id LIMIT $3",
                 )
                 .bind(deployment_id.to_string())

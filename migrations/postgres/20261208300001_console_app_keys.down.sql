@@ -1,0 +1,2 @@
+DROP INDEX deployment_app_keys_by_console_session;
+ALTER TABLE deployment_app_keys DROP COLUMN console_session;
