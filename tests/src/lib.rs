@@ -5,6 +5,7 @@
 //! spawned (found through the data dir's `runtime.json` files), and the database.
 
 pub mod api;
+pub mod cluster;
 pub mod console;
 pub mod dns;
 pub mod fake_kube;
@@ -121,46 +122,13 @@ impl ControlPlane {
     }
 
     fn spawn(&mut self, listen: &str) {
-        let mut child = Command::new(binary("skyport"))
-            .arg("--listen")
-            .arg(listen)
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
-            .arg("--database-url")
-            .arg(&self.database_url)
-            .arg("--broker-bin")
-            .arg(binary("skyport-broker"))
-            .args(&self.extra_args)
-            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
-            .env("SKYPORT_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var("TEST_LOG").is_ok() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("starting skyport");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.trim().to_owned());
-                    break;
-                }
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("skyport did not report its listening address (see TEST_LOG=info)");
+        let (child, url) = spawn_skyport(
+            listen,
+            self.data_dir.path(),
+            &self.database_url,
+            &self.extra_args,
+            &self.extra_env,
+        );
         self.base_url = url.clone();
         self.api = Api::new(&url, ADMIN_TOKEN);
         self.child = Some(child);
@@ -208,4 +176,56 @@ impl Drop for ControlPlane {
         }
         drop(self.database.take());
     }
+}
+
+/// Starts `skyport` on `listen` with a data dir and database, and waits for it to report
+/// its address; returns the process and its base URL.
+pub fn spawn_skyport(
+    listen: &str,
+    data_dir: &Path,
+    database_url: &str,
+    extra_args: &[String],
+    extra_env: &[(String, String)],
+) -> (Child, String) {
+    let mut child = Command::new(binary("skyport"))
+        .arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--database-url")
+        .arg(database_url)
+        .arg("--broker-bin")
+        .arg(binary("skyport-broker"))
+        .args(extra_args)
+        .envs(extra_env.iter().map(|(k, v)| (k, v)))
+        .env("SKYPORT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var("TEST_LOG").is_ok() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("starting skyport");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.trim().to_owned());
+                break;
+            }
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("skyport did not report its listening address (see TEST_LOG=info)");
+    (child, url)
 }

@@ -85,4 +85,7 @@ pub trait Orchestrator: Send + Sync + 'static {
     async fn remove(&self, id: Id) -> Result<(), OrchestratorError>;
     /// Deployments the orchestrator holds anything for (to collect orphans).
     async fn runtimes(&self) -> Vec<Id>;
+    /// Called when this replica becomes the leader, before it reconciles: forget what
+    /// an earlier term knew and take over what the previous leader left running.
+    async fn take_over(&self) {}
 }

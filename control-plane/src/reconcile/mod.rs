@@ -82,13 +82,23 @@ impl Reconciler {
         let known: HashSet<_> = deployments.iter().map(|d| d.id).collect();
         let busy = futures::stream::iter(deployments)
             .map(|d| async move {
-                let result = self.reconcile(&d).await;
+                // Each step has its own request id, sent on its calls to the broker.
+                let request_id = format!("reconcile-{}", uuid::Uuid::new_v4());
+                let span = tracing::info_span!("reconcile", deployment.id = %d.id, %request_id);
+                let result = tracing::Instrument::instrument(
+                    crate::telemetry::with_request_id(request_id.clone(), self.reconcile(&d)),
+                    span,
+                )
+                .await;
                 if let Some(metrics) = &self.metrics {
                     metrics.reconciled(match &result {
                         Ok(false) => "converged",
                         Ok(true) => "progressing",
                         Err(_) => "error",
                     });
+                    if let Err(err) = &result {
+                        metrics.reconcile_error(error_kind(err));
+                    }
                 }
                 match result {
                     Ok(busy) => busy,
@@ -273,6 +283,21 @@ impl Reconciler {
             Err(StoreError::Stale) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+}
+
+/// The `kind` label of a reconcile error (see [`crate::metrics::ERROR_KINDS`]).
+fn error_kind(err: &anyhow::Error) -> &'static str {
+    use crate::orchestrator::OrchestratorError;
+    if err.downcast_ref::<StoreError>().is_some() {
+        return "store";
+    }
+    match err.downcast_ref::<OrchestratorError>() {
+        Some(OrchestratorError::Io { .. }) => "io",
+        Some(OrchestratorError::Certificate(_)) => "certificate",
+        Some(OrchestratorError::Security(_)) => "security",
+        Some(OrchestratorError::Kubernetes(_)) => "kubernetes",
+        None => "other",
     }
 }
 
