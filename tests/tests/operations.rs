@@ -92,14 +92,26 @@ async fn probes_metrics_and_json_logs_with_request_ids() {
     assert!(!text.contains(&format!("route=\"/api/v1/deployments/{deployment}")));
     assert_eq!(sample(&text, "skyport_leader "), Some(1.0));
     assert_eq!(sample(&text, "skyport_reconcile_lag_seconds "), Some(0.0));
-    for kind in ["store", "io", "certificate", "security", "kubernetes", "other"] {
+    for kind in [
+        "store",
+        "io",
+        "certificate",
+        "security",
+        "kubernetes",
+        "other",
+    ] {
         assert_eq!(
-            sample(&text, &format!("skyport_reconcile_errors_total{{kind=\"{kind}\"}}")),
+            sample(
+                &text,
+                &format!("skyport_reconcile_errors_total{{kind=\"{kind}\"}}")
+            ),
             Some(0.0),
             "{kind}"
         );
     }
-    assert!(sample(&text, "skyport_reconcile_total{result=\"converged\"}").is_some_and(|n| n >= 1.0));
+    assert!(
+        sample(&text, "skyport_reconcile_total{result=\"converged\"}").is_some_and(|n| n >= 1.0)
+    );
 }
 
 /// Drops the control plane's PostgreSQL database under it.
@@ -111,7 +123,11 @@ fn drop_database(url: &str) {
         .arg(format!("DROP DATABASE {name} WITH (FORCE)"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
