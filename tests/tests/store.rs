@@ -84,6 +84,7 @@ both!(
     revisions_follow_writes,
     deployment_quota,
     idempotency_keys,
+    internal_endpoint_address,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1825,5 +1826,62 @@ async fn idempotency_keys(store: Arc<dyn Store>) {
     assert!(
         reserve("api_key:1", "k", "h7", t0).await.is_some(),
         "kept: newer than the bound"
+    );
+}
+
+async fn internal_endpoint_address(store: Arc<dyn Store>) {
+    let d = seeded(&store, "internal").await;
+    let other = seeded(&store, "elsewhere").await;
+    let address: std::net::IpAddr = "10.0.0.9".parse().unwrap();
+    // No endpoint: nothing to record.
+    assert!(!store
+        .set_internal_endpoint_address(d.id, address)
+        .await
+        .unwrap());
+    for deployment in [&d, &other] {
+        let record = store::InternalEndpointRecord {
+            address: None,
+            allowed_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            created_at: now(),
+            updated_at: now(),
+        };
+        store
+            .put_internal_endpoint(
+                deployment.project_id,
+                deployment.id,
+                &record,
+                &event(deployment, EventType::InternalEndpointCreated, now()),
+            )
+            .await
+            .unwrap();
+    }
+    let mut awaiting = store.internal_endpoints_awaiting_address().await.unwrap();
+    awaiting.sort();
+    let mut both = vec![d.id, other.id];
+    both.sort();
+    assert_eq!(awaiting, both);
+    let generation = generation_of(&store, &d).await;
+    assert!(store
+        .set_internal_endpoint_address(d.id, address)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .network(d.id)
+            .await
+            .unwrap()
+            .internal_endpoint
+            .unwrap()
+            .address,
+        Some(address)
+    );
+    assert_eq!(
+        store.internal_endpoints_awaiting_address().await.unwrap(),
+        vec![other.id]
+    );
+    assert_eq!(
+        generation_of(&store, &d).await,
+        generation,
+        "an assigned address is not a spec change"
     );
 }
