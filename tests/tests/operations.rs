@@ -82,11 +82,9 @@ async fn probes_metrics_and_json_logs_with_request_ids() {
 
     // Metrics: latency by matched route (never the raw path), leader, reconcile health.
     let text = metrics(&cp).await;
-    let route = format!(
-        "skyport_http_request_duration_seconds_count{{method=\"GET\",route=\"/api/v1/deployments/{{deployment_id}}\",status=\"200\"}}"
-    );
+    let route = "skyport_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/deployments/{deployment_id}\",status=\"200\"}";
     assert!(
-        sample(&text, &route).is_some_and(|n| n >= 1.0),
+        sample(&text, route).is_some_and(|n| n >= 1.0),
         "no {route} in\n{text}"
     );
     assert!(!text.contains(&format!("route=\"/api/v1/deployments/{deployment}")));

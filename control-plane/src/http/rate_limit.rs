@@ -108,8 +108,8 @@ impl RateLimiter {
     }
 
     /// Takes one request from `caller`'s bucket: the header fields to answer with, or
-    /// the 429 answer.
-    fn check(&self, caller: &str) -> Result<[HeaderValue; 2], Response> {
+    /// (refused) how many seconds until a request is allowed again.
+    fn check(&self, caller: &str) -> Result<[HeaderValue; 2], u64> {
         if self.limiter.len() > MAX_TRACKED {
             self.limiter.retain_recent();
         }
@@ -123,23 +123,27 @@ impl RateLimiter {
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
-                let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let mut response = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "more than {} requests in {:?} with this credential; retry in {retry_after} s",
-                        self.policy.quota, self.policy.window
-                    ),
-                )
-                .into_response();
-                let headers = response.headers_mut();
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                headers.insert("ratelimit-policy", self.policy_header());
-                headers.insert("ratelimit", self.state_header(0, self.refill_secs(0)));
-                Err(response)
+                Err(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
             }
         }
+    }
+
+    /// The 429 answer, retry allowed in `retry_after` seconds.
+    fn refusal(&self, retry_after: u64) -> Response {
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "more than {} requests in {:?} with this credential; retry in {retry_after} s",
+                self.policy.quota, self.policy.window
+            ),
+        )
+        .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        headers.insert("ratelimit-policy", self.policy_header());
+        headers.insert("ratelimit", self.state_header(0, self.refill_secs(0)));
+        response
     }
 
     fn state_header(&self, remaining: u32, reset_secs: u64) -> HeaderValue {
@@ -176,7 +180,7 @@ pub async fn limit(State(state): State<Arc<AppState>>, req: Request, next: Next)
             headers.insert("ratelimit", current);
             response
         }
-        Err(refused) => refused,
+        Err(retry_after) => limiter.refusal(retry_after),
     }
 }
 
