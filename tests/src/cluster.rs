@@ -78,6 +78,37 @@ impl Cluster {
         }
     }
 
+    /// Waits until exactly one live replica leads and every live one is ready and names
+    /// it (from `/api/v1/readyz`); returns its index (bounded: panics after 60 s).
+    pub async fn agreed_leader(&self) -> usize {
+        let mut last = Vec::new();
+        for _ in 0..600 {
+            let mut seen = Vec::new();
+            for (i, replica) in self.replicas.iter().enumerate() {
+                if replica.is_up() {
+                    seen.push((i, replica.api.get("/readyz").await.body));
+                }
+            }
+            let leaders: Vec<usize> = seen
+                .iter()
+                .filter(|(_, r)| r["is_leader"] == true)
+                .map(|(i, _)| *i)
+                .collect();
+            if let [leader] = leaders[..] {
+                let name = format!("replica-{leader}");
+                if seen
+                    .iter()
+                    .all(|(_, r)| r["leader"] == name.as_str() && r["status"] == "ready")
+                {
+                    return leader;
+                }
+            }
+            last = seen;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no single leader emerged: {last:?}");
+    }
+
     /// Every live `skyport-broker` process of the shared data dir, with the deployment
     /// id its command line names.
     pub fn brokers(&self) -> Vec<(u32, String)> {

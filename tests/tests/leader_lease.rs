@@ -10,33 +10,6 @@ use skyport_tests::fake_kube::FakeKube;
 
 const NS: &str = "skyport-lease";
 
-/// The replica every live one names as leader, once they agree (bounded: 60 s).
-async fn agreed_leader(cluster: &Cluster) -> usize {
-    let mut last = Vec::new();
-    for _ in 0..600 {
-        let mut seen = Vec::new();
-        for (i, replica) in cluster.replicas.iter().enumerate() {
-            if replica.is_up() {
-                seen.push((i, replica.api.get("/readyz").await.body));
-            }
-        }
-        let leaders: Vec<usize> = seen
-            .iter()
-            .filter(|(_, r)| r["is_leader"] == true)
-            .map(|(i, _)| *i)
-            .collect();
-        if let [leader] = leaders[..] {
-            let name = format!("replica-{leader}");
-            if seen.iter().all(|(_, r)| r["leader"] == name.as_str()) {
-                return leader;
-            }
-        }
-        last = seen;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no agreed leader: {last:?}");
-}
-
 fn lease(fake: &FakeKube) -> Value {
     fake.object("leases", NS, "skyport-leader")
         .expect("the leader Lease exists")
@@ -53,14 +26,14 @@ async fn the_lease_holder_reconciles_and_a_survivor_takes_over() {
         &["--orchestrator", "kubernetes", "--kube-namespace", NS],
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     );
-    let first = agreed_leader(&cluster).await;
+    let first = cluster.agreed_leader().await;
     let held = lease(&fake);
     assert_eq!(held["spec"]["holderIdentity"], format!("replica-{first}"));
     assert_eq!(held["spec"]["leaseDurationSeconds"], 10);
     let transitions = held["spec"]["leaseTransitions"].as_i64().unwrap();
 
     cluster.kill(first);
-    let second = agreed_leader(&cluster).await;
+    let second = cluster.agreed_leader().await;
     assert_ne!(second, first);
     let taken = lease(&fake);
     assert_eq!(taken["spec"]["holderIdentity"], format!("replica-{second}"));

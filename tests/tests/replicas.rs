@@ -8,46 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use skyport_tests::cluster::Cluster;
 use skyport_tests::Api;
-
-/// `/api/v1/readyz` of every live replica.
-async fn readiness(cluster: &Cluster) -> Vec<(usize, Value)> {
-    let mut out = Vec::new();
-    for (i, replica) in cluster.replicas.iter().enumerate() {
-        if replica.is_up() {
-            out.push((i, replica.api.get("/readyz").await.body));
-        }
-    }
-    out
-}
-
-/// Waits until exactly one live replica leads and every live one names it; returns its
-/// index (bounded: panics after 60 s).
-async fn settled_leader(cluster: &Cluster) -> usize {
-    let mut last = Vec::new();
-    for _ in 0..600 {
-        let ready = readiness(cluster).await;
-        let leaders: Vec<usize> = ready
-            .iter()
-            .filter(|(_, r)| r["is_leader"] == true)
-            .map(|(i, _)| *i)
-            .collect();
-        if let [leader] = leaders[..] {
-            let name = format!("replica-{leader}");
-            if ready
-                .iter()
-                .all(|(_, r)| r["leader"] == name.as_str() && r["status"] == "ready")
-            {
-                return leader;
-            }
-        }
-        last = ready;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no single leader emerged: {last:?}");
-}
 
 /// `skyport_leader` from a replica's `/metrics`.
 async fn leader_gauge(base_url: &str) -> String {
@@ -66,7 +29,7 @@ async fn leader_gauge(base_url: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_leader_mid_burst_hands_over_without_duplicate_brokers() {
     let mut cluster = Cluster::start(3, &[]);
-    let leader = settled_leader(&cluster).await;
+    let leader = cluster.agreed_leader().await;
     for (i, replica) in cluster.replicas.iter().enumerate() {
         let want = if i == leader { "1" } else { "0" };
         assert_eq!(
@@ -142,7 +105,7 @@ async fn killing_the_leader_mid_burst_hands_over_without_duplicate_brokers() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     let killed_at = Instant::now();
     cluster.kill(leader);
-    let new_leader = settled_leader(&cluster).await;
+    let new_leader = cluster.agreed_leader().await;
     let handover = killed_at.elapsed();
     assert_ne!(new_leader, leader);
     let (created, deleted) = burst.await.unwrap();
