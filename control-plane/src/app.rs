@@ -9,7 +9,6 @@ use axum::Router;
 use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::ca::Ca;
 use crate::config::{CommonArgs, OrchestratorKind, ServeArgs};
@@ -46,6 +45,27 @@ pub struct AppState {
     pub network: NetworkPlatform,
     /// Sign-in rules of the web console.
     pub signin: SigninPolicy,
+    /// Rate limits and quotas of the API.
+    pub limits: ApiLimits,
+    /// Which replica runs the reconciler and background work.
+    pub leadership: Arc<crate::leadership::Leadership>,
+}
+
+/// Rate limits and quotas of the API, from the operator's settings.
+pub struct ApiLimits {
+    /// Deployments a project may have unless it has its own quota.
+    pub deployment_quota: i64,
+    /// Per-credential request budget; `None` when off.
+    pub rate_limiter: Option<http::rate_limit::RateLimiter>,
+}
+
+impl ApiLimits {
+    pub fn from_args(serve: &ServeArgs) -> Self {
+        Self {
+            deployment_quota: serve.deployment_quota,
+            rate_limiter: serve.rate_limit.0.map(http::rate_limit::RateLimiter::new),
+        }
+    }
 }
 
 /// Sign-in rules of the web console, from the operator's settings.
@@ -108,11 +128,21 @@ impl NetworkPlatform {
 pub fn router(state: Arc<AppState>) -> Router {
     let (api, doc) = http::router();
     let doc = Arc::new(doc);
-    let api = api.route(
-        "/openapi.json",
-        get(move || http::serve_openapi(doc.clone())),
-    );
-    Router::new()
+    let api = api
+        .route(
+            "/openapi.json",
+            get(move || http::serve_openapi(doc.clone())),
+        )
+        // The rate limit first (outermost): a refused request is not kept for replay.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::idempotency::idempotent,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::rate_limit::limit,
+        ));
+    let app = Router::new()
         .nest("/api/v1", api)
         .nest(http::reports::BASE, http::reports::router())
         .merge(crate::console::router())
@@ -123,9 +153,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             crate::metrics::track,
         ))
-        .layer(RequestBodyLimitLayer::new(http::json::MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(http::json::MAX_BODY_BYTES));
+    crate::telemetry::with_request_layers(app).with_state(state)
 }
 
 /// The admin token: given, or read from / generated into `DATA_DIR/admin-token`.
@@ -284,35 +313,21 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
 
     let wake = Arc::new(Notify::new());
     let applied = Arc::new(Notify::new());
-    let reconciler = Reconciler::new(store.clone(), orchestrator, wake.clone())
-        .with_metrics(metrics.clone())
-        .with_applied(applied.clone());
-    let reconcile_task = tokio::spawn(reconciler.run());
-    let purge_task = tokio::spawn(crate::events::run_purger(
-        store.clone(),
-        Arc::new(crate::events::SystemClock),
-        serve.event_retention,
-        serve.event_purge_interval,
-    ));
-
-    let metering_purge_task = tokio::spawn(crate::metering::retention::run_purger(
-        store.clone(),
-        Arc::new(crate::events::SystemClock),
-        crate::metering::retention::Retention {
-            minutes: serve.metering_minute_retention,
-            hours: serve.metering_hour_retention,
-        },
-        serve.metering_purge_interval,
-    ));
-
+    let leadership = crate::leadership::Leadership::start(
+        serve
+            .replica_id
+            .clone()
+            .unwrap_or_else(crate::leadership::default_identity),
+        election(common, serve).await?,
+    );
     let state = Arc::new(AppState {
-        store,
+        store: store.clone(),
         admin_token_hash: token::hash(&admin_token),
         ca,
-        reconcile: wake,
-        applied,
+        reconcile: wake.clone(),
+        applied: applied.clone(),
         apply_timeout: serve.apply_timeout,
-        metrics,
+        metrics: metrics.clone(),
         secret_key,
         dns: Arc::new(
             crate::dns::DnsVerifier::new(serve.dns_server)
@@ -320,12 +335,26 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         ),
         network: NetworkPlatform::from_args(serve),
         signin: SigninPolicy::from_args(serve),
+        limits: ApiLimits::from_args(serve),
+        leadership: leadership.clone(),
     });
-    let domain_checks = tokio::spawn(crate::domains::run_rechecks(state.clone()));
-    let session_purge_task = tokio::spawn(crate::signin::run_purger(
-        state.store.clone(),
-        state.reconcile.clone(),
-        serve.console_session_purge_interval,
+    let background = tokio::spawn(crate::leadership::run_while_leader(
+        leadership,
+        metrics.clone(),
+        {
+            let orchestrator = orchestrator.clone();
+            move || {
+                let orchestrator = orchestrator.clone();
+                async move { orchestrator.take_over().await }
+            }
+        },
+        {
+            let state = state.clone();
+            let retention = BackgroundSettings::from_args(serve);
+            move |work: &mut tokio::task::JoinSet<()>| {
+                spawn_background(work, &state, orchestrator.clone(), &retention);
+            }
+        },
     ));
     println!("Skyport control plane listening on http://{addr}");
     println!("  Console: http://{addr}/");
@@ -342,13 +371,106 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    reconcile_task.abort();
-    domain_checks.abort();
-    purge_task.abort();
-    metering_purge_task.abort();
-    session_purge_task.abort();
+    background.abort();
     tracing::info!("control plane stopped; brokers keep running and are re-adopted on next start");
     Ok(())
+}
+
+/// How leaders are elected, from the settings and the database.
+async fn election(
+    common: &CommonArgs,
+    serve: &ServeArgs,
+) -> anyhow::Result<crate::leadership::Election> {
+    use crate::config::LeaderElectionKind as Kind;
+    use crate::leadership::{lease::LeaseLock, postgres::AdvisoryLock, Election};
+    let url = common.database_url();
+    let on_postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+    let kind = match serve.leader_election {
+        Kind::Auto if serve.orchestrator == OrchestratorKind::Kubernetes => Kind::Kubernetes,
+        Kind::Auto if on_postgres => Kind::Postgres,
+        Kind::Auto => Kind::None,
+        other => other,
+    };
+    Ok(match kind {
+        Kind::None | Kind::Auto => Election::Single,
+        Kind::Postgres => {
+            anyhow::ensure!(
+                on_postgres,
+                "--leader-election postgres needs a postgres:// --database-url"
+            );
+            Election::Postgres(AdvisoryLock::new(&url)?)
+        }
+        Kind::Kubernetes => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to Kubernetes for the leader Lease")?;
+            let namespace = serve
+                .leader_lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            Election::Lease(LeaseLock::new(client, &namespace, &serve.leader_lease))
+        }
+    })
+}
+
+/// Intervals and retention of the leader's background work.
+struct BackgroundSettings {
+    event_retention: std::time::Duration,
+    event_purge_interval: std::time::Duration,
+    metering: crate::metering::retention::Retention,
+    metering_purge_interval: std::time::Duration,
+    console_session_purge_interval: std::time::Duration,
+}
+
+impl BackgroundSettings {
+    fn from_args(serve: &ServeArgs) -> Self {
+        Self {
+            event_retention: serve.event_retention,
+            event_purge_interval: serve.event_purge_interval,
+            metering: crate::metering::retention::Retention {
+                minutes: serve.metering_minute_retention,
+                hours: serve.metering_hour_retention,
+            },
+            metering_purge_interval: serve.metering_purge_interval,
+            console_session_purge_interval: serve.console_session_purge_interval,
+        }
+    }
+}
+
+/// The leader's work: the reconciler, domain re-checks and the purges.
+fn spawn_background(
+    work: &mut tokio::task::JoinSet<()>,
+    state: &Arc<AppState>,
+    orchestrator: Arc<dyn Orchestrator>,
+    settings: &BackgroundSettings,
+) {
+    let store = state.store.clone();
+    let reconciler = Reconciler::new(store.clone(), orchestrator, state.reconcile.clone())
+        .with_metrics(state.metrics.clone())
+        .with_applied(state.applied.clone());
+    work.spawn(reconciler.run());
+    work.spawn(crate::domains::run_rechecks(state.clone()));
+    work.spawn(crate::events::run_purger(
+        store.clone(),
+        Arc::new(crate::events::SystemClock),
+        settings.event_retention,
+        settings.event_purge_interval,
+    ));
+    work.spawn(crate::metering::retention::run_purger(
+        store.clone(),
+        Arc::new(crate::events::SystemClock),
+        settings.metering,
+        settings.metering_purge_interval,
+    ));
+    work.spawn(crate::signin::run_purger(
+        store.clone(),
+        state.reconcile.clone(),
+        settings.console_session_purge_interval,
+    ));
+    work.spawn(http::idempotency::run_purger(
+        store,
+        settings.event_purge_interval,
+    ));
 }
 
 async fn shutdown_signal() {

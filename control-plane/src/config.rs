@@ -243,8 +243,51 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// Most deployments a project may have, unless the admin set the project's own
+    /// (`PUT /api/v1/projects/{id}/quota`). Creating one more is 409 `quota_exceeded`.
+    #[arg(long, env = "SKYPORT_DEPLOYMENT_QUOTA", default_value_t = 20, value_parser = clap::value_parser!(i64).range(0..=100_000))]
+    pub deployment_quota: i64,
+
+    /// Rate limit of `/api/v1` per credential (API key, admin token, console session):
+    /// `N/DURATION` allows N requests at once, refilled evenly over DURATION (e.g.
+    /// `200/10s`); `off` disables it. Beyond it: 429 with `Retry-After`.
+    #[arg(long, env = "SKYPORT_RATE_LIMIT", default_value = "200/10s")]
+    pub rate_limit: crate::http::rate_limit::RateLimitSetting,
+
+    /// How replicas elect the one that runs the reconciler and background work: `auto`
+    /// is a Kubernetes Lease with the kubernetes orchestrator, a PostgreSQL advisory
+    /// lock on PostgreSQL, and none (this replica leads) on SQLite.
+    #[arg(long, env = "SKYPORT_LEADER_ELECTION", value_enum, default_value_t = LeaderElectionKind::Auto)]
+    pub leader_election: LeaderElectionKind,
+
+    /// Name of the Lease used for leader election on Kubernetes.
+    #[arg(long, env = "SKYPORT_LEADER_LEASE", default_value = "skyport-leader")]
+    pub leader_lease: String,
+
+    /// Namespace of the leader Lease; defaults to the control plane's own (in-cluster)
+    /// or the kubeconfig context's.
+    #[arg(long, env = "SKYPORT_LEADER_LEASE_NAMESPACE")]
+    pub leader_lease_namespace: Option<String>,
+
+    /// This replica's name in leader election (`/api/v1/readyz` shows the leader's);
+    /// defaults to `HOSTNAME:PID` (the pod name on Kubernetes).
+    #[arg(long, env = "SKYPORT_REPLICA_ID")]
+    pub replica_id: Option<String>,
+
     #[command(flatten)]
     pub kube: KubeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LeaderElectionKind {
+    /// Lease on Kubernetes, advisory lock on PostgreSQL, none on SQLite.
+    Auto,
+    /// This replica always leads: only for a single replica.
+    None,
+    /// A PostgreSQL session-level advisory lock.
+    Postgres,
+    /// A Kubernetes `coordination.k8s.io/v1` Lease.
+    Kubernetes,
 }
 
 /// Options of the kubernetes orchestrator (and of `render-manifests`). The cluster is

@@ -105,6 +105,12 @@ impl ApiError {
                 "conflict",
                 format!("{what} conflicts with an existing one ({constraint})"),
             ),
+            StoreError::QuotaExceeded { limit } => Self::conflict(
+                "quota_exceeded",
+                format!(
+                    "the project has reached its quota of {limit} deployments; delete one or ask the operator to raise it"
+                ),
+            ),
             StoreError::Stale => Self::conflict(
                 "concurrent_update",
                 format!("{what} was changed concurrently; retry"),

@@ -11,6 +11,7 @@ pub mod encryption;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod leadership;
 pub mod metering;
 pub mod metrics;
 pub mod orchestrator;

@@ -32,12 +32,25 @@ const STATUSES: [Status; 8] = [
     Status::Failed,
 ];
 
+/// Kinds of reconcile errors, the label values of `reconcile_errors_total`.
+pub const ERROR_KINDS: [&str; 6] = [
+    "store",
+    "io",
+    "certificate",
+    "security",
+    "kubernetes",
+    "other",
+];
+
 /// The control plane's metric families.
 pub struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     reconcile: IntCounterVec,
+    reconcile_errors: IntCounterVec,
+    reconcile_lag: Gauge,
+    leader: prometheus::IntGauge,
     reports: IntCounterVec,
     deployments: IntGaugeVec,
     metering_lag: GaugeVec,
@@ -80,6 +93,24 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let reconcile_errors = IntCounterVec::new(
+            Opts::new(
+                "reconcile_errors_total",
+                "Failed reconciliations, by kind: store, io, certificate, security, kubernetes or other.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let reconcile_lag = Gauge::new(
+            "reconcile_lag_seconds",
+            "Seconds since the longest-unconverged deployment (generation ahead of observed_generation) last changed, in spec or status; 0 when all have converged.",
+        )
+        .expect("valid metric");
+        let leader = prometheus::IntGauge::new(
+            "leader",
+            "1 while this replica is the leader running the reconciler and background work, else 0.",
+        )
+        .expect("valid metric");
         let reports = IntCounterVec::new(
             Opts::new(
                 "metering_reports_total",
@@ -110,6 +141,9 @@ impl Metrics {
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(reconcile.clone()),
+            Box::new(reconcile_errors.clone()),
+            Box::new(reconcile_lag.clone()),
+            Box::new(leader.clone()),
             Box::new(reports.clone()),
             Box::new(deployments.clone()),
             Box::new(metering_lag.clone()),
@@ -122,6 +156,9 @@ impl Metrics {
         for result in ["converged", "progressing", "error"] {
             reconcile.with_label_values(&[result]);
         }
+        for kind in ERROR_KINDS {
+            reconcile_errors.with_label_values(&[kind]);
+        }
         for result in ["applied", "duplicate", "gap"] {
             reports.with_label_values(&[result]);
         }
@@ -130,6 +167,9 @@ impl Metrics {
             http_requests,
             http_duration,
             reconcile,
+            reconcile_errors,
+            reconcile_lag,
+            leader,
             reports,
             deployments,
             metering_lag,
@@ -140,6 +180,16 @@ impl Metrics {
     /// Counts one reconciliation of a deployment (`converged`, `progressing` or `error`).
     pub fn reconciled(&self, result: &str) {
         self.reconcile.with_label_values(&[result]).inc();
+    }
+
+    /// Counts one failed reconciliation by kind (one of [`ERROR_KINDS`]).
+    pub fn reconcile_error(&self, kind: &str) {
+        self.reconcile_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Counts one metering report (`applied`, `duplicate` or `gap`).
@@ -172,6 +222,18 @@ impl Metrics {
             Err(err) => {
                 tracing::error!(error = %err, "reading deployment counts for /metrics failed")
             }
+        }
+        match store.all_deployments().await {
+            Ok(all) => {
+                let now = chrono::Utc::now();
+                let lag = all
+                    .iter()
+                    .filter(|d| d.observed_generation < d.generation)
+                    .map(|d| (now - d.updated_at).num_milliseconds().max(0) as f64 / 1000.0)
+                    .fold(0.0f64, f64::max);
+                self.reconcile_lag.set(lag);
+            }
+            Err(err) => tracing::error!(error = %err, "reading reconcile lag for /metrics failed"),
         }
         match store.last_reports().await {
             Ok(last) => {

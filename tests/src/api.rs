@@ -17,6 +17,7 @@ pub struct Api {
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
     pub content_type: String,
     pub body: Value,
     pub text: String,
@@ -81,6 +82,34 @@ impl Api {
         Self::reply(req.send().await.expect("request sent")).await
     }
 
+    /// Sends a request with extra headers; `body` is sent as JSON when present.
+    pub async fn call_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
+        if !self.token.is_empty() {
+            req = req.bearer_auth(&self.token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Self::reply(req.send().await.expect("request sent")).await
+    }
+
+    /// The value of header `name` of a reply, as text.
+    pub fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
+        reply.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     /// Sends raw bytes with a content type.
     pub async fn call_raw(
         &self,
@@ -105,6 +134,7 @@ impl Api {
     /// Reads a response into a [`Reply`].
     pub async fn reply_of(resp: reqwest::Response) -> Reply {
         let status = resp.status();
+        let headers = resp.headers().clone();
         let content_type = resp
             .headers()
             .get("content-type")
@@ -115,6 +145,7 @@ impl Api {
         let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
         Reply {
             status,
+            headers,
             content_type,
             body,
             text,

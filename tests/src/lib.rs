@@ -5,6 +5,7 @@
 //! spawned (found through the data dir's `runtime.json` files), and the database.
 
 pub mod api;
+pub mod cluster;
 pub mod console;
 pub mod dns;
 pub mod fake_kube;
@@ -22,6 +23,13 @@ pub use api::Api;
 
 /// Admin token every test control plane uses.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+fn new_data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("skyport-test-")
+        .tempdir()
+        .expect("temp data dir")
+}
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -89,10 +97,28 @@ impl ControlPlane {
 
     /// Starts a control plane with extra arguments and environment variables.
     pub fn start_with_env(backend: Backend, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
-        let data_dir = tempfile::Builder::new()
-            .prefix("skyport-test-")
-            .tempdir()
-            .expect("temp data dir");
+        Self::start_in(new_data_dir(), backend, extra_args, env)
+    }
+
+    /// Starts a control plane whose logs (stderr) go to `DATA_DIR/skyport.log`, read
+    /// back with [`ControlPlane::logs`].
+    pub fn start_logged(backend: Backend, extra_args: &[&str]) -> Self {
+        let data_dir = new_data_dir();
+        std::fs::write(data_dir.path().join("skyport.log"), "").expect("creating the log file");
+        Self::start_in(data_dir, backend, extra_args, &[("RUST_LOG", "info")])
+    }
+
+    /// What the control plane has logged, when started with [`ControlPlane::start_logged`].
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("skyport.log")).unwrap_or_default()
+    }
+
+    fn start_in(
+        data_dir: tempfile::TempDir,
+        backend: Backend,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let (database_url, database) = match backend {
             Backend::Sqlite => (
                 format!("sqlite://{}", data_dir.path().join("skyport.db").display()),
@@ -121,46 +147,13 @@ impl ControlPlane {
     }
 
     fn spawn(&mut self, listen: &str) {
-        let mut child = Command::new(binary("skyport"))
-            .arg("--listen")
-            .arg(listen)
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
-            .arg("--database-url")
-            .arg(&self.database_url)
-            .arg("--broker-bin")
-            .arg(binary("skyport-broker"))
-            .args(&self.extra_args)
-            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
-            .env("SKYPORT_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var("TEST_LOG").is_ok() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("starting skyport");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(rest.trim().to_owned());
-                    break;
-                }
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("skyport did not report its listening address (see TEST_LOG=info)");
+        let (child, url) = spawn_skyport(
+            listen,
+            self.data_dir.path(),
+            &self.database_url,
+            &self.extra_args,
+            &self.extra_env,
+        );
         self.base_url = url.clone();
         self.api = Api::new(&url, ADMIN_TOKEN);
         self.child = Some(child);
@@ -208,4 +201,68 @@ impl Drop for ControlPlane {
         }
         drop(self.database.take());
     }
+}
+
+/// Where a control plane's logs go: inherited with `TEST_LOG`, appended to
+/// `DATA_DIR/skyport.log` when that file exists (a test that reads the logs creates it),
+/// else nowhere.
+fn stderr_for(data_dir: &Path) -> Stdio {
+    if std::env::var("TEST_LOG").is_ok() {
+        return Stdio::inherit();
+    }
+    match std::fs::OpenOptions::new()
+        .append(true)
+        .open(data_dir.join("skyport.log"))
+    {
+        Ok(file) => Stdio::from(file),
+        Err(_) => Stdio::null(),
+    }
+}
+
+/// Starts `skyport` on `listen` with a data dir and database, and waits for it to report
+/// its address; returns the process and its base URL.
+pub fn spawn_skyport(
+    listen: &str,
+    data_dir: &Path,
+    database_url: &str,
+    extra_args: &[String],
+    extra_env: &[(String, String)],
+) -> (Child, String) {
+    let mut child = Command::new(binary("skyport"))
+        .arg("--listen")
+        .arg(listen)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--database-url")
+        .arg(database_url)
+        .arg("--broker-bin")
+        .arg(binary("skyport-broker"))
+        .args(extra_args)
+        .env("SKYPORT_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .envs(extra_env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(stderr_for(data_dir))
+        .spawn()
+        .expect("starting skyport");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.trim().to_owned());
+                break;
+            }
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("skyport did not report its listening address (see TEST_LOG=info)");
+    (child, url)
 }

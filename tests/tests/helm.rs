@@ -217,6 +217,7 @@ fn default_values_install_the_control_plane() {
         [
             "Deployment/skyport",
             "Job/skyport-migrate",
+            "PodDisruptionBudget/skyport",
             "Role/skyport-driver",
             "Role/skyport-leader-election",
             "RoleBinding/skyport-driver",
@@ -238,7 +239,8 @@ fn default_values_install_the_control_plane() {
     }
 
     let deployment = r.deployment();
-    assert_eq!(deployment["spec"]["replicas"], 1);
+    // Two replicas: one leads, the other serves the API and takes over.
+    assert_eq!(deployment["spec"]["replicas"], 2);
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(container["image"], "skyport/skyport:0.1.0");
@@ -247,13 +249,38 @@ fn default_values_install_the_control_plane() {
         container["ports"],
         json!([{"name": "http", "containerPort": 8080, "protocol": "TCP"}])
     );
-    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+    for probe in ["startupProbe", "livenessProbe"] {
         assert_eq!(
             container[probe]["httpGet"],
-            json!({"path": "/healthz", "port": "http"}),
+            json!({"path": "/api/v1/healthz", "port": "http"}),
             "{probe}"
         );
     }
+    // Ready once the database answers and a leader is known.
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/api/v1/readyz", "port": "http"})
+    );
+    // Replicas spread over nodes, and evictions keep one serving.
+    let selector = json!({
+        "app.kubernetes.io/name": "skyport",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": "control-plane",
+    });
+    assert_eq!(
+        pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"],
+        json!([{"weight": 100, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchLabels": selector},
+        }}])
+    );
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"], selector,
+        "the anti-affinity selects exactly the control plane's pods"
+    );
+    let pdb = r.get("PodDisruptionBudget", "skyport");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["selector"]["matchLabels"], selector);
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert!(container["resources"]["limits"]["memory"].is_string());
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -658,6 +685,25 @@ fn each_internal_lb_provider_reaches_the_driver() {
             provider
         );
     }
+}
+
+#[test]
+fn a_single_replica_has_no_disruption_budget_and_given_affinity_wins() {
+    let affinity = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "pool", "operator": "In", "values": ["control"]}
+        ]}]
+    }}});
+    let r = render(json!({"replicaCount": 1, "affinity": affinity}));
+    assert!(r.all("PodDisruptionBudget").is_empty(), "{:?}", r.kinds());
+    let deployment = r.deployment();
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["template"]["spec"]["affinity"], affinity);
+    let unspread = render(
+        json!({"spreadReplicas": false, "podDisruptionBudget": {"enabled": false, "minAvailable": 1}}),
+    );
+    assert!(unspread.deployment()["spec"]["template"]["spec"]["affinity"].is_null());
+    assert!(unspread.all("PodDisruptionBudget").is_empty());
 }
 
 #[test]

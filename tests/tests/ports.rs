@@ -55,7 +55,16 @@ async fn create_all(api: &Api, prefix: &str, n: usize) -> Vec<String> {
 
 async fn burst(backend: Backend) {
     let cp = ControlPlane::start_with(backend, &[]);
-    let (_, api) = cp.api.project_with_key("burst").await;
+    let (project, api) = cp.api.project_with_key("burst").await;
+    // More than the default quota of 20: the admin raises the project's.
+    let quota = cp
+        .api
+        .put(
+            &format!("/projects/{project}/quota"),
+            json!({ "max_deployments": BURST }),
+        )
+        .await;
+    assert_eq!(quota.status, StatusCode::OK, "{}", quota.text);
     let ids = create_all(&api, "b", BURST).await;
 
     let mut seen = HashSet::new();

@@ -82,6 +82,9 @@ both!(
     people,
     ports_are_unique_per_host,
     revisions_follow_writes,
+    deployment_quota,
+    idempotency_keys,
+    internal_endpoint_address,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1720,4 +1723,220 @@ async fn revisions_follow_writes(store: Arc<dyn Store>) {
         .unwrap();
     let got = store.get_deployment(d.project_id, d.id).await.unwrap();
     assert_eq!(got.applied_revision, after_auth);
+}
+
+async fn deployment_quota(store: Arc<dyn Store>) {
+    let p = project("quota");
+    store.create_project(&p).await.unwrap();
+    assert_eq!(store.deployment_quota(p.id).await.unwrap(), None);
+    assert!(matches!(
+        store.deployment_quota(Id::new()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.set_deployment_quota(Id::new(), Some(3)).await,
+        Err(StoreError::NotFound)
+    ));
+    let create = |name: &str| {
+        let d = deployment(p.id, name);
+        let e = event(&d, EventType::DeploymentCreated, now());
+        (d, e)
+    };
+    // The default applies until the project has its own.
+    let (a, ea) = create("a");
+    store
+        .create_deployment_within_quota(&a, &ea, 1)
+        .await
+        .unwrap();
+    let (b, eb) = create("b");
+    assert!(matches!(
+        store.create_deployment_within_quota(&b, &eb, 1).await,
+        Err(StoreError::QuotaExceeded { limit: 1 })
+    ));
+    assert!(matches!(
+        store.get_deployment(p.id, b.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        all_events(&store, &b).await.is_empty(),
+        "no event without its deployment"
+    );
+    store.set_deployment_quota(p.id, Some(4)).await.unwrap();
+    assert_eq!(store.deployment_quota(p.id).await.unwrap(), Some(4));
+    store
+        .create_deployment_within_quota(&b, &eb, 1)
+        .await
+        .unwrap();
+    assert_eq!(all_events(&store, &b).await, vec![eb.clone()]);
+
+    // Racing creates: exactly the room left (2 of 4) is taken.
+    let racers: Vec<_> = (0..6).map(|i| create(&format!("race-{i}"))).collect();
+    let results = futures::future::join_all(
+        racers
+            .iter()
+            .map(|(d, e)| store.create_deployment_within_quota(d, e, 1)),
+    )
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, StoreError::QuotaExceeded { limit: 4 })));
+
+    // Deleting ones do not count; `None` returns to the default.
+    store
+        .patch_deployment(
+            p.id,
+            a.id,
+            &DeploymentPatch {
+                status: Some(Status::Deleting),
+                ..Default::default()
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    let (c, ec) = create("c");
+    store
+        .create_deployment_within_quota(&c, &ec, 1)
+        .await
+        .unwrap();
+    store.set_deployment_quota(p.id, None).await.unwrap();
+    assert_eq!(store.deployment_quota(p.id).await.unwrap(), None);
+    let (d, ed) = create("d");
+    assert!(matches!(
+        store.create_deployment_within_quota(&d, &ed, 4).await,
+        Err(StoreError::QuotaExceeded { limit: 4 })
+    ));
+}
+
+async fn idempotency_keys(store: Arc<dyn Store>) {
+    let t0 = now();
+    let day = TimeDelta::hours(24);
+    let abandoned = TimeDelta::minutes(2);
+    let reserve = |who: &'static str, key: &'static str, hash: &'static str, at: DateTime<Utc>| {
+        let store = store.clone();
+        async move {
+            store
+                .reserve_idempotency_key(who, key, hash, at, at - day, at - abandoned)
+                .await
+                .unwrap()
+        }
+    };
+    // First use reserves; a second sees it pending, then completed.
+    assert_eq!(reserve("api_key:1", "k", "h1", t0).await, None);
+    let pending = reserve("api_key:1", "k", "h1", t0).await.unwrap();
+    assert_eq!(
+        (
+            pending.request_hash.as_str(),
+            pending.status,
+            pending.response
+        ),
+        ("h1", None, None)
+    );
+    store
+        .complete_idempotency_key("api_key:1", "k", 201, "sealed")
+        .await
+        .unwrap();
+    let kept = reserve("api_key:1", "k", "h2", t0 + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            kept.request_hash.as_str(),
+            kept.status,
+            kept.response.as_deref()
+        ),
+        ("h1", Some(201), Some("sealed"))
+    );
+    // Keys are per principal.
+    assert_eq!(reserve("user:2", "k", "h3", t0).await, None);
+    // A completed answer lives 24 h; a pending one only until abandoned.
+    assert_eq!(
+        reserve("api_key:1", "k", "h4", t0 + day + TimeDelta::seconds(1)).await,
+        None
+    );
+    assert!(reserve("user:2", "k", "h3", t0 + TimeDelta::minutes(1))
+        .await
+        .is_some());
+    assert_eq!(
+        reserve("user:2", "k", "h5", t0 + TimeDelta::minutes(3)).await,
+        None
+    );
+    // Released keys are free again; the purge removes what is older than its bound.
+    store.release_idempotency_key("user:2", "k").await.unwrap();
+    assert_eq!(reserve("user:2", "k", "h6", t0).await, None);
+    assert_eq!(
+        store
+            .purge_idempotency_keys(t0 + TimeDelta::seconds(1))
+            .await
+            .unwrap(),
+        1,
+        "the one reserved at t0"
+    );
+    assert!(
+        reserve("api_key:1", "k", "h7", t0).await.is_some(),
+        "kept: newer than the bound"
+    );
+}
+
+async fn internal_endpoint_address(store: Arc<dyn Store>) {
+    let d = seeded(&store, "internal").await;
+    let other = seeded(&store, "elsewhere").await;
+    let address: std::net::IpAddr = "10.0.0.9".parse().unwrap();
+    // No endpoint: nothing to record.
+    assert!(!store
+        .set_internal_endpoint_address(d.id, address)
+        .await
+        .unwrap());
+    for deployment in [&d, &other] {
+        let record = store::InternalEndpointRecord {
+            address: None,
+            allowed_cidrs: vec!["10.1.0.0/16".parse().unwrap()],
+            created_at: now(),
+            updated_at: now(),
+        };
+        store
+            .put_internal_endpoint(
+                deployment.project_id,
+                deployment.id,
+                &record,
+                &event(deployment, EventType::InternalEndpointCreated, now()),
+            )
+            .await
+            .unwrap();
+    }
+    let mut awaiting = store.internal_endpoints_awaiting_address().await.unwrap();
+    awaiting.sort();
+    let mut both = vec![d.id, other.id];
+    both.sort();
+    assert_eq!(awaiting, both);
+    let generation = generation_of(&store, &d).await;
+    assert!(store
+        .set_internal_endpoint_address(d.id, address)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .network(d.id)
+            .await
+            .unwrap()
+            .internal_endpoint
+            .unwrap()
+            .address,
+        Some(address)
+    );
+    assert_eq!(
+        store.internal_endpoints_awaiting_address().await.unwrap(),
+        vec![other.id]
+    );
+    assert_eq!(
+        generation_of(&store, &d).await,
+        generation,
+        "an assigned address is not a spec change"
+    );
 }

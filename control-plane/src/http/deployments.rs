@@ -256,6 +256,8 @@ where
 }
 
 /// Create a deployment. Answers 202 with status `provisioning`; poll until `running`.
+/// A project has at most its quota of deployments (`GET /projects/{id}/quota`, 20 by
+/// default): beyond it, 409 `quota_exceeded`.
 #[utoipa::path(post, path = "/deployments", tag = "deployments",
     request_body = CreateDeployment,
     responses((status = 202, description = "Deployment accepted and provisioning", body = DeploymentView), Problems),
@@ -299,7 +301,7 @@ async fn create_deployment(
     );
     state
         .store
-        .create_deployment(&deployment, &event)
+        .create_deployment_within_quota(&deployment, &event, state.limits.deployment_quota)
         .await
         .map_err(name_taken(name.as_str()))?;
     tracing::info!(deployment.id = %deployment.id, plan = deployment.plan.as_str(), "deployment created");

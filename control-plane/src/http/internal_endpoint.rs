@@ -148,7 +148,11 @@ async fn put_internal_endpoint(
     let existing = state.store.network(deployment.id).await?.internal_endpoint;
     let now = Utc::now().trunc_subsecs(6);
     let record = InternalEndpointRecord {
-        address: state.network.internal_address,
+        // Where a load balancer assigns it, the one it assigned stays across changes.
+        address: state
+            .network
+            .internal_address
+            .or(existing.as_ref().and_then(|e| e.address)),
         allowed_cidrs: cidrs,
         created_at: existing.as_ref().map_or(now, |e| e.created_at),
         updated_at: now,

@@ -9,6 +9,8 @@ pub mod auth_chains;
 pub mod deployments;
 pub mod domains;
 pub mod events;
+pub mod health;
+pub mod idempotency;
 pub mod internal_endpoint;
 pub mod json;
 pub mod members;
@@ -16,6 +18,8 @@ pub mod metering;
 pub mod nat_gateway;
 pub mod page;
 pub mod projects;
+pub mod quotas;
+pub mod rate_limit;
 pub mod reports;
 pub mod session;
 pub mod sessions;
@@ -49,15 +53,21 @@ pub enum Problems {
     /// another project's deployment is 404 whatever the body).
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
-    /// The request conflicts with the current state (e.g. `name_taken`).
+    /// The request conflicts with the current state (e.g. `name_taken`,
+    /// `quota_exceeded`, `idempotency_key_in_use`).
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),
     /// The body is not JSON.
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Problem),
-    /// The body is JSON but invalid (e.g. `invalid_name`, `unknown_field`).
+    /// The body is JSON but invalid (e.g. `invalid_name`, `unknown_field`), or an
+    /// `Idempotency-Key` was reused with another request (`idempotency_key_reused`).
     #[response(status = 422, content_type = "application/problem+json")]
     Unprocessable(Problem),
+    /// Too many requests with this credential (`rate_limited`): retry after
+    /// `Retry-After` seconds; `RateLimit` and `RateLimit-Policy` tell the budget.
+    #[response(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Problem),
 }
 
 #[derive(OpenApi)]
@@ -84,6 +94,7 @@ pub enum Problems {
         (name = "deployments", description = "MQTT broker deployments"),
         (name = "networking", description = "Custom domains, NAT gateway and internal endpoint"),
         (name = "metering", description = "Usage: sessions, TPS, messages and traffic"),
+        (name = "operations", description = "Health and readiness probes"),
         (name = "internal", description = "Called by broker nodes, not by users; served under /internal/v1"),
     )
 )]
@@ -108,10 +119,44 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the `Idempotency-Key` header on every `POST`.
+struct IdempotencyKeyHeader;
+
+impl Modify for IdempotencyKeyHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        for item in openapi.paths.paths.values_mut() {
+            let Some(post) = item.post.as_mut() else {
+                continue;
+            };
+            let header = ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(utoipa::openapi::Required::False)
+                .description(Some(
+                    "Makes the POST safe to retry: within 24 hours the same key and \
+                     request get the first answer again (with `Idempotent-Replayed: true`); \
+                     the same key with another request is 422 `idempotency_key_reused`. \
+                     1 to 255 visible ASCII characters, per API key or person.",
+                ))
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255)),
+                ))
+                .build();
+            post.parameters.get_or_insert_with(Vec::new).push(header);
+        }
+    }
+}
+
 /// The API router (paths relative to `/api/v1`) and its OpenAPI document.
 pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(projects::router())
+        .merge(quotas::router())
+        .merge(health::router())
         .merge(api_keys::router())
         .merge(session::router())
         .merge(users::router())
@@ -127,6 +172,8 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .merge(events::router())
         .merge(metering::router())
         .split_for_parts();
+    // After the merge: the routers' paths are not in `ApiDoc` itself.
+    IdempotencyKeyHeader.modify(&mut doc);
     reports::document(&mut doc);
     (api, doc)
 }

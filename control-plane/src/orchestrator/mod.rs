@@ -85,4 +85,15 @@ pub trait Orchestrator: Send + Sync + 'static {
     async fn remove(&self, id: Id) -> Result<(), OrchestratorError>;
     /// Deployments the orchestrator holds anything for (to collect orphans).
     async fn runtimes(&self) -> Vec<Id>;
+    /// The address the platform's load balancer gave the deployment's internal endpoint,
+    /// when it has one (`None` where the platform fixes the address itself: local).
+    async fn internal_endpoint_address(
+        &self,
+        _deployment: &Deployment,
+    ) -> Option<std::net::IpAddr> {
+        None
+    }
+    /// Called when this replica becomes the leader, before it reconciles: forget what
+    /// an earlier term knew and take over what the previous leader left running.
+    async fn take_over(&self) {}
 }

@@ -80,15 +80,25 @@ impl Reconciler {
     pub async fn pass(&self) -> Result<bool, StoreError> {
         let deployments = self.store.all_deployments().await?;
         let known: HashSet<_> = deployments.iter().map(|d| d.id).collect();
-        let busy = futures::stream::iter(deployments)
+        let busy = futures::stream::iter(deployments.clone())
             .map(|d| async move {
-                let result = self.reconcile(&d).await;
+                // Each step has its own request id, sent on its calls to the broker.
+                let request_id = format!("reconcile-{}", uuid::Uuid::new_v4());
+                let span = tracing::info_span!("reconcile", deployment.id = %d.id, %request_id);
+                let result = tracing::Instrument::instrument(
+                    crate::telemetry::with_request_id(request_id.clone(), self.reconcile(&d)),
+                    span,
+                )
+                .await;
                 if let Some(metrics) = &self.metrics {
                     metrics.reconciled(match &result {
                         Ok(false) => "converged",
                         Ok(true) => "progressing",
                         Err(_) => "error",
                     });
+                    if let Err(err) = &result {
+                        metrics.reconcile_error(error_kind(err));
+                    }
                 }
                 match result {
                     Ok(busy) => busy,
@@ -101,6 +111,7 @@ impl Reconciler {
             .buffer_unordered(CONCURRENCY)
             .fold(false, |acc, busy| async move { acc || busy })
             .await;
+        self.record_internal_addresses(&deployments).await;
         for orphan in self.orchestrator.runtimes().await {
             if !known.contains(&orphan) {
                 tracing::info!(deployment.id = %orphan, "removing runtime of a deployment that no longer exists");
@@ -110,6 +121,34 @@ impl Reconciler {
             }
         }
         Ok(busy)
+    }
+
+    /// Records the addresses load balancers have given internal endpoints that had none
+    /// (on Kubernetes; locally the address is fixed when the endpoint is created).
+    async fn record_internal_addresses(&self, deployments: &[Deployment]) {
+        let awaiting = match self.store.internal_endpoints_awaiting_address().await {
+            Ok(ids) => ids,
+            Err(err) => {
+                tracing::error!(error = %err, "listing internal endpoints without an address failed");
+                return;
+            }
+        };
+        for id in awaiting {
+            let Some(d) = deployments.iter().find(|d| d.id == id) else {
+                continue;
+            };
+            let Some(address) = self.orchestrator.internal_endpoint_address(d).await else {
+                continue;
+            };
+            match self.store.set_internal_endpoint_address(id, address).await {
+                Ok(_) => {
+                    tracing::info!(deployment.id = %id, %address, "internal endpoint address assigned")
+                }
+                Err(err) => {
+                    tracing::error!(deployment.id = %id, error = %err, "recording the internal endpoint address failed")
+                }
+            }
+        }
     }
 
     /// Converges one deployment; true while it is still in transition.
@@ -273,6 +312,21 @@ impl Reconciler {
             Err(StoreError::Stale) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+}
+
+/// The `kind` label of a reconcile error (see [`crate::metrics::ERROR_KINDS`]).
+fn error_kind(err: &anyhow::Error) -> &'static str {
+    use crate::orchestrator::OrchestratorError;
+    if err.downcast_ref::<StoreError>().is_some() {
+        return "store";
+    }
+    match err.downcast_ref::<OrchestratorError>() {
+        Some(OrchestratorError::Io { .. }) => "io",
+        Some(OrchestratorError::Certificate(_)) => "certificate",
+        Some(OrchestratorError::Security(_)) => "security",
+        Some(OrchestratorError::Kubernetes(_)) => "kubernetes",
+        None => "other",
     }
 }
 

@@ -3,11 +3,13 @@
 //! Both backends share their SQL text (see `sql.rs`); each backend file only says how to
 //! connect and migrate. The backend is chosen once, from the database URL's scheme.
 
+pub mod idempotency;
 pub mod metering;
 pub mod network;
 pub mod people;
 pub mod ports;
 mod postgres;
+pub mod quota;
 pub mod revision;
 pub mod security;
 mod sql;
@@ -18,6 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Actor, DesiredState, Endpoints, EventType, Id, Plan, Role, Status, Tier};
 
+pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use metering::{DeploymentUsage, MeteringStore, UsageRow};
 pub use network::{
     CertSource, DomainCheck, DomainRecord, DomainStatus, InternalEndpointRecord, NatGatewayRecord,
@@ -26,6 +29,7 @@ pub use network::{
 pub use people::{Member, PeopleStore, SessionRecord, UserRecord};
 pub use ports::{PortRecord, PortStore};
 pub use postgres::PgStore;
+pub use quota::QuotaStore;
 pub use revision::RevisionStore;
 pub use security::{AppKeyRecord, SecurityRecord, SecurityStore, TlsRecord};
 pub use sqlite::SqliteStore;
@@ -41,6 +45,9 @@ pub enum StoreError {
     /// The row was changed by someone else since it was read.
     #[error("stale write")]
     Stale,
+    /// The project has as many deployments as its quota allows; nothing was written.
+    #[error("deployment quota of {limit} reached")]
+    QuotaExceeded { limit: i64 },
     #[error("corrupt row: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -190,12 +197,16 @@ pub trait Store:
     + PeopleStore
     + RevisionStore
     + PortStore
+    + QuotaStore
+    + IdempotencyStore
     + Send
     + Sync
     + 'static
 {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
+    /// Answers once the database does (readiness).
+    async fn ping(&self) -> StoreResult<()>;
     /// Reverts migrations down to (excluding) `target` version; 0 reverts all.
     async fn migrate_down(&self, target: i64) -> StoreResult<()>;
 

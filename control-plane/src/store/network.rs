@@ -165,6 +165,18 @@ pub trait NetworkStore: Send + Sync + 'static {
 
     /// The deployment's domains (by name), NAT gateway and internal endpoint.
     async fn network(&self, deployment_id: Id) -> StoreResult<NetworkRecord>;
+
+    /// Deployments whose internal endpoint has no address yet (one a load balancer
+    /// assigns, on Kubernetes).
+    async fn internal_endpoints_awaiting_address(&self) -> StoreResult<Vec<Id>>;
+    /// Records the address the platform assigned to the deployment's internal endpoint;
+    /// `false` when it has none (nothing written). Not a spec change: the broker is not
+    /// told, since the load balancer, not the broker, holds the address.
+    async fn set_internal_endpoint_address(
+        &self,
+        deployment_id: Id,
+        address: IpAddr,
+    ) -> StoreResult<bool>;
 }
 
 #[derive(sqlx::FromRow)]
@@ -489,6 +501,37 @@ macro_rules! network_sql_store {
                 $crate::store::sql::insert_events!(tx, std::slice::from_ref(event));
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn internal_endpoints_awaiting_address(
+                &self,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::Id>> {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT deployment_id FROM deployment_internal_endpoints \
+                     WHERE address IS NULL ORDER BY deployment_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                ids.iter()
+                    .map(|id| $crate::store::sql::parse("deployment id", id))
+                    .collect()
+            }
+
+            async fn set_internal_endpoint_address(
+                &self,
+                deployment_id: $crate::domain::Id,
+                address: std::net::IpAddr,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE deployment_internal_endpoints SET address = $1, updated_at = $2 \
+                     WHERE deployment_id = $3",
+                )
+                .bind(address.to_string())
+                .bind(chrono::Utc::now())
+                .bind(deployment_id.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn delete_internal_endpoint(

@@ -29,3 +29,5 @@ super::network::network_sql_store!(PgStore);
 super::people::people_sql_store!(PgStore);
 super::revision::revision_sql_store!(PgStore);
 super::ports::port_sql_store!(PgStore);
+super::quota::quota_sql_store!(PgStore);
+super::idempotency::idempotency_sql_store!(PgStore);

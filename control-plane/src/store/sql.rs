@@ -168,6 +168,38 @@ macro_rules! insert_events {
 
 pub(super) use insert_events;
 
+/// Inserts deployment `$d` within transaction `$tx`.
+macro_rules! insert_deployment {
+    ($tx:ident, $d:expr) => {
+        let d = $d;
+        sqlx::query(&format!(
+            "INSERT INTO deployments ({}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            $crate::store::sql::DEPLOYMENT_COLUMNS
+        ))
+        .bind(d.id.to_string())
+        .bind(d.project_id.to_string())
+        .bind(&d.name)
+        .bind(d.plan.as_str())
+        .bind(d.tier.max_sessions)
+        .bind(d.tier.max_tps)
+        .bind(&d.version)
+        .bind(d.desired_state.as_str())
+        .bind(d.status.as_str())
+        .bind(&d.status_reason)
+        .bind(d.generation)
+        .bind(d.observed_generation)
+        .bind(d.endpoints.clone().map(sqlx::types::Json))
+        .bind(d.created_at)
+        .bind(d.updated_at)
+        .bind(d.applied_revision)
+        .execute(&mut *$tx)
+        .await?;
+    };
+}
+
+pub(super) use insert_deployment;
+
 /// Implements [`super::Store`] for a backend struct with a `pool` field.
 macro_rules! sql_store {
     ($store:ty, $db:ty, $migrator:expr) => {
@@ -175,6 +207,11 @@ macro_rules! sql_store {
         impl $crate::store::Store for $store {
             async fn migrate(&self) -> $crate::store::StoreResult<()> {
                 $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> $crate::store::StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
             }
 
@@ -295,29 +332,7 @@ macro_rules! sql_store {
                 event: &$crate::store::Event,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(&format!(
-                    "INSERT INTO deployments ({}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-                    $crate::store::sql::DEPLOYMENT_COLUMNS
-                ))
-                .bind(d.id.to_string())
-                .bind(d.project_id.to_string())
-                .bind(&d.name)
-                .bind(d.plan.as_str())
-                .bind(d.tier.max_sessions)
-                .bind(d.tier.max_tps)
-                .bind(&d.version)
-                .bind(d.desired_state.as_str())
-                .bind(d.status.as_str())
-                .bind(&d.status_reason)
-                .bind(d.generation)
-                .bind(d.observed_generation)
-                .bind(d.endpoints.clone().map(sqlx::types::Json))
-                .bind(d.created_at)
-                .bind(d.updated_at)
-                .bind(d.applied_revision)
-                .execute(&mut *tx)
-                .await?;
+                $crate::store::sql::insert_deployment!(tx, d);
                 $crate::store::sql::insert_events!(tx, std::slice::from_ref(event));
                 tx.commit().await?;
                 Ok(())

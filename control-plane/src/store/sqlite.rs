@@ -35,3 +35,5 @@ super::network::network_sql_store!(SqliteStore);
 super::people::people_sql_store!(SqliteStore);
 super::revision::revision_sql_store!(SqliteStore);
 super::ports::port_sql_store!(SqliteStore);
+super::quota::quota_sql_store!(SqliteStore);
+super::idempotency::idempotency_sql_store!(SqliteStore);

@@ -66,6 +66,13 @@ pub const KINDS: &[Kind] = &[
         has_status: true,
     },
     Kind {
+        resource: "leases",
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        has_status: false,
+    },
+    Kind {
         resource: "networkpolicies",
         group: "networking.k8s.io",
         version: "v1",

@@ -212,6 +212,21 @@ fn item(
                 )),
             }
         }
+        // A replace, as leader election does it: the whole object, refused with 409
+        // when its `metadata.resourceVersion` is not the live one. (Fields the body
+        // leaves out are kept, unlike on a real server; the writers here send them all.)
+        Method::PUT if sub == Sub::Main => {
+            let object: Value =
+                serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+            if object["metadata"]["resourceVersion"].as_str().is_none() {
+                return Err(bad("a replace needs metadata.resourceVersion in this fake"));
+            }
+            let manager = query
+                .get("fieldManager")
+                .map(String::as_str)
+                .unwrap_or("unknown");
+            Ok(Json(store.update(kind, ns, name, object, manager, sub, false)?).into_response())
+        }
         Method::DELETE if sub == Sub::Main => {
             let options: Value = if body.is_empty() {
                 json!({})

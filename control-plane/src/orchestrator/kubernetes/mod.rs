@@ -414,6 +414,31 @@ impl Orchestrator for KubernetesOrchestrator {
         Ok(self.delete_all(id).await?)
     }
 
+    /// The internal Service's load-balancer ingress: its IP, or the first address its
+    /// host name resolves to (clouds that name their load balancers).
+    async fn internal_endpoint_address(&self, deployment: &Deployment) -> Option<std::net::IpAddr> {
+        let names = Names::of(deployment.id);
+        let service = match self.get_opt::<Service>(&names.internal).await {
+            Ok(service) => service?,
+            Err(err) => {
+                tracing::warn!(deployment.id = %deployment.id, error = %err, "reading the internal Service failed");
+                return None;
+            }
+        };
+        let ingress = status::ingress_address(&service)?;
+        if let Ok(ip) = ingress.parse() {
+            return Some(ip);
+        }
+        let resolved = tokio::net::lookup_host((ingress.as_str(), 0)).await;
+        match resolved {
+            Ok(mut addresses) => addresses.next().map(|a| a.ip()),
+            Err(err) => {
+                tracing::warn!(deployment.id = %deployment.id, host = %ingress, error = %err, "resolving the internal load balancer failed");
+                None
+            }
+        }
+    }
+
     async fn runtimes(&self) -> Vec<Id> {
         match self
             .api::<ConfigMap>()

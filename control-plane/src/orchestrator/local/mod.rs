@@ -280,6 +280,12 @@ impl LocalOrchestrator {
             .state
             .try_lock()
             .expect("no one else holds the state yet");
+        self.adopt_into(&mut state);
+        Ok(())
+    }
+
+    /// Adopts every broker recorded in a deployment dir's `runtime.json` that still runs.
+    fn adopt_into(&self, state: &mut State) {
         for id in self.dir_ids() {
             let dir = self.dir(id);
             let Some(record) = dir.read_runtime() else {
@@ -306,7 +312,6 @@ impl LocalOrchestrator {
                 },
             );
         }
-        Ok(())
     }
 
     fn dir_ids(&self) -> Vec<Id> {
@@ -455,6 +460,14 @@ fn write_if_changed(path: &std::path::Path, bytes: &[u8]) -> Result<bool, Orches
     Ok(true)
 }
 
+/// Carries the current request id (of the API request or reconcile step) to the broker.
+fn traced(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match crate::telemetry::current_request_id() {
+        Some(id) => request.header(crate::telemetry::REQUEST_ID_HEADER, id),
+        None => request,
+    }
+}
+
 /// Sends a probe (`/readyz`, `POST /reload`) to a broker: the revision of the security
 /// settings it has in force, when it is ready (`Some(None)` from a broker too old to
 /// report one).
@@ -527,7 +540,8 @@ impl Orchestrator for LocalOrchestrator {
         }
         let (api, generation, ports) = (proc_.api, proc_.generation, proc_.ports);
         drop(state);
-        let Some(revision) = probe(&self.http.get(format!("http://{api}/readyz"))).await else {
+        let Some(revision) = probe(&traced(self.http.get(format!("http://{api}/readyz")))).await
+        else {
             return Observed::Starting;
         };
         self.state.lock().await.failures.remove(&deployment.id);
@@ -555,7 +569,7 @@ impl Orchestrator for LocalOrchestrator {
                 if security_changed {
                     // Have the broker look at the new files now rather than at its next
                     // poll; `observe` then reads the revision it reports.
-                    let reload = self.http.post(format!("http://{}/reload", running.api));
+                    let reload = traced(self.http.post(format!("http://{}/reload", running.api)));
                     tokio::spawn(async move { probe(&reload).await });
                 }
                 if running.generation != deployment.generation {
@@ -618,5 +632,30 @@ impl Orchestrator for LocalOrchestrator {
 
     async fn runtimes(&self) -> Vec<Id> {
         self.dir_ids()
+    }
+
+    /// Re-reads what runs from the deployment dirs (another replica may have started or
+    /// stopped brokers since this one last led), and stops brokers no `runtime.json`
+    /// records: a leader killed between starting a broker and recording it leaves one,
+    /// which would otherwise hold the deployment's ports beside its replacement.
+    async fn take_over(&self) {
+        let mut state = self.state.lock().await;
+        // Children of an earlier term are dropped here; tokio reaps them if they exit.
+        *state = State::default();
+        self.adopt_into(&mut state);
+        let adopted: std::collections::HashSet<u32> =
+            state.running.values().map(|r| r.pid).collect();
+        drop(state);
+        for pid in process::brokers_under(&self.settings.deployments_dir) {
+            if adopted.contains(&pid) {
+                continue;
+            }
+            tracing::warn!(
+                pid,
+                "stopping a broker no runtime.json records (its leader died while starting it)"
+            );
+            process::terminate(pid, STOP_GRACE, || process::is_our_broker(pid, "")).await;
+        }
+        tracing::info!(brokers = adopted.len(), "took over running brokers");
     }
 }

@@ -1,5 +1,6 @@
 //! OS process handling for local brokers: liveness by pid, signals, graceful stop.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
@@ -27,6 +28,48 @@ pub fn is_our_broker(pid: u32, needle: &str) -> bool {
     let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
     let program_is_broker = args.next().is_some_and(|a| a.ends_with(BROKER_MARK));
     program_is_broker && args.any(|a| a.contains(needle))
+}
+
+/// Live `skyport-broker` processes whose `--config` file is under `dir`, resolved as
+/// each process sees it (a relative path from its working directory), so the brokers of
+/// another Skyport with the same relative data dir elsewhere are never taken for ours.
+pub fn brokers_under(dir: &Path) -> Vec<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| is_our_broker(*pid, ""))
+        .filter(|pid| config_path(*pid).is_some_and(|config| config.starts_with(&dir)))
+        .collect()
+}
+
+/// The absolute `--config` path of broker `pid`.
+fn config_path(pid: u32) -> Option<PathBuf> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let config = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1))?;
+    let config = Path::new(config);
+    let absolute = if config.is_absolute() {
+        config.to_path_buf()
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .ok()?
+            .join(config)
+    };
+    // The config file may be mid-rewrite; its directory is what identifies the broker.
+    let parent = absolute.parent()?.canonicalize().ok()?;
+    Some(parent.join(absolute.file_name()?))
 }
 
 fn signal(pid: u32, sig: Signal) {

@@ -1,0 +1,2 @@
+ALTER TABLE projects DROP COLUMN max_deployments;
+DROP TABLE idempotency_keys;
