@@ -404,7 +404,11 @@ assert.equal(await page.getByText(appSecret).count(), 0, "the secret is not show
 
 await page.getByRole("link", { name: "Session settings" }).click();
 await page.getByLabel("MQTT 3.1.1 session expiry (seconds)").fill("3600");
-await page.getByRole("button", { name: "Save session settings" }).click();
+// The form already shows the stored settings' apply badge: wait for the PUT's answer.
+await Promise.all([
+  page.waitForResponse((r) => r.url().includes(`/deployments/${depId}/sessions`) && r.request().method() === "PUT"),
+  page.getByRole("button", { name: "Save session settings" }).click(),
+]);
 await page.locator('form[aria-label="Session settings"] [data-apply]').waitFor();
 const sessions = await apiFromPage(page, "GET", `/deployments/${depId}/sessions`);
 assert.equal(sessions.body.session_expiry_secs, 3600);
