@@ -584,6 +584,12 @@ impl Connection {
             publish.properties,
             self.origin,
         );
+        self.broker.rules.on_publish(
+            &message,
+            &self.info.client_id,
+            self.info.username.as_deref(),
+            Some(self.info.peer),
+        );
         let routed = self.broker.prepare(message, ops);
         self.routed.push(routed);
         match publish.qos {
