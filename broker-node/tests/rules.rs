@@ -184,7 +184,7 @@ async fn republish_selects_and_transforms_and_survives_a_restart() {
     assert_eq!(created["for"], json!([format!("{prefix}/+/temp")]));
     assert_eq!(created["enabled"], true);
 
-    // [MQTT-3.3.1-?] the republished message reaches a subscriber as any publish would.
+    // The republished message reaches a subscriber as any publish would.
     let target = broker.mqtt("tcp");
     let sub = Subscriber::start(&target, "mqttv311", 1, &format!("{prefix}/out/#"), &["-v"]).await;
     let cold = publish(
@@ -373,7 +373,8 @@ async fn bad_rules_and_resources_are_refused_and_nothing_is_stored() {
             "republish",
             "data_to_webserver",
             "data_to_redis",
-            "data_to_pgsql"
+            "data_to_pgsql",
+            "offline_msg_to_redis"
         ]
     );
 }
@@ -820,4 +821,75 @@ async fn the_serverless_plan_allows_webhook_and_republish_and_four_rules() {
     );
     let (_, rules) = api(&broker, Method::GET, "/api/v4/rules", None).await;
     assert_eq!(rules["data"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn offline_messages_wait_in_redis_until_the_device_subscribes() {
+    let client = redis::Client::open(format!("redis://{REDIS}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let broker = Broker::start(&["tcp"]).await;
+    let resource = create(
+        &broker,
+        "/api/v4/resources",
+        json!({"type": "backend_redis_single", "config": {"server": REDIS}}),
+    )
+    .await;
+    let prefix = unique("offline");
+    let device = unique("offline-dev");
+    let action = json!([{"name": "offline_msg_to_redis", "params": {"$resource": resource["id"], "ttl": 600}}]);
+    create(
+        &broker,
+        "/api/v4/rules",
+        json!({"rawsql": format!("SELECT * FROM \"{prefix}/#\""), "actions": action}),
+    )
+    .await;
+    create(
+        &broker,
+        "/api/v4/rules",
+        json!({"rawsql": format!("SELECT * FROM \"$events/session_subscribed\" WHERE clientid = '{device}'"), "actions": action}),
+    )
+    .await;
+
+    // The device is away; three QoS 1 messages and one QoS 0 message are published.
+    let topic = format!("{prefix}/{device}/cmd");
+    let key = format!("mqtt:offline:{topic}");
+    let target = broker.mqtt("tcp");
+    for (qos, payload) in [(1, "one"), (0, "not kept"), (2, "two"), (1, "three")] {
+        let (status, out) = publish(&target, "mqttv311", qos, &topic, payload, &[]).await;
+        assert!(status.success(), "{out}");
+    }
+    eventually("3 messages staged in Redis", || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move { (redis_list(&mut conn, &key).await.len() >= 3).then_some(()) }
+    })
+    .await;
+
+    // [MQTT-4.6.0-6] the staged messages arrive in the order they were published.
+    let sub = Subscriber::start(
+        &target,
+        "mqttv311",
+        1,
+        &format!("{prefix}/{device}/#"),
+        &["-i", &device, "-C", "3"],
+    )
+    .await;
+    let output = sub.finish().await;
+    let payloads: Vec<&String> = output
+        .iter()
+        .filter(|l| ["one", "two", "three", "not kept"].contains(&l.as_str()))
+        .collect();
+    assert_eq!(payloads, ["one", "two", "three"], "{output:#?}");
+    eventually("staged messages removed", || {
+        let mut conn = conn.clone();
+        let key = key.clone();
+        async move { redis_list(&mut conn, &key).await.is_empty().then_some(()) }
+    })
+    .await;
+    let _: () = redis::cmd("SREM")
+        .arg("mqtt:offline:topics")
+        .arg(&topic)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 }

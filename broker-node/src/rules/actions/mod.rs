@@ -2,6 +2,7 @@
 //! (templates parsed, its resource looked up) and then delivers batches of outputs
 //! taken from its buffer. One file per sink.
 
+mod offline;
 mod pgsql;
 mod redis;
 mod republish;
@@ -23,6 +24,7 @@ pub enum Action {
     WebHook(webhook::WebHook),
     Redis(redis::Redis),
     Pgsql(pgsql::Pgsql),
+    Offline(offline::Offline),
 }
 
 /// Why a batch was not delivered.
@@ -138,6 +140,19 @@ pub fn catalogue() -> Vec<ActionInfo> {
                 "batch_size": {"type": "number", "required": false, "default": 100, "description": "Rows per INSERT, 1 to 1000"},
             }),
         },
+        ActionInfo {
+            name: "offline_msg_to_redis",
+            for_: "$any",
+            types: vec![resource::REDIS],
+            title: "Offline messages in Redis",
+            description:
+                "Stores QoS 1/2 messages in Redis; on $events/session_subscribed, delivers \
+                the stored messages the new subscription matches to that client and removes them",
+            params: json!({
+                "$resource": {"type": "string", "required": true, "description": "A backend_redis_single resource id"},
+                "ttl": {"type": "number", "required": false, "default": 604800, "description": "Seconds a topic's stored messages live (0: forever)"},
+            }),
+        },
     ]
 }
 
@@ -189,6 +204,9 @@ impl Action {
             "data_to_pgsql" => {
                 Self::Pgsql(pgsql::Pgsql::prepare(params, resource(resource::PGSQL)?).map_err(bad)?)
             }
+            "offline_msg_to_redis" => Self::Offline(
+                offline::Offline::prepare(params, resource(resource::REDIS)?).map_err(bad)?,
+            ),
             other => return Err(ActionError::Unknown(other.to_owned())),
         })
     }
@@ -200,6 +218,7 @@ impl Action {
             Self::WebHook(a) => Some(&a.resource.record.id),
             Self::Redis(a) => Some(&a.resource.record.id),
             Self::Pgsql(a) => Some(&a.resource.record.id),
+            Self::Offline(a) => Some(&a.resource.record.id),
         }
     }
 
@@ -210,6 +229,7 @@ impl Action {
             Self::WebHook(_) => 1,
             Self::Redis(_) => 500,
             Self::Pgsql(a) => a.batch_size,
+            Self::Offline(_) => 100,
         }
     }
 
@@ -227,6 +247,7 @@ impl Action {
             Self::WebHook(a) => a.deliver(batch).await,
             Self::Redis(a) => a.deliver(batch).await,
             Self::Pgsql(a) => a.deliver(batch).await,
+            Self::Offline(a) => a.deliver(broker, batch).await,
         }
     }
 }
