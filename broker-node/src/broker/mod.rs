@@ -146,7 +146,7 @@ pub enum StartError {
     #[error("cannot read the session store: {0}")]
     Restore(#[from] Box<redb::Error>),
     #[error("rule store: {0}")]
-    Rules(#[source] redb::Error),
+    Rules(#[source] crate::rules::store::StoreError),
 }
 
 impl Broker {

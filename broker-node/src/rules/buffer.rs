@@ -149,6 +149,10 @@ impl Buffer {
         self.lock().queue.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.lock().queue.is_empty()
+    }
+
     /// Forgets everything, on disk too (the action was removed).
     pub fn discard(&self) {
         let mut state = self.lock();

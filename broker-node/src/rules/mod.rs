@@ -65,7 +65,7 @@ pub struct Settings {
 
 impl Rules {
     /// Opens the rule store at `path`; nothing runs until [`Rules::start`].
-    pub fn open(path: &std::path::Path) -> Result<Self, redb::Error> {
+    pub fn open(path: &std::path::Path) -> Result<Self, store::StoreError> {
         let store = RuleStore::open(path)?;
         let (inputs, pending) = flume::bounded(INPUT_QUEUE);
         Ok(Self {

@@ -45,7 +45,7 @@ pub enum RuleError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("rule store: {0}")]
-    Store(#[from] redb::Error),
+    Store(#[from] super::store::StoreError),
     #[error("the rule engine has not started")]
     NotStarted,
 }

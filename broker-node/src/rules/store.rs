@@ -46,7 +46,18 @@ pub struct RuleStore {
     writer: flume::Sender<BufferOp>,
 }
 
-pub type StoreResult<T> = Result<T, redb::Error>;
+/// A failure of the rule store (boxed: redb's errors are large).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StoreError(Box<redb::Error>);
+
+impl<E: Into<redb::Error>> From<E> for StoreError {
+    fn from(e: E) -> Self {
+        Self(Box::new(e.into()))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
 
 impl RuleStore {
     /// Opens (or creates) `path` and starts the buffer writer.
@@ -62,7 +73,7 @@ impl RuleStore {
         std::thread::Builder::new()
             .name("rules-buffer".into())
             .spawn(move || write_buffers(&for_thread, &rx))
-            .map_err(|e| redb::Error::Io(e))?;
+            .map_err(redb::Error::Io)?;
         Ok(Self { db, writer })
     }
 
