@@ -101,7 +101,7 @@ impl Rules {
                 for (id, row) in rows {
                     let built = serde_json::from_slice::<ResourceRecord>(&row)
                         .map_err(|e| e.to_string())
-                        .and_then(Resource::build);
+                        .and_then(|record| Resource::build(record, self.egress()));
                     match built {
                         Ok(resource) => {
                             registry.resources.insert(id, Arc::new(resource));
@@ -155,6 +155,14 @@ impl Rules {
                 "rules restored"
             );
         }
+    }
+
+    /// The deployment's egress address (NAT gateway), if any.
+    fn egress(&self) -> Option<std::net::IpAddr> {
+        self.inner
+            .broker
+            .get()
+            .and_then(|b| b.security.settings().network.egress_address)
     }
 
     /// Puts `registry`'s rules in force.
@@ -350,7 +358,8 @@ impl Rules {
             description: new.description,
             created_at: now_ms(),
         };
-        let resource = Arc::new(Resource::build(record).map_err(RuleError::Invalid)?);
+        let resource =
+            Arc::new(Resource::build(record, self.egress()).map_err(RuleError::Invalid)?);
         resource.check().await.map_err(RuleError::Unreachable)?;
         let row =
             serde_json::to_vec(&resource.record).map_err(|e| RuleError::Invalid(e.to_string()))?;

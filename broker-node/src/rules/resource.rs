@@ -103,7 +103,9 @@ fn server(config: &Map<String, Value>, default_port: u16) -> Result<(String, u16
 
 impl Resource {
     /// Builds the resource from its config (no connection yet); errors name the field.
-    pub fn build(record: ResourceRecord) -> Result<Self, String> {
+    /// Webhook requests leave from `egress` (the deployment's NAT gateway address) when
+    /// set.
+    pub fn build(record: ResourceRecord, egress: Option<std::net::IpAddr>) -> Result<Self, String> {
         let config = &record.config;
         let conn = match record.kind.as_str() {
             WEB_HOOK => {
@@ -122,6 +124,7 @@ impl Resource {
                 let client = reqwest::Client::builder()
                     .timeout(Duration::from_millis(timeout.max(1)))
                     .connect_timeout(CHECK_TIMEOUT)
+                    .local_address(egress)
                     .build()
                     .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
                 Connection::WebHook {
