@@ -7,8 +7,8 @@
    `test`, trust auth). `mosquitto_pub --repeat N` publishes at QoS 1; the figure is
    matched messages per second from the first publish until the sink holds all N.
 2. MQTT cost: the same mosquitto_pub -> mosquitto_sub -C N pub/sub throughput with 0,
-   1 and 10 active rules (each matching every message, republishing to a topic nobody
-   subscribes to), as ratios against 0 rules measured in the same run.
+   1 and 10 active rules (each matching every message, with a Redis INCR action), as
+   ratios against 0 rules measured in the same run.
 
 Prints numbers and writes bench/results/rules.{json,md}; never asserts timing.
 Run: bash bench/rules.sh [--messages N] [--rounds R]
@@ -211,16 +211,22 @@ def measure_cost(binary, messages, rounds):
     rates = {0: [], 1: [], 10: []}
     with tempfile.TemporaryDirectory() as tmp:
         node = Node(binary, tmp)
+        key = f"skyport-bench-cost:{os.getpid()}"
+        redis = node.call("POST", "/resources", {"type": "backend_redis_single",
+                                                 "config": {"server": "127.0.0.1:6379"}})["data"]["id"]
         try:
             for _ in range(rounds):
                 for count in (0, 1, 10):
                     for r in node.call("GET", "/rules")["data"]:
                         node.call("DELETE", f"/rules/{r['id']}")
                     for i in range(count):
-                        node.rule([{"name": "republish", "params": {"target_topic": f"bench/void/{i}"}}])
+                        node.rule([{"name": "data_to_redis", "params": {
+                            "$resource": redis, "cmd": f"INCR {key}:{i}"}}])
                     rates[count].append(pubsub_rate(node.port, messages))
         finally:
             node.stop()
+            for i in range(10):
+                redis_cli("DEL", f"{key}:{i}")
     return {k: statistics.median(v) for k, v in rates.items()}
 
 
