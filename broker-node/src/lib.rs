@@ -10,6 +10,7 @@ pub mod front;
 pub mod metering;
 pub mod mqtt;
 pub mod reload;
+pub mod rules;
 pub mod security;
 mod store;
 pub mod telemetry;
@@ -95,6 +96,11 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         },
     )?;
 
+    broker
+        .rules
+        .start(broker.clone(), rule_settings(&config.limits))
+        .await;
+
     let readiness = api::Readiness::default().with_reload(reload);
     info!(addr = %config.listeners.api, "serving the deployment API");
     let api_server = tokio::spawn(
@@ -128,6 +134,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     // A planned stop: clients are told, persistent sessions are already in the store.
     broker.shutdown(SHUTDOWN_DISCONNECT).await;
     broker.store.write_durable(Vec::new()).await;
+    broker.rules.sync().await;
     api_server.abort();
     reloading.abort();
     background.abort();
@@ -135,6 +142,22 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     sampler.abort();
     metering.shutdown().await;
     Ok(())
+}
+
+/// The rule engine's settings from the config's limits.
+fn rule_settings(limits: &skyport_settings::config::Limits) -> rules::Settings {
+    let default = rules::buffer::Limits::default();
+    rules::Settings {
+        buffer: rules::buffer::Limits {
+            max_messages: limits
+                .rule_buffer_messages
+                .map_or(default.max_messages, |n| n.max(1) as usize),
+            max_bytes: limits
+                .rule_buffer_bytes
+                .map_or(default.max_bytes, |n| n.max(1) as usize),
+        },
+        plan: limits.plan.as_deref().and_then(rules::plan::Plan::named),
+    }
 }
 
 /// How long clients get to be disconnected when the node stops.

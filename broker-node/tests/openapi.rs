@@ -30,6 +30,11 @@ fn committed_openapi_document_is_current() {
         "/acl/$all/topic/{topic}",
         "/banned",
         "/banned/{as}/{who}",
+        "/rules",
+        "/rules/{id}",
+        "/resources",
+        "/resources/{id}",
+        "/actions",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is not documented");
     }

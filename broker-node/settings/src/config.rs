@@ -109,6 +109,18 @@ pub struct Limits {
     /// before it is closed; 10 s by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_timeout_ms: Option<u64>,
+    /// The deployment's plan (`serverless`, `dedicated`, `premium`): which rule actions
+    /// and how many rules the node accepts. Unset: no plan limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// Messages each rule action's buffer holds before the oldest are dropped (default
+    /// 10,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_buffer_messages: Option<u64>,
+    /// Bytes each rule action's buffer holds before the oldest are dropped (default
+    /// 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_buffer_bytes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -132,7 +144,7 @@ mod tests {
             limits: Limits {
                 max_sessions: Some(1_000),
                 max_tps: Some(500),
-                connect_timeout_ms: None,
+                ..Limits::default()
             },
             metering: Some(MeteringTarget {
                 url: "http://cp:8080".into(),

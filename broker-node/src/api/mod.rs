@@ -12,6 +12,8 @@ pub mod envelope;
 pub mod error;
 pub mod metrics;
 pub mod mqtt;
+pub mod resources;
+pub mod rules;
 pub mod subscribe;
 pub mod users;
 
@@ -81,7 +83,7 @@ pub enum Errors {
     /// Missing or wrong app key (code 103).
     #[response(status = 401)]
     Unauthorized(ErrorBody),
-    /// No such user, rule or ban (code 105).
+    /// No such user, ACL rule, ban, rule or resource (code 105).
     #[response(status = 404)]
     NotFound(ErrorBody),
     /// Already exists (code 113) or a limit would be exceeded (code 108).
@@ -114,6 +116,7 @@ pub enum Errors {
         (name = "clients", description = "Connected clients and persistent sessions"),
         (name = "subscriptions", description = "Sessions' subscriptions"),
         (name = "metrics", description = "The node's counters"),
+        (name = "rules", description = "Data integrations: rules, their actions and resources"),
     )
 )]
 struct ApiDoc;
@@ -140,6 +143,8 @@ fn v4() -> (Router<Security>, utoipa::openapi::OpenApi) {
         .merge(subscribe::router())
         .merge(clients::router())
         .merge(metrics::router())
+        .merge(rules::router())
+        .merge(resources::router())
         .split_for_parts()
 }
 
@@ -161,7 +166,7 @@ pub fn router(
 ) -> Router {
     let (api, _) = v4();
     let security_for_probe = security.clone();
-    let prometheus = get(metrics::prometheus).layer(axum::Extension(broker.meter.clone()));
+    let prometheus = get(metrics::prometheus).layer(axum::Extension(broker.clone()));
     let api = api
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::Extension(broker.clients.clone()))

@@ -584,6 +584,12 @@ impl Connection {
             publish.properties,
             self.origin,
         );
+        self.broker.rules.on_publish(
+            &message,
+            &self.info.client_id,
+            self.info.username.as_deref(),
+            Some(self.info.peer),
+        );
         let routed = self.broker.prepare(message, ops);
         self.routed.push(routed);
         match publish.qos {
@@ -806,7 +812,50 @@ impl Connection {
                 self.sync_record();
                 let _ = reply.send(codes);
             }
+            Command::Deliver {
+                filter,
+                messages,
+                reply,
+            } => {
+                let _ = reply.send(self.deliver_stored(&filter, messages));
+            }
         }
+    }
+
+    /// Queues `messages` as deliveries of the session's subscription to `filter`.
+    fn deliver_stored(&mut self, filter: &str, messages: Vec<Message>) -> Vec<u8> {
+        let Some((granted, identifier)) = self
+            .session
+            .subscriptions
+            .values()
+            .find(|s| s.filter == filter)
+            .map(|s| (s.qos, s.identifier))
+        else {
+            return Vec::new();
+        };
+        let granted = QoS::from_u8(granted).unwrap_or(QoS::AtMostOnce);
+        let limit = self.broker.security.settings().sessions.max_queued_messages;
+        let mut ops = Vec::new();
+        let mut codes = Vec::with_capacity(messages.len());
+        for message in messages {
+            let qos = message.qos.min(granted);
+            self.session.enqueue(
+                Queued {
+                    message,
+                    qos,
+                    retain: false,
+                    identifier,
+                    retained_delivery: false,
+                    position: None,
+                },
+                limit,
+                &mut ops,
+            );
+            codes.push(0);
+        }
+        self.broker.store.write(ops);
+        self.pump();
+        codes
     }
 
     /// The session goes to the connection that took it over.

@@ -29,6 +29,7 @@ pub struct Events {
 /// Publishes queued events until every sender is gone.
 pub async fn publish_all(broker: Broker, mut rx: mpsc::Receiver<(String, serde_json::Value)>) {
     while let Some((event, payload)) = rx.recv().await {
+        broker.rules.on_event(&event, &payload);
         broker.publish_internal(format!("{PUBLIC}{event}"), payload.to_string().into());
     }
 }

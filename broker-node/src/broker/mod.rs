@@ -73,6 +73,8 @@ pub struct Shared {
     pub meter: Arc<Meter>,
     pub security: Security,
     pub events: events::Events,
+    /// Data integrations: told of every published message and event (never waits).
+    pub rules: crate::rules::Rules,
     /// Connected clients, for the deployment API.
     pub clients: registry::Clients,
     /// Sessions' subscriptions, for the deployment API.
@@ -143,6 +145,8 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot read the session store: {0}")]
     Restore(#[from] Box<redb::Error>),
+    #[error("rule store: {0}")]
+    Rules(#[source] crate::rules::store::StoreError),
 }
 
 impl Broker {
@@ -162,7 +166,9 @@ impl Broker {
         let links = options.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS) as usize + SPARE_LINKS;
         let engine = Engine::start(links)?;
         let store = Store::open(&data_dir.join("sessions.redb"))?;
-        Ok(Self::start(engine, store, meter, security, options)?)
+        let rules =
+            crate::rules::Rules::open(&data_dir.join("rules.redb")).map_err(StartError::Rules)?;
+        Ok(Self::start(engine, store, rules, meter, security, options)?)
     }
 
     /// A broker over `engine` and `store`, with persistent sessions and retained
@@ -170,6 +176,7 @@ impl Broker {
     fn start(
         engine: Engine,
         store: Store,
+        rules: crate::rules::Rules,
         meter: Arc<Meter>,
         security: Security,
         options: Options,
@@ -182,6 +189,7 @@ impl Broker {
                 meter,
                 security,
                 events,
+                rules,
                 clients: registry::Clients::default(),
                 subscriptions: registry::Subscriptions::default(),
                 throttle: options.max_tps.and_then(throttle),
@@ -386,6 +394,7 @@ impl Broker {
         }
         let qos = QoS::from_u8(qos).unwrap_or(QoS::AtMostOnce);
         let message = Message::published(topic, payload, qos, retain, Default::default(), 0);
+        self.rules.on_publish(&message, "", None, None);
         let mut ops = Vec::new();
         self.publish(message, &mut ops);
         self.commit(ops).await;

@@ -48,6 +48,14 @@ pub enum Command {
         filters: Vec<String>,
         reply: oneshot::Sender<Vec<u8>>,
     },
+    /// Queues stored messages for the client's subscription to `filter` (data
+    /// integrations' offline messages); the reply has one 0 per message queued (empty:
+    /// no such subscription).
+    Deliver {
+        filter: String,
+        messages: Vec<super::message::Message>,
+        reply: oneshot::Sender<Vec<u8>>,
+    },
 }
 
 /// Why a command did not get its answer.

@@ -77,12 +77,14 @@ pub struct Tier {
 impl Tier {
     pub const MAX: i64 = 1_000_000;
 
-    /// The limits section of the broker's config (the bounds keep both counts positive).
-    pub fn broker_limits(self) -> skyport_settings::config::Limits {
+    /// The limits section of the broker's config (the bounds keep both counts positive);
+    /// the plan bounds the node's rules and sinks.
+    pub fn broker_limits(self, plan: Plan) -> skyport_settings::config::Limits {
         skyport_settings::config::Limits {
             max_sessions: u64::try_from(self.max_sessions).ok(),
             max_tps: u64::try_from(self.max_tps).ok(),
-            connect_timeout_ms: None,
+            plan: Some(plan.as_str().to_owned()),
+            ..Default::default()
         }
     }
 

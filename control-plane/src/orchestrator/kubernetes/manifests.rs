@@ -476,7 +476,7 @@ pub fn broker_config(d: &Deployment, metering: Option<&BrokerMetering>) -> Strin
             cert_file: format!("{TLS_DIR}/tls.crt").into(),
             key_file: format!("{TLS_DIR}/tls.key").into(),
         }),
-        limits: d.tier.broker_limits(),
+        limits: d.tier.broker_limits(d.plan),
         metering: metering.map(|m| m.section.clone()),
         // The Secret cannot share the ConfigMap's directory, so the broker is told where
         // its security settings are.

@@ -361,7 +361,7 @@ impl LocalOrchestrator {
                 cert_file: dir.cert(),
                 key_file: dir.key(),
             }),
-            limits: deployment.tier.broker_limits(),
+            limits: deployment.tier.broker_limits(deployment.plan),
             metering,
             // Both default to the config file's directory, the deployment dir.
             security_file: None,
