@@ -130,7 +130,7 @@ impl Rules {
             return;
         }
         self.send(Input::Message {
-            topic: message.topic.clone(),
+            topic: message.topic.to_string(),
             payload: message.payload.clone(),
             qos: message.qos as u8,
             retain: message.retain,
