@@ -51,7 +51,10 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
             ])
-            .args(["--max-examples", "30", "--seed", "1", "--workers", "2"])
+            // One worker: CPython 3.11's `ast.parse` (which Hypothesis calls to describe
+            // its filters) fails with "AST constructor recursion depth mismatch" when
+            // threads race on it.
+            .args(["--max-examples", "30", "--seed", "1", "--workers", "1"])
             .args(["--phases", "examples,coverage,fuzzing"])
             .env("SCHEMATHESIS_HOOKS", "")
             .env("NO_COLOR", "1")

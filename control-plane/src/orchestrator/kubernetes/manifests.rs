@@ -530,7 +530,8 @@ mod tests {
         }
     }
 
-    /// The config is the one earlier versions wrote, to the byte: its hash rolls the pods.
+    /// The config is written to the byte as expected: its hash rolls the pods. (The plan
+    /// joined `limits` for the rule engine's plan rules, which rolls each pod once.)
     #[test]
     fn broker_config_is_stable() {
         let metering = BrokerMetering::from_enrolled(
@@ -558,7 +559,7 @@ mod tests {
             },
             "security_file": "/etc/skyport/security/security.json",
             "data_dir": DATA_DIR,
-            "limits": {"max_sessions": 5000, "max_tps": 2000},
+            "limits": {"max_sessions": 5000, "max_tps": 2000, "plan": "serverless"},
             "metering": {
                 "url": "http://cp:8080/internal/v1/metering/reports",
                 "token_file": "/etc/skyport/security/node-token",
