@@ -49,6 +49,8 @@ pub struct AppState {
     pub limits: ApiLimits,
     /// Which replica runs the reconciler and background work.
     pub leadership: Arc<crate::leadership::Leadership>,
+    /// Alert evaluation settings and notification delivery.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// Rate limits and quotas of the API, from the operator's settings.
@@ -328,7 +330,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         applied: applied.clone(),
         apply_timeout: serve.apply_timeout,
         metrics: metrics.clone(),
-        secret_key,
+        secret_key: secret_key.clone(),
         dns: Arc::new(
             crate::dns::DnsVerifier::new(serve.dns_server)
                 .context("configuring the DNS resolver")?,
@@ -337,6 +339,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         signin: SigninPolicy::from_args(serve),
         limits: ApiLimits::from_args(serve),
         leadership: leadership.clone(),
+        alerts: Arc::new(crate::alerts::Alerts::from_args(serve, secret_key.clone())?),
     });
     let background = tokio::spawn(crate::leadership::run_while_leader(
         leadership,
@@ -437,7 +440,7 @@ impl BackgroundSettings {
     }
 }
 
-/// The leader's work: the reconciler, domain re-checks and the purges.
+/// The leader's work: the reconciler, domain re-checks, alert evaluation and the purges.
 fn spawn_background(
     work: &mut tokio::task::JoinSet<()>,
     state: &Arc<AppState>,
@@ -450,6 +453,10 @@ fn spawn_background(
         .with_applied(state.applied.clone());
     work.spawn(reconciler.run());
     work.spawn(crate::domains::run_rechecks(state.clone()));
+    work.spawn(crate::alerts::evaluate::run(
+        store.clone(),
+        state.alerts.clone(),
+    ));
     work.spawn(crate::events::run_purger(
         store.clone(),
         Arc::new(crate::events::SystemClock),

@@ -177,6 +177,20 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_APPLY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub apply_timeout: std::time::Duration,
 
+    /// How often the leader evaluates alert rules (e.g. `30s`).
+    #[arg(long, env = "SKYPORT_ALERT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub alert_interval: std::time::Duration,
+
+    /// SMTP server for email alert channels: `smtp://[user:password@]host[:port]`
+    /// (`?tls=required` for STARTTLS) or `smtps://…`. Without it, email channels cannot
+    /// be created.
+    #[arg(long, env = "SKYPORT_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+
+    /// `From` address of alert emails.
+    #[arg(long, env = "SKYPORT_SMTP_FROM", default_value = "Skyport <skyport@localhost>")]
+    pub smtp_from: String,
+
     /// How often each broker reports its usage (e.g. `10s`).
     #[arg(long, env = "SKYPORT_METERING_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub metering_interval: std::time::Duration,

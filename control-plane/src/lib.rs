@@ -1,5 +1,6 @@
 //! Skyport control plane: REST API, store, reconciler, orchestrators and CA.
 
+pub mod alerts;
 pub mod app;
 pub mod ca;
 pub mod config;

@@ -13,6 +13,7 @@ pub mod mqtt;
 pub mod postgres;
 pub mod process;
 pub mod python;
+pub mod receivers;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

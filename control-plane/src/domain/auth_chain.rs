@@ -155,7 +155,7 @@ pub fn check_range(
 
 /// An absolute `http` or `https` URL with a host. Placeholders may appear in the path
 /// and query, not in the scheme, host or port.
-fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("not an absolute URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(

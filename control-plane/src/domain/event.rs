@@ -48,10 +48,16 @@ pub enum EventType {
     InternalEndpointUpdated,
     #[serde(rename = "internal_endpoint.deleted")]
     InternalEndpointDeleted,
+    /// An alert rule's condition became true (details: rule, subject, message).
+    #[serde(rename = "alert.fired")]
+    AlertFired,
+    /// An alert's condition ended.
+    #[serde(rename = "alert.resolved")]
+    AlertResolved,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 21] = [
         EventType::DeploymentCreated,
         EventType::DeploymentProvisioning,
         EventType::DeploymentRunning,
@@ -71,6 +77,8 @@ impl EventType {
         EventType::InternalEndpointCreated,
         EventType::InternalEndpointUpdated,
         EventType::InternalEndpointDeleted,
+        EventType::AlertFired,
+        EventType::AlertResolved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +102,8 @@ impl EventType {
             EventType::InternalEndpointCreated => "internal_endpoint.created",
             EventType::InternalEndpointUpdated => "internal_endpoint.updated",
             EventType::InternalEndpointDeleted => "internal_endpoint.deleted",
+            EventType::AlertFired => "alert.fired",
+            EventType::AlertResolved => "alert.resolved",
         }
     }
 }

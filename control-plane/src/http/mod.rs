@@ -1,6 +1,8 @@
 //! The `/api/v1` REST API: one module per resource, assembled with utoipa-axum so every
 //! route is in the OpenAPI document by construction.
 
+pub mod alert_channels;
+pub mod alert_rules;
 pub mod api_keys;
 pub mod app_keys;
 pub mod applied;
@@ -94,6 +96,7 @@ pub enum Problems {
         (name = "deployments", description = "MQTT broker deployments"),
         (name = "networking", description = "Custom domains, NAT gateway and internal endpoint"),
         (name = "metering", description = "Usage: sessions, TPS, messages and traffic"),
+        (name = "alerts", description = "Alert rules on deployments, and the channels (webhook, email) they notify"),
         (name = "operations", description = "Health and readiness probes"),
         (name = "internal", description = "Called by broker nodes, not by users; served under /internal/v1"),
     )
@@ -171,6 +174,8 @@ pub fn router() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .merge(internal_endpoint::router())
         .merge(events::router())
         .merge(metering::router())
+        .merge(alert_channels::router())
+        .merge(alert_rules::router())
         .split_for_parts();
     // After the merge: the routers' paths are not in `ApiDoc` itself.
     IdempotencyKeyHeader.modify(&mut doc);

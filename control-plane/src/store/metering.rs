@@ -76,6 +76,20 @@ pub trait MeteringStore: Send + Sync + 'static {
     async fn last_reports(&self) -> StoreResult<Vec<(Id, i64)>>;
     /// How many deployments are in each status.
     async fn count_deployments_by_status(&self) -> StoreResult<Vec<(String, i64)>>;
+    /// Each deployment's load in the newest minute of its last report, for reports
+    /// applied at or after `since_ms` (what alerts on sessions and TPS compare).
+    async fn current_loads(&self, since_ms: i64) -> StoreResult<Vec<(Id, Load)>>;
+}
+
+/// A deployment's load as its last report saw it: the peaks since the report before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Load {
+    /// Most sessions (connected plus persistent offline) at once.
+    pub sessions: i64,
+    /// Most messages in one second.
+    pub tps: i64,
+    /// When the report was applied (Unix ms).
+    pub reported_at_ms: i64,
 }
 
 /// Columns of a usage row after `period_start`, in [`Usage`] field order.
@@ -306,6 +320,25 @@ macro_rules! metering_sql_store {
                         query.execute(&mut *tx).await?;
                     }
                 }
+                // The newest minute's peaks are the load now; a resent older report
+                // does not overwrite a newer one.
+                if let Some((minute, usage)) = report.minutes.last_key_value() {
+                    sqlx::query(
+                        "INSERT INTO deployment_load (deployment_id, project_id, minute, sessions, tps, reported_at_ms) \
+                         VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (deployment_id) DO UPDATE SET minute = excluded.minute, \
+                           sessions = excluded.sessions, tps = excluded.tps, reported_at_ms = excluded.reported_at_ms \
+                         WHERE deployment_load.minute <= excluded.minute",
+                    )
+                    .bind(&deployment_id)
+                    .bind(&project)
+                    .bind(*minute)
+                    .bind(usage.sessions_max)
+                    .bind(usage.tps_max)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok(ReportOutcome::Applied { acked_seq: report.seq })
             }
@@ -423,6 +456,27 @@ macro_rules! metering_sql_store {
                 Ok(sqlx::query_as("SELECT status, COUNT(*) FROM deployments GROUP BY status ORDER BY status")
                     .fetch_all(&self.pool)
                     .await?)
+            }
+
+            async fn current_loads(
+                &self,
+                since_ms: i64,
+            ) -> $crate::store::StoreResult<Vec<($crate::domain::Id, $crate::store::metering::Load)>> {
+                let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+                    "SELECT deployment_id, sessions, tps, reported_at_ms FROM deployment_load \
+                     WHERE reported_at_ms >= $1 ORDER BY deployment_id",
+                )
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, sessions, tps, reported_at_ms)| {
+                        let id = id.parse().map_err(|_| {
+                            $crate::store::StoreError::Corrupt(format!("deployment id `{id}`"))
+                        })?;
+                        Ok((id, $crate::store::metering::Load { sessions, tps, reported_at_ms }))
+                    })
+                    .collect()
             }
         }
     };

@@ -191,7 +191,8 @@ pub struct CaRecord {
 /// Every use case the control plane has for persistent state.
 #[async_trait]
 pub trait Store:
-    MeteringStore
+    crate::alerts::AlertStore
+    + MeteringStore
     + SecurityStore
     + NetworkStore
     + PeopleStore
