@@ -269,8 +269,8 @@ async fn rules_and_channels_api(backend: Backend) {
     });
     for (change, code, field) in [
         (json!({"condition": {"kind": "sessions", "percent": 0}}), "invalid_condition", "condition.percent"),
-        (json!({"condition": {"kind": "sessions"}}), "invalid_condition", "condition"),
-        (json!({"condition": {"kind": "disk_full", "percent": 5}}), "invalid_condition", "condition"),
+        (json!({"condition": {"kind": "sessions"}}), "missing_field", "condition"),
+        (json!({"condition": {"kind": "disk_full", "percent": 5}}), "invalid_condition", "condition.kind"),
         (json!({"condition": {"kind": "traffic", "bytes": 10, "window_minutes": 0}}), "invalid_condition", "condition.window_minutes"),
         (json!({"channel_ids": ["not-an-id"]}), "invalid_channel_ids", "channel_ids[0]"),
         (json!({"deployment_id": uuid::Uuid::new_v4().to_string()}), "invalid_deployment_id", "deployment_id"),
