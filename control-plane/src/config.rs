@@ -188,7 +188,11 @@ pub struct ServeArgs {
     pub smtp_url: Option<SecretString>,
 
     /// `From` address of alert emails.
-    #[arg(long, env = "SKYPORT_SMTP_FROM", default_value = "Skyport <skyport@localhost>")]
+    #[arg(
+        long,
+        env = "SKYPORT_SMTP_FROM",
+        default_value = "Skyport <skyport@localhost>"
+    )]
     pub smtp_from: String,
 
     /// How often each broker reports its usage (e.g. `10s`).

@@ -43,25 +43,26 @@ impl WebhookReceiver {
         let app = axum::Router::new().route(
             "/hooks/skyport",
             axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let recorded = recorded.clone();
-                async move {
-                    let headers = headers
-                        .iter()
-                        .map(|(n, v)| {
-                            (
-                                n.as_str().to_owned(),
-                                v.to_str().unwrap_or_default().to_owned(),
-                            )
-                        })
-                        .collect();
-                    recorded.lock().unwrap().push(WebhookCall {
-                        headers,
-                        body: body.to_vec(),
-                    });
-                    "ok"
-                }
-            }),
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let recorded = recorded.clone();
+                    async move {
+                        let headers = headers
+                            .iter()
+                            .map(|(n, v)| {
+                                (
+                                    n.as_str().to_owned(),
+                                    v.to_str().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect();
+                        recorded.lock().unwrap().push(WebhookCall {
+                            headers,
+                            body: body.to_vec(),
+                        });
+                        "ok"
+                    }
+                },
+            ),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -76,7 +76,9 @@ async fn create_rule(api: &Api, project: &str, rule: Value) -> String {
 
 /// Checks `X-Skyport-Signature` against an HMAC-SHA256 computed here with `secret`.
 fn assert_signed(call: &WebhookCall, secret: &str) {
-    let timestamp = call.header("x-skyport-timestamp").expect("timestamp header");
+    let timestamp = call
+        .header("x-skyport-timestamp")
+        .expect("timestamp header");
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(timestamp.as_bytes());
     mac.update(b".");
@@ -121,7 +123,13 @@ async fn alert_events(api: &Api, deployment: &str, kind: &str, rule: &str) -> Ve
 }
 
 /// Waits (bounded: 120 s) until `rule`'s view satisfies `pred`; returns it.
-async fn wait_rule(api: &Api, project: &str, rule: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+async fn wait_rule(
+    api: &Api,
+    project: &str,
+    rule: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let mut last = Value::Null;
     for _ in 0..1200 {
         let got = api
@@ -208,11 +216,31 @@ async fn rules_and_channels_api(backend: Backend) {
 
     // Channels: bad input is refused with a stable code, and nothing is stored.
     for (body, code, field) in [
-        (json!({"name": "h", "type": "webhook", "url": "ftp://x"}), "invalid_url", "url"),
-        (json!({"name": "h", "type": "webhook"}), "missing_field", "url"),
-        (json!({"name": "h", "type": "webhook", "url": "http://127.0.0.1:1/", "to": ["a@b.c"]}), "unknown_field", "to"),
-        (json!({"name": "", "type": "webhook", "url": "http://127.0.0.1:1/"}), "invalid_name", "name"),
-        (json!({"name": "h", "type": "pager"}), "invalid_type", "type"),
+        (
+            json!({"name": "h", "type": "webhook", "url": "ftp://x"}),
+            "invalid_url",
+            "url",
+        ),
+        (
+            json!({"name": "h", "type": "webhook"}),
+            "missing_field",
+            "url",
+        ),
+        (
+            json!({"name": "h", "type": "webhook", "url": "http://127.0.0.1:1/", "to": ["a@b.c"]}),
+            "unknown_field",
+            "to",
+        ),
+        (
+            json!({"name": "", "type": "webhook", "url": "http://127.0.0.1:1/"}),
+            "invalid_name",
+            "name",
+        ),
+        (
+            json!({"name": "h", "type": "pager"}),
+            "invalid_type",
+            "type",
+        ),
     ] {
         let reply = developer.post(&channels, body).await;
         reply.assert_problem(422, code);
@@ -220,26 +248,41 @@ async fn rules_and_channels_api(backend: Backend) {
     }
     // No SMTP server configured: email channels cannot work.
     developer
-        .post(&channels, json!({"name": "mail", "type": "email", "to": ["ops@example.test"]}))
+        .post(
+            &channels,
+            json!({"name": "mail", "type": "email", "to": ["ops@example.test"]}),
+        )
         .await
         .assert_problem(409, "smtp_not_configured");
     assert_eq!(owner.get(&channels).await.body["items"], json!([]));
 
     // Viewers read, developers write; another project sees nothing.
     viewer
-        .post(&channels, json!({"name": "h", "type": "webhook", "url": "http://127.0.0.1:1/"}))
+        .post(
+            &channels,
+            json!({"name": "h", "type": "webhook", "url": "http://127.0.0.1:1/"}),
+        )
         .await
         .assert_problem(403, "forbidden_role");
     stranger
-        .post(&channels, json!({"name": "h", "type": "webhook", "url": "http://127.0.0.1:1/"}))
+        .post(
+            &channels,
+            json!({"name": "h", "type": "webhook", "url": "http://127.0.0.1:1/"}),
+        )
         .await
         .assert_problem(404, "not_found");
     let created = developer
-        .post(&channels, json!({"name": "ops hook", "type": "webhook", "url": "http://127.0.0.1:1/hook"}))
+        .post(
+            &channels,
+            json!({"name": "ops hook", "type": "webhook", "url": "http://127.0.0.1:1/hook"}),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let secret = created.body["secret"].as_str().unwrap();
-    assert!(secret.starts_with("whsec_") && secret.len() > 40, "{secret}");
+    assert!(
+        secret.starts_with("whsec_") && secret.len() > 40,
+        "{secret}"
+    );
     let channel = created.body["id"].as_str().unwrap().to_owned();
     let listed = viewer.get(&channels).await;
     assert_eq!(listed.status, 200);
@@ -247,7 +290,10 @@ async fn rules_and_channels_api(backend: Backend) {
     let one = viewer.get(&format!("{channels}/{channel}")).await;
     assert_eq!(one.body["type"], "webhook");
     for shown in [&listed.text, &one.text] {
-        assert!(!shown.contains(secret), "the secret is never shown again: {shown}");
+        assert!(
+            !shown.contains(secret),
+            "the secret is never shown again: {shown}"
+        );
         assert!(!shown.contains("secret"), "{shown}");
     }
     stranger
@@ -268,13 +314,41 @@ async fn rules_and_channels_api(backend: Backend) {
         "repeat_interval_seconds": 600
     });
     for (change, code, field) in [
-        (json!({"condition": {"kind": "sessions", "percent": 0}}), "invalid_condition", "condition.percent"),
-        (json!({"condition": {"kind": "sessions"}}), "missing_field", "condition"),
-        (json!({"condition": {"kind": "disk_full", "percent": 5}}), "invalid_condition", "condition.kind"),
-        (json!({"condition": {"kind": "traffic", "bytes": 10, "window_minutes": 0}}), "invalid_condition", "condition.window_minutes"),
-        (json!({"channel_ids": ["not-an-id"]}), "invalid_channel_ids", "channel_ids[0]"),
-        (json!({"deployment_id": uuid::Uuid::new_v4().to_string()}), "invalid_deployment_id", "deployment_id"),
-        (json!({"repeat_interval_seconds": 0}), "invalid_repeat_interval_seconds", "repeat_interval_seconds"),
+        (
+            json!({"condition": {"kind": "sessions", "percent": 0}}),
+            "invalid_condition",
+            "condition.percent",
+        ),
+        (
+            json!({"condition": {"kind": "sessions"}}),
+            "missing_field",
+            "condition",
+        ),
+        (
+            json!({"condition": {"kind": "disk_full", "percent": 5}}),
+            "invalid_condition",
+            "condition.kind",
+        ),
+        (
+            json!({"condition": {"kind": "traffic", "bytes": 10, "window_minutes": 0}}),
+            "invalid_condition",
+            "condition.window_minutes",
+        ),
+        (
+            json!({"channel_ids": ["not-an-id"]}),
+            "invalid_channel_ids",
+            "channel_ids[0]",
+        ),
+        (
+            json!({"deployment_id": uuid::Uuid::new_v4().to_string()}),
+            "invalid_deployment_id",
+            "deployment_id",
+        ),
+        (
+            json!({"repeat_interval_seconds": 0}),
+            "invalid_repeat_interval_seconds",
+            "repeat_interval_seconds",
+        ),
         (json!({"severity": "high"}), "unknown_field", "severity"),
     ] {
         let mut body = rule_body.clone();
@@ -289,7 +363,11 @@ async fn rules_and_channels_api(backend: Backend) {
         .post(&rules, json!("{"))
         .await
         .assert_problem(422, "invalid_body");
-    assert_eq!(owner.get(&rules).await.body["items"], json!([]), "nothing stored");
+    assert_eq!(
+        owner.get(&rules).await.body["items"],
+        json!([]),
+        "nothing stored"
+    );
     viewer
         .post(&rules, rule_body.clone())
         .await
@@ -298,7 +376,10 @@ async fn rules_and_channels_api(backend: Backend) {
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.body["enabled"], true);
     assert_eq!(created.body["alerts"], json!([]));
-    assert_eq!(created.body["condition"], json!({"kind": "sessions", "percent": 80}));
+    assert_eq!(
+        created.body["condition"],
+        json!({"kind": "sessions", "percent": 80})
+    );
     let rule = created.body["id"].as_str().unwrap().to_owned();
     let path = format!("{rules}/{rule}");
     assert_eq!(viewer.get(&path).await.body["name"], "busy");
@@ -324,7 +405,10 @@ async fn rules_and_channels_api(backend: Backend) {
     );
     let mut bad = rule_body.clone();
     bad["condition"] = json!({"kind": "certificate_expiring", "days": 400});
-    developer.put(&path, bad).await.assert_problem(422, "invalid_condition");
+    developer
+        .put(&path, bad)
+        .await
+        .assert_problem(422, "invalid_condition");
     assert_eq!(owner.get(&path).await.body["enabled"], false);
 
     // A channel a rule uses cannot go; once the rule is gone it can.
@@ -332,10 +416,19 @@ async fn rules_and_channels_api(backend: Backend) {
         .delete(&format!("{channels}/{channel}"))
         .await
         .assert_problem(409, "channel_in_use");
-    viewer.delete(&path).await.assert_problem(403, "forbidden_role");
+    viewer
+        .delete(&path)
+        .await
+        .assert_problem(403, "forbidden_role");
     assert_eq!(developer.delete(&path).await.status, 204);
     owner.get(&path).await.assert_problem(404, "not_found");
-    assert_eq!(developer.delete(&format!("{channels}/{channel}")).await.status, 204);
+    assert_eq!(
+        developer
+            .delete(&format!("{channels}/{channel}"))
+            .await
+            .status,
+        204
+    );
     assert_eq!(owner.get(&channels).await.body["items"], json!([]));
 }
 
@@ -346,10 +439,16 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
     let smtp_url = smtp.url();
     let cp = control_plane(
         Backend::Sqlite,
-        &["--smtp-url", &smtp_url, "--smtp-from", "Skyport Alerts <alerts@skyport.test>"],
+        &[
+            "--smtp-url",
+            &smtp_url,
+            "--smtp-from",
+            "Skyport Alerts <alerts@skyport.test>",
+        ],
     );
     let (project, api) = cp.api.project_with_key("alerting").await;
-    let (id, port) = open_deployment(&api, "busy", json!({"max_sessions": 4, "max_tps": 100})).await;
+    let (id, port) =
+        open_deployment(&api, "busy", json!({"max_sessions": 4, "max_tps": 100})).await;
     let (webhook, secret) = webhook_channel(&api, &project, &hook.url).await;
     let mail = api
         .post(
@@ -363,11 +462,16 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
 
     // The test endpoint delivers a real mail.
     let tested = api
-        .post(&format!("/projects/{project}/alert-channels/{email}/test"), json!({}))
+        .post(
+            &format!("/projects/{project}/alert-channels/{email}/test"),
+            json!({}),
+        )
         .await;
     assert_eq!(tested.status, 204, "{}", tested.text);
-    smtp.wait_for("from the test endpoint", |m| m.data.contains("Test notification"))
-        .await;
+    smtp.wait_for("from the test endpoint", |m| {
+        m.data.contains("Test notification")
+    })
+    .await;
 
     let rule = create_rule(
         &api,
@@ -384,16 +488,17 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
 
     // 2 sessions of 4: 50%.
     let mut clients = Clients::connect(&port, 2);
-    let fired = hook
-        .wait_for("firing", |c| is(c, &rule, "firing"))
-        .await;
+    let fired = hook.wait_for("firing", |c| is(c, &rule, "firing")).await;
     assert_signed(&fired, &secret);
     let body = fired.json();
     assert_eq!(body["deployment"]["id"], id.as_str());
     assert_eq!(body["deployment"]["name"], "busy");
     assert_eq!(body["sequence"], 1);
     assert!(
-        body["message"].as_str().unwrap().contains("50% of the tier's 4"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("50% of the tier's 4"),
         "{body}"
     );
     // It repeats while active.
@@ -403,7 +508,11 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
         })
         .await;
     assert_signed(&repeat, &secret);
-    assert_eq!(repeat.json()["fired_at"], body["fired_at"], "the same alert");
+    assert_eq!(
+        repeat.json()["fired_at"],
+        body["fired_at"],
+        "the same alert"
+    );
     let firing_mail = smtp
         .wait_for("about the firing alert", |m| {
             m.data.contains("FIRING: sessions-high on busy")
@@ -412,7 +521,10 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
     assert_eq!(firing_mail.from, "alerts@skyport.test");
     assert_eq!(
         firing_mail.to,
-        vec!["ops@example.test".to_owned(), "oncall@example.test".to_owned()]
+        vec![
+            "ops@example.test".to_owned(),
+            "oncall@example.test".to_owned()
+        ]
     );
     let view = wait_rule(&api, &project, &rule, "showed the firing alert", |r| {
         r["alerts"][0]["status"] == "firing"
@@ -430,7 +542,10 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
     assert_eq!(resolved["fired_at"], body["fired_at"]);
     assert!(resolved["resolved_at"].is_string(), "{resolved}");
     assert!(
-        resolved["message"].as_str().unwrap().starts_with("0 sessions"),
+        resolved["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 sessions"),
         "{resolved}"
     );
     smtp.wait_for("about the resolution", |m| {
@@ -462,7 +577,8 @@ async fn tps_and_traffic_alerts_follow_published_messages() {
     let hook = WebhookReceiver::start().await;
     let cp = control_plane(Backend::Sqlite, &[]);
     let (project, api) = cp.api.project_with_key("traffic").await;
-    let (id, port) = open_deployment(&api, "chatty", json!({"max_sessions": 100, "max_tps": 10})).await;
+    let (id, port) =
+        open_deployment(&api, "chatty", json!({"max_sessions": 100, "max_tps": 10})).await;
     let (webhook, secret) = webhook_channel(&api, &project, &hook.url).await;
     let tps = create_rule(
         &api,
@@ -500,12 +616,16 @@ async fn tps_and_traffic_alerts_follow_published_messages() {
         .wait_for("traffic firing", |c| is(c, &traffic, "firing"))
         .await;
     assert!(
-        fired.json()["message"].as_str().unwrap().contains("bytes in and out"),
+        fired.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("bytes in and out"),
         "{}",
         fired.json()
     );
     // Publishing stopped: messages per second fall to 0 and the TPS alert resolves.
-    hook.wait_for("tps resolved", |c| is(c, &tps, "resolved")).await;
+    hook.wait_for("tps resolved", |c| is(c, &tps, "resolved"))
+        .await;
     assert_eq!(alert_events(&api, &id, "alert.fired", &tps).await.len(), 1);
 }
 
@@ -533,7 +653,9 @@ async fn not_running(backend: Backend) {
     )
     .await;
 
-    let stop = api.post(&format!("/deployments/{id}/stop"), json!({})).await;
+    let stop = api
+        .post(&format!("/deployments/{id}/stop"), json!({}))
+        .await;
     assert!(stop.status.is_success(), "{}", stop.text);
     let fired = hook.wait_for("firing", |c| is(c, &rule, "firing")).await;
     assert_signed(&fired, &secret);
@@ -541,7 +663,9 @@ async fn not_running(backend: Backend) {
     assert!(message.contains("flaky is stop"), "{message}");
     assert_eq!(alert_events(&api, &id, "alert.fired", &rule).await.len(), 1);
 
-    let start = api.post(&format!("/deployments/{id}/start"), json!({})).await;
+    let start = api
+        .post(&format!("/deployments/{id}/start"), json!({}))
+        .await;
     assert!(start.status.is_success(), "{}", start.text);
     let resolved = hook
         .wait_for("resolved", |c| is(c, &rule, "resolved"))
@@ -553,7 +677,9 @@ async fn not_running(backend: Backend) {
     assert_eq!(events[0]["details"]["message"], "flaky is running");
 
     // Deleting the deployment drops nothing silently: a firing alert on it resolves.
-    let stop = api.post(&format!("/deployments/{id}/stop"), json!({})).await;
+    let stop = api
+        .post(&format!("/deployments/{id}/stop"), json!({}))
+        .await;
     assert!(stop.status.is_success(), "{}", stop.text);
     hook.wait_for("firing again", |c| {
         is(c, &rule, "firing") && c.json()["fired_at"] != fired.json()["fired_at"]
@@ -577,7 +703,14 @@ async fn certificate_and_domain_alerts_follow_uploads_and_dns_checks() {
     let dns_addr = dns.addr().to_string();
     let cp = control_plane(
         Backend::Sqlite,
-        &["--public-host", "broker.skyport.test", "--dns-server", &dns_addr, "--dns-recheck-interval", "1h"],
+        &[
+            "--public-host",
+            "broker.skyport.test",
+            "--dns-server",
+            &dns_addr,
+            "--dns-recheck-interval",
+            "1h",
+        ],
     );
     let (project, api) = cp.api.project_with_key("certs").await;
     let (id, _) = open_deployment(&api, "secure", json!({"max_sessions": 10, "max_tps": 10})).await;
@@ -620,8 +753,14 @@ async fn certificate_and_domain_alerts_follow_uploads_and_dns_checks() {
     assert_signed(&cert, &secret);
     assert_eq!(cert.json()["subject"], subject.as_str());
     assert!(
-        cert.json()["message"].as_str().unwrap().contains("9 days left")
-            || cert.json()["message"].as_str().unwrap().contains("10 days left"),
+        cert.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("9 days left")
+            || cert.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("10 days left"),
         "{}",
         cert.json()
     );
@@ -651,6 +790,16 @@ async fn certificate_and_domain_alerts_follow_uploads_and_dns_checks() {
     assert!(removed.status.is_success(), "{}", removed.text);
     hook.wait_for("certificate resolved", |c| is(c, &expiring, "resolved"))
         .await;
-    assert_eq!(alert_events(&api, &id, "alert.fired", &expiring).await.len(), 1);
-    assert_eq!(alert_events(&api, &id, "alert.resolved", &failing).await.len(), 1);
+    assert_eq!(
+        alert_events(&api, &id, "alert.fired", &expiring)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        alert_events(&api, &id, "alert.resolved", &failing)
+            .await
+            .len(),
+        1
+    );
 }

@@ -185,7 +185,9 @@ impl Notifier {
         for channel in channels {
             let notifier = self.clone();
             let notification = notification.clone();
-            tokio::spawn(async move { notifier.deliver_with_retries(&channel, &notification).await });
+            tokio::spawn(
+                async move { notifier.deliver_with_retries(&channel, &notification).await },
+            );
         }
     }
 

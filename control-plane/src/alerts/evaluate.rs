@@ -20,7 +20,9 @@ use super::Alerts;
 use crate::domain::{Actor, DesiredState, EventType, Id, Status};
 use crate::metering::Granularity;
 use crate::store::metering::Load;
-use crate::store::{CertSource, Deployment, DomainStatus, Event, NetworkRecord, Store, StoreResult};
+use crate::store::{
+    CertSource, Deployment, DomainStatus, Event, NetworkRecord, Store, StoreResult,
+};
 
 /// What one evaluation saw of one subject.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,9 +40,13 @@ pub enum Action {
     /// The condition holds, not yet for the rule's time: record it as pending.
     Open,
     /// Fire (after recording it, when `open`).
-    Fire { open: bool },
+    Fire {
+        open: bool,
+    },
     /// Notify again; `previous` is the last notification's time (compare-and-set).
-    Repeat { previous: DateTime<Utc> },
+    Repeat {
+        previous: DateTime<Utc>,
+    },
     /// The condition ended: drop the alert, resolving it if it had fired.
     Close,
 }
@@ -137,10 +143,19 @@ fn against_tier(d: &Deployment, what: &str, value: i64, limit: i64, percent: i64
     }
 }
 
-fn certificate(subject: String, what: &str, not_after: DateTime<Utc>, days: i64, now: DateTime<Utc>) -> Observation {
+fn certificate(
+    subject: String,
+    what: &str,
+    not_after: DateTime<Utc>,
+    days: i64,
+    now: DateTime<Utc>,
+) -> Observation {
     let left = (not_after - now).num_days();
     let message = if not_after <= now {
-        format!("the certificate of {what} expired at {}", not_after.to_rfc3339())
+        format!(
+            "the certificate of {what} expired at {}",
+            not_after.to_rfc3339()
+        )
     } else {
         format!(
             "the certificate of {what} expires at {} ({left} days left; alert at {days} days)",
@@ -155,7 +170,11 @@ fn certificate(subject: String, what: &str, not_after: DateTime<Utc>, days: i64,
 }
 
 /// Observes `condition` on deployment `d`: one observation per subject.
-async fn observe(condition: &Condition, d: &Deployment, facts: &mut Facts<'_>) -> StoreResult<Vec<Observation>> {
+async fn observe(
+    condition: &Condition,
+    d: &Deployment,
+    facts: &mut Facts<'_>,
+) -> StoreResult<Vec<Observation>> {
     let now = facts.now;
     let load = facts.loads.get(&d.id).copied();
     Ok(match condition {
@@ -232,7 +251,13 @@ async fn observe(condition: &Condition, d: &Deployment, facts: &mut Facts<'_>) -
             let mut seen = Vec::new();
             if let Some(not_after) = facts.tls_expiry(d.id).await? {
                 let what = format!("{} (custom TLS)", d.name);
-                seen.push(certificate(format!("{}/tls", d.id), &what, not_after, *days, now));
+                seen.push(certificate(
+                    format!("{}/tls", d.id),
+                    &what,
+                    not_after,
+                    *days,
+                    now,
+                ));
             }
             for domain in &facts.network(d.id).await?.domains {
                 if domain.cert_source == CertSource::Uploaded {
@@ -294,8 +319,8 @@ pub async fn pass(store: &dyn Store, alerts: &Alerts, now: DateTime<Utc>) -> Sto
             .insert(state.subject.clone(), state);
     }
     let deployments = store.all_deployments().await?;
-    let stale_before = now
-        - chrono::Duration::from_std(alerts.load_stale_after).unwrap_or(chrono::Duration::MAX);
+    let stale_before =
+        now - chrono::Duration::from_std(alerts.load_stale_after).unwrap_or(chrono::Duration::MAX);
     let mut facts = Facts {
         store,
         now,
@@ -339,8 +364,7 @@ pub async fn pass(store: &dyn Store, alerts: &Alerts, now: DateTime<Utc>) -> Sto
             let seen = Observation {
                 subject: name,
                 active: false,
-                message: "no longer watched: the deployment, certificate or domain is gone"
-                    .into(),
+                message: "no longer watched: the deployment, certificate or domain is gone".into(),
             };
             step(store, alerts, &mut facts, rule, &subject, seen, Some(state)).await?;
         }
@@ -365,10 +389,14 @@ async fn step(
     state: Option<AlertState>,
 ) -> StoreResult<()> {
     let now = facts.now;
-    let repeat = rule
-        .repeat_interval_seconds
-        .map(chrono::Duration::seconds);
-    let action = transition(seen.active, state.as_ref(), rule.condition.hold(), repeat, now);
+    let repeat = rule.repeat_interval_seconds.map(chrono::Duration::seconds);
+    let action = transition(
+        seen.active,
+        state.as_ref(),
+        rule.condition.hold(),
+        repeat,
+        now,
+    );
     let event = |kind| Event {
         id: Id::new(),
         deployment_id: subject.deployment_id,
@@ -406,7 +434,13 @@ async fn step(
                 store.open_alert(&opened).await?;
             }
             let fired = store
-                .fire_alert(rule.id, &seen.subject, now, &seen.message, &event(EventType::AlertFired))
+                .fire_alert(
+                    rule.id,
+                    &seen.subject,
+                    now,
+                    &seen.message,
+                    &event(EventType::AlertFired),
+                )
                 .await?;
             if !fired {
                 return Ok(());
@@ -499,21 +533,42 @@ mod tests {
         let zero = chrono::Duration::zero();
         let minute = chrono::Duration::minutes(1);
         // Seen for the first time: fires at once without a hold, else waits.
-        assert_eq!(transition(true, None, zero, None, now), Action::Fire { open: true });
+        assert_eq!(
+            transition(true, None, zero, None, now),
+            Action::Fire { open: true }
+        );
         assert_eq!(transition(true, None, minute, None, now), Action::Open);
         // Pending: fires once it has held long enough.
         let pending = state(now - chrono::Duration::seconds(30), None);
-        assert_eq!(transition(true, Some(&pending), minute, None, now), Action::Nothing);
         assert_eq!(
-            transition(true, Some(&pending), chrono::Duration::seconds(30), None, now),
+            transition(true, Some(&pending), minute, None, now),
+            Action::Nothing
+        );
+        assert_eq!(
+            transition(
+                true,
+                Some(&pending),
+                chrono::Duration::seconds(30),
+                None,
+                now
+            ),
             Action::Fire { open: false }
         );
         // Firing: nothing more without a repeat interval; a repeat once it has passed.
         let fired_at = now - chrono::Duration::seconds(90);
         let firing = state(now - minute * 2, Some(fired_at));
-        assert_eq!(transition(true, Some(&firing), zero, None, now), Action::Nothing);
         assert_eq!(
-            transition(true, Some(&firing), zero, Some(chrono::Duration::minutes(5)), now),
+            transition(true, Some(&firing), zero, None, now),
+            Action::Nothing
+        );
+        assert_eq!(
+            transition(
+                true,
+                Some(&firing),
+                zero,
+                Some(chrono::Duration::minutes(5)),
+                now
+            ),
             Action::Nothing
         );
         assert_eq!(
@@ -521,8 +576,14 @@ mod tests {
             Action::Repeat { previous: fired_at }
         );
         // The condition ends: pending and firing alerts close; nothing to do otherwise.
-        assert_eq!(transition(false, Some(&firing), zero, None, now), Action::Close);
-        assert_eq!(transition(false, Some(&pending), zero, None, now), Action::Close);
+        assert_eq!(
+            transition(false, Some(&firing), zero, None, now),
+            Action::Close
+        );
+        assert_eq!(
+            transition(false, Some(&pending), zero, None, now),
+            Action::Close
+        );
         assert_eq!(transition(false, None, zero, None, now), Action::Nothing);
     }
 

@@ -111,9 +111,7 @@ impl Condition {
                 bounded("minutes", *minutes, 0, 10080)?
             }
             Condition::CertificateExpiring { days } => bounded("days", *days, 1, 365)?,
-            Condition::DomainVerificationFailing { checks } => {
-                bounded("checks", *checks, 1, 1000)?
-            }
+            Condition::DomainVerificationFailing { checks } => bounded("checks", *checks, 1, 1000)?,
         }
         Ok(self)
     }
@@ -147,7 +145,10 @@ pub fn expires_within(
     now: DateTime<Utc>,
     within: chrono::Duration,
 ) -> bool {
-    not_after <= now.checked_add_signed(within).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    not_after
+        <= now
+            .checked_add_signed(within)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Where a channel sends alerts.
@@ -272,8 +273,9 @@ mod tests {
     fn conditions_parse_strictly_and_check_bounds() {
         let c: Condition = serde_json::from_str(r#"{"kind":"sessions","percent":80}"#).unwrap();
         assert_eq!(c.clone().validate().unwrap(), c);
-        assert!(serde_json::from_str::<Condition>(r#"{"kind":"sessions","percent":80,"x":1}"#)
-            .is_err());
+        assert!(
+            serde_json::from_str::<Condition>(r#"{"kind":"sessions","percent":80,"x":1}"#).is_err()
+        );
         assert!(serde_json::from_str::<Condition>(r#"{"kind":"nope"}"#).is_err());
         let zero = Condition::Tps { percent: 0 }.validate().unwrap_err();
         assert_eq!(

@@ -97,11 +97,8 @@ impl CreateAlertChannel {
             .with_field(field)
         };
         let missing = |field: &str, kind: &str| {
-            ApiError::unprocessable(
-                "missing_field",
-                format!("{kind} channels need `{field}`"),
-            )
-            .with_field(field)
+            ApiError::unprocessable("missing_field", format!("{kind} channels need `{field}`"))
+                .with_field(field)
         };
         let target = match self.kind {
             ChannelKind::Webhook => {
@@ -190,8 +187,8 @@ async fn create_channel(
         ));
     }
     let id = Id::new();
-    let secret = matches!(target, ChannelTarget::Webhook { .. })
-        .then(|| token::generate(SECRET_PREFIX));
+    let secret =
+        matches!(target, ChannelTarget::Webhook { .. }).then(|| token::generate(SECRET_PREFIX));
     let channel = AlertChannel {
         id,
         project_id,
