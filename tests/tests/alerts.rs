@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use skyport_tests::api::Api;
+use skyport_tests::cluster::Cluster;
 use skyport_tests::dns::DnsServer;
 use skyport_tests::receivers::{SmtpReceiver, WebhookCall, WebhookReceiver};
 use skyport_tests::{Backend, ControlPlane};
@@ -802,4 +803,61 @@ async fn certificate_and_domain_alerts_follow_uploads_and_dns_checks() {
             .len(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_leader_takes_over_firing_alerts_without_firing_them_again() {
+    let hook = WebhookReceiver::start().await;
+    let mut cluster = Cluster::start(2, &["--metering-interval", "1s", "--alert-interval", "1s"]);
+    let leader = cluster.agreed_leader().await;
+    let follower = 1 - leader;
+    let (project, api) = cluster.replicas[follower]
+        .api
+        .project_with_key("handover")
+        .await;
+    let (id, _) =
+        open_deployment(&api, "handover", json!({"max_sessions": 10, "max_tps": 10})).await;
+    let (webhook, _) = webhook_channel(&api, &project, &hook.url).await;
+    let down = |name: &str| {
+        json!({"name": name, "condition": {"kind": "deployment_not_running", "minutes": 0, "include_stopped": true},
+               "channel_ids": [webhook]})
+    };
+    let first = create_rule(&api, &project, down("first")).await;
+    let stop = api
+        .post(&format!("/deployments/{id}/stop"), json!({}))
+        .await;
+    assert!(stop.status.is_success(), "{}", stop.text);
+    hook.wait_for("firing", |c| is(c, &first, "firing")).await;
+
+    // The leader dies while the alert fires; the other replica takes over evaluation.
+    cluster.kill(leader);
+    assert_eq!(cluster.agreed_leader().await, follower);
+    // A rule created now fires only once the new leader evaluates: it has seen the
+    // first rule's alert (same pass) by then.
+    let second = create_rule(&api, &project, down("second")).await;
+    hook.wait_for("the new leader's firing", |c| is(c, &second, "firing"))
+        .await;
+    let start = api
+        .post(&format!("/deployments/{id}/start"), json!({}))
+        .await;
+    assert!(start.status.is_success(), "{}", start.text);
+    hook.wait_for("resolved by the new leader", |c| is(c, &first, "resolved"))
+        .await;
+
+    assert_eq!(
+        alert_events(&api, &id, "alert.fired", &first).await.len(),
+        1
+    );
+    assert_eq!(
+        alert_events(&api, &id, "alert.resolved", &first)
+            .await
+            .len(),
+        1
+    );
+    let firsts = hook
+        .calls()
+        .iter()
+        .filter(|c| is(c, &first, "firing"))
+        .count();
+    assert_eq!(firsts, 1, "fired once across the hand-over");
 }
