@@ -339,7 +339,11 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         signin: SigninPolicy::from_args(serve),
         limits: ApiLimits::from_args(serve),
         leadership: leadership.clone(),
-        alerts: Arc::new(crate::alerts::Alerts::from_args(serve, secret_key.clone())?),
+        alerts: Arc::new(crate::alerts::Alerts::from_args(
+            serve,
+            secret_key.clone(),
+            metrics.clone(),
+        )?),
     });
     let background = tokio::spawn(crate::leadership::run_while_leader(
         leadership,

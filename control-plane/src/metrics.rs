@@ -55,6 +55,7 @@ pub struct Metrics {
     deployments: IntGaugeVec,
     metering_lag: GaugeVec,
     metering_lag_max: Gauge,
+    alert_notifications: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -137,6 +138,14 @@ impl Metrics {
             "Largest metering_lag_seconds over running deployments (0 when none has reported).",
         )
         .expect("valid metric");
+        let alert_notifications = IntCounterVec::new(
+            Opts::new(
+                "alert_notifications_total",
+                "Alert notifications by channel type (webhook, email) and final result: delivered, or failed after every retry.",
+            ),
+            &["channel", "result"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -148,6 +157,7 @@ impl Metrics {
             Box::new(deployments.clone()),
             Box::new(metering_lag.clone()),
             Box::new(metering_lag_max.clone()),
+            Box::new(alert_notifications.clone()),
         ] {
             registry
                 .register(collector)
@@ -174,7 +184,16 @@ impl Metrics {
             deployments,
             metering_lag,
             metering_lag_max,
+            alert_notifications,
         }
+    }
+
+    /// Counts one alert notification's outcome on a channel of type `channel`.
+    pub fn alert_notification(&self, channel: &str, delivered: bool) {
+        let result = if delivered { "delivered" } else { "failed" };
+        self.alert_notifications
+            .with_label_values(&[channel, result])
+            .inc();
     }
 
     /// Counts one reconciliation of a deployment (`converged`, `progressing` or `error`).

@@ -571,6 +571,33 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
         .filter(|c| is(c, &rule, "firing") && c.json()["sequence"] == 1)
         .count();
     assert_eq!(firsts, 1, "one first notification per alert");
+
+    // Operators see deliveries in the Prometheus metrics (counted once the receiver
+    // has answered, so possibly just after it recorded the call).
+    let delivered = |metrics: &str, channel: &str| -> u64 {
+        let line = format!(
+            "skyport_alert_notifications_total{{channel=\"{channel}\",result=\"delivered\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let mut metrics = String::new();
+    for _ in 0..300 {
+        metrics = reqwest::get(format!("{}/metrics", cp.base_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // Fired, repeated, resolved.
+        if delivered(&metrics, "webhook") >= 3 && delivered(&metrics, "email") >= 3 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("deliveries not counted: {metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -144,6 +144,7 @@ pub struct Notifier {
     http: reqwest::Client,
     mailer: Option<Mailer>,
     secret_key: Arc<SecretKey>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +164,11 @@ pub enum DeliveryError {
 }
 
 impl Notifier {
-    pub fn new(mailer: Option<Mailer>, secret_key: Arc<SecretKey>) -> anyhow::Result<Self> {
+    pub fn new(
+        mailer: Option<Mailer>,
+        secret_key: Arc<SecretKey>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .user_agent(concat!("skyport-alerts/", env!("CARGO_PKG_VERSION")))
@@ -172,6 +177,7 @@ impl Notifier {
             http,
             mailer,
             secret_key,
+            metrics,
         })
     }
 
@@ -198,6 +204,7 @@ impl Notifier {
                 Ok(()) => {
                     tracing::info!(alert_channel.id = %channel.id, notification.id = %notification.id,
                         status = ?notification.status, "alert notification delivered");
+                    self.metrics.alert_notification(channel.target.kind(), true);
                     return;
                 }
                 Err(err) => {
@@ -210,6 +217,8 @@ impl Notifier {
                 backoff *= 4;
             }
         }
+        self.metrics
+            .alert_notification(channel.target.kind(), false);
     }
 
     /// One attempt to deliver `notification` to `channel`.

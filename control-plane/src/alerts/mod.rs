@@ -38,6 +38,7 @@ impl Alerts {
     pub fn from_args(
         serve: &crate::config::ServeArgs,
         secret_key: Arc<crate::encryption::SecretKey>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
         let mailer = serve
@@ -46,7 +47,7 @@ impl Alerts {
             .map(|url| Mailer::new(url.expose_secret(), &serve.smtp_from))
             .transpose()?;
         Ok(Self {
-            notifier: Arc::new(Notifier::new(mailer, secret_key)?),
+            notifier: Arc::new(Notifier::new(mailer, secret_key, metrics)?),
             interval: serve.alert_interval,
             load_stale_after: serve.metering_interval * 3 + Duration::from_secs(5),
         })
