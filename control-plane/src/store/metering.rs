@@ -70,7 +70,8 @@ pub trait MeteringStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<DeploymentUsage>>;
     /// Deletes rows of `granularity` for periods starting before `before`; returns how many.
     async fn purge_usage(&self, granularity: Granularity, before: i64) -> StoreResult<u64>;
-    /// Deletes cursors whose last report was applied before `before_ms`.
+    /// Deletes cursors (and the load rows of `current_loads`) whose last report was
+    /// applied before `before_ms`; returns how many cursors.
     async fn purge_cursors(&self, before_ms: i64) -> StoreResult<u64>;
     /// For each running deployment that reported: the time (ms) its last report was applied.
     async fn last_reports(&self) -> StoreResult<Vec<(Id, i64)>>;
@@ -429,6 +430,10 @@ macro_rules! metering_sql_store {
 
             async fn purge_cursors(&self, before_ms: i64) -> $crate::store::StoreResult<u64> {
                 let done = sqlx::query("DELETE FROM metering_cursors WHERE applied_at_ms < $1")
+                    .bind(before_ms)
+                    .execute(&self.pool)
+                    .await?;
+                sqlx::query("DELETE FROM deployment_load WHERE reported_at_ms < $1")
                     .bind(before_ms)
                     .execute(&self.pool)
                     .await?;
