@@ -169,6 +169,30 @@ fn certificate(
     }
 }
 
+/// Whether `d` is not running; one stopped on purpose only with `include_stopped`.
+fn not_running(d: &Deployment, minutes: i64, include_stopped: bool) -> Observation {
+    let on_purpose = d.desired_state == DesiredState::Stopped;
+    let message = if d.status == Status::Running {
+        format!("{} is running", d.name)
+    } else {
+        let reason = d
+            .status_reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        format!(
+            "{} is {}{reason} (alert after {minutes} minute(s) not running)",
+            d.name,
+            d.status.as_str()
+        )
+    };
+    Observation {
+        subject: d.id.to_string(),
+        active: d.status != Status::Running && (include_stopped || !on_purpose),
+        message,
+    }
+}
+
 /// Observes `condition` on deployment `d`: one observation per subject.
 async fn observe(
     condition: &Condition,
@@ -224,29 +248,7 @@ async fn observe(
         Condition::DeploymentNotRunning {
             minutes,
             include_stopped,
-        } => {
-            let on_purpose = d.desired_state == DesiredState::Stopped;
-            let active = d.status != Status::Running && (*include_stopped || !on_purpose);
-            let message = if d.status == Status::Running {
-                format!("{} is running", d.name)
-            } else {
-                let reason = d
-                    .status_reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
-                format!(
-                    "{} is {}{reason} (alert after {minutes} minute(s) not running)",
-                    d.name,
-                    d.status.as_str()
-                )
-            };
-            vec![Observation {
-                subject: d.id.to_string(),
-                active,
-                message,
-            }]
-        }
+        } => vec![not_running(d, *minutes, *include_stopped)],
         Condition::CertificateExpiring { days } => {
             let mut seen = Vec::new();
             if let Some(not_after) = facts.tls_expiry(d.id).await? {
@@ -587,9 +589,8 @@ mod tests {
         assert_eq!(transition(false, None, zero, None, now), Action::Nothing);
     }
 
-    #[test]
-    fn tier_thresholds_compare_in_integers() {
-        let d = Deployment {
+    fn deployment(status: Status, desired_state: DesiredState) -> Deployment {
+        Deployment {
             id: Id::new(),
             project_id: Id::new(),
             name: "d".into(),
@@ -599,8 +600,8 @@ mod tests {
                 max_tps: 10,
             },
             version: "v".into(),
-            desired_state: DesiredState::Running,
-            status: Status::Running,
+            desired_state,
+            status,
             status_reason: None,
             generation: 1,
             observed_generation: 1,
@@ -608,11 +609,30 @@ mod tests {
             endpoints: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
-        };
+        }
+    }
+
+    #[test]
+    fn tier_thresholds_compare_in_integers() {
+        let d = deployment(Status::Running, DesiredState::Running);
         // 2 of 3 is 66.6%: below 67%, at or above 66%.
         assert!(!against_tier(&d, "sessions", 2, 3, 67).active);
         assert!(against_tier(&d, "sessions", 2, 3, 66).active);
         assert!(against_tier(&d, "sessions", 3, 3, 100).active);
         assert!(!against_tier(&d, "sessions", 0, 3, 1).active);
+    }
+
+    #[test]
+    fn stopped_on_purpose_counts_as_not_running_only_when_asked() {
+        let running = deployment(Status::Running, DesiredState::Running);
+        assert!(!not_running(&running, 0, true).active);
+        let failed = deployment(Status::Failed, DesiredState::Running);
+        assert!(not_running(&failed, 0, false).active);
+        assert!(not_running(&failed, 0, false)
+            .message
+            .contains("d is failed"));
+        let stopped = deployment(Status::Stopped, DesiredState::Stopped);
+        assert!(!not_running(&stopped, 0, false).active);
+        assert!(not_running(&stopped, 0, true).active);
     }
 }
