@@ -85,6 +85,7 @@ both!(
     deployment_quota,
     idempotency_keys,
     internal_endpoint_address,
+    alerts_change_by_compare_and_set,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1938,5 +1939,141 @@ async fn internal_endpoint_address(store: Arc<dyn Store>) {
         generation_of(&store, &d).await,
         generation,
         "an assigned address is not a spec change"
+    );
+}
+
+async fn alerts_change_by_compare_and_set(store: Arc<dyn Store>) {
+    use skyport_control_plane::alerts::{
+        AlertChannel, AlertRule, AlertState, ChannelTarget, Condition,
+    };
+    let d = seeded(&store, "alerting").await;
+    let channel = AlertChannel {
+        id: Id::new(),
+        project_id: d.project_id,
+        name: "hook".into(),
+        target: ChannelTarget::Webhook {
+            url: "https://hooks.example.test/x".into(),
+        },
+        secret_ciphertext: Some("sealed".into()),
+        created_at: now(),
+    };
+    store.create_alert_channel(&channel).await.unwrap();
+    let mut rule = AlertRule {
+        id: Id::new(),
+        project_id: d.project_id,
+        name: "down".into(),
+        deployment_id: Some(d.id),
+        condition: Condition::DeploymentNotRunning {
+            minutes: 5,
+            include_stopped: false,
+        },
+        channel_ids: vec![channel.id],
+        repeat_interval_seconds: Some(60),
+        enabled: true,
+        created_at: now(),
+        updated_at: now(),
+    };
+    store.create_alert_rule(&rule).await.unwrap();
+    assert_eq!(
+        store.get_alert_rule(d.project_id, rule.id).await.unwrap(),
+        rule
+    );
+    assert_eq!(
+        store
+            .get_alert_channel(d.project_id, channel.id)
+            .await
+            .unwrap(),
+        channel
+    );
+    assert_eq!(
+        store.enabled_alert_rules().await.unwrap(),
+        vec![rule.clone()]
+    );
+    // A channel a rule names stays.
+    assert_conflict(store.delete_alert_channel(d.project_id, channel.id).await);
+    assert_not_found(store.get_alert_rule(Id::new(), rule.id).await);
+
+    let subject = d.id.to_string();
+    let opened = AlertState {
+        rule_id: rule.id,
+        subject: subject.clone(),
+        project_id: d.project_id,
+        deployment_id: d.id,
+        since: now(),
+        fired_at: None,
+        last_notified_at: None,
+        notifications: 0,
+        message: "down".into(),
+    };
+    assert!(store.open_alert(&opened).await.unwrap());
+    assert!(!store.open_alert(&opened).await.unwrap(), "already open");
+    let fired = event(&d, EventType::AlertFired, now());
+    // Nanoseconds: each backend keeps its own precision, and the compare-and-set below
+    // uses the value read back.
+    let at = Utc::now();
+    assert!(store
+        .fire_alert(rule.id, &subject, at, "fired", &fired)
+        .await
+        .unwrap());
+    let again = event(&d, EventType::AlertFired, now());
+    assert!(!store
+        .fire_alert(rule.id, &subject, at, "fired", &again)
+        .await
+        .unwrap());
+    let states = store.alert_states(Some(d.project_id)).await.unwrap();
+    assert_eq!(states.len(), 1);
+    let last = states[0].last_notified_at.expect("notified");
+    assert_eq!(states[0].notifications, 1);
+    assert!(store
+        .renotify_alert(rule.id, &subject, last, Utc::now(), "again")
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .renotify_alert(rule.id, &subject, last, Utc::now(), "again")
+            .await
+            .unwrap(),
+        "someone notified since"
+    );
+    assert_eq!(store.alert_states(None).await.unwrap()[0].notifications, 2);
+    let resolved = event(&d, EventType::AlertResolved, now());
+    assert!(store
+        .close_alert(rule.id, &subject, &resolved)
+        .await
+        .unwrap());
+    assert!(!store
+        .close_alert(rule.id, &subject, &resolved)
+        .await
+        .unwrap());
+    // A pending alert closes without an event.
+    assert!(store.open_alert(&opened).await.unwrap());
+    let unseen = event(&d, EventType::AlertResolved, now());
+    assert!(!store.close_alert(rule.id, &subject, &unseen).await.unwrap());
+    let kinds: Vec<Id> = all_events(&store, &d)
+        .await
+        .iter()
+        .filter(|e| matches!(e.kind, EventType::AlertFired | EventType::AlertResolved))
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(kinds, vec![fired.id, resolved.id]);
+
+    // Disabling drops open alerts; deleting the rule frees the channel.
+    assert!(store.open_alert(&opened).await.unwrap());
+    rule.enabled = false;
+    store.update_alert_rule(&rule).await.unwrap();
+    assert_eq!(store.alert_states(None).await.unwrap(), vec![]);
+    assert_eq!(store.enabled_alert_rules().await.unwrap(), vec![]);
+    store
+        .delete_alert_rule(d.project_id, rule.id)
+        .await
+        .unwrap();
+    assert_not_found(store.delete_alert_rule(d.project_id, rule.id).await);
+    store
+        .delete_alert_channel(d.project_id, channel.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_alert_channels(d.project_id).await.unwrap(),
+        vec![]
     );
 }
