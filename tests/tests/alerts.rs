@@ -488,8 +488,14 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
     .await;
 
     // 2 sessions of 4: 50%.
+    let connected = std::time::Instant::now();
     let mut clients = Clients::connect(&port, 2);
     let fired = hook.wait_for("firing", |c| is(c, &rule, "firing")).await;
+    // Printed, not asserted: with 1 s reports and evaluation, about 1-3 s.
+    println!(
+        "sessions alert fired {:?} after the clients connected",
+        connected.elapsed()
+    );
     assert_signed(&fired, &secret);
     let body = fired.json();
     assert_eq!(body["deployment"]["id"], id.as_str());
@@ -535,9 +541,14 @@ async fn a_sessions_alert_fires_once_repeats_and_resolves_by_webhook_and_email()
 
     // The sessions end: the alert resolves, with a message.
     clients.disconnect();
+    let disconnected = std::time::Instant::now();
     let resolved = hook
         .wait_for("resolved", |c| is(c, &rule, "resolved"))
         .await;
+    println!(
+        "sessions alert resolved {:?} after the clients left",
+        disconnected.elapsed()
+    );
     assert_signed(&resolved, &secret);
     let resolved = resolved.json();
     assert_eq!(resolved["fired_at"], body["fired_at"]);
