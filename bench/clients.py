@@ -18,8 +18,10 @@ Writes bench/results/clients.{json,md}. Run through bench/clients.sh.
 """
 import argparse
 import json
+import re
 import os
 import platform
+import resource
 import shutil
 import socket
 import statistics
@@ -87,9 +89,30 @@ def start_rumqttd(example):
 
 
 PAYLOAD = "0123456789" * 6 + "abcd"  # 64 bytes
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def run_round(port, qos, subscribers, messages, persistent, tag):
+def process_cpu_s(pid):
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def children_cpu_s():
+    """CPU seconds of every child process this script has waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pid_listening_on(port):
+    """The pid of the process listening on 127.0.0.1:`port` (the machine's Mosquitto)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    found = re.search(r"pid=(\d+)", out)
+    return int(found.group(1)) if found else None
+
+
+def run_round(port, broker_pid, qos, subscribers, messages, persistent, tag):
     topic = f"bench/{tag}"
     # How long a subscriber waits for its messages at most: durable delivery is bound by
     # the disk's fsync latency, which a shared machine can make much slower.
@@ -103,6 +126,8 @@ def run_round(port, qos, subscribers, messages, persistent, tag):
         subs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
     # Give every subscriber time to subscribe (nothing is measured yet).
     time.sleep(0.7)
+    broker_cpu = process_cpu_s(broker_pid) if broker_pid else None
+    clients_cpu = children_cpu_s()
     start = time.perf_counter()
     # --repeat publishes over one connection; (-l loses the lines still queued in the
     # client when stdin ends).
@@ -128,6 +153,10 @@ def run_round(port, qos, subscribers, messages, persistent, tag):
             # not when a subscriber that lost messages gives up waiting.
             last = max(last, float(lines[-1]))
     elapsed = last - start_unix
+    # Where the CPU went while the round ran (2 cores shared by the broker and 5 clients).
+    if broker_cpu is not None:
+        broker_cpu = process_cpu_s(broker_pid) - broker_cpu
+    clients_cpu = children_cpu_s() - clients_cpu
     if persistent:
         # End the persistent sessions (clean session, then leave).
         for i in range(subscribers):
@@ -136,7 +165,14 @@ def run_round(port, qos, subscribers, messages, persistent, tag):
                            stderr=subprocess.DEVNULL)
     return {"elapsed_s": elapsed, "delivered": delivered, "expected": subscribers * messages,
             "publisher_exit": pub.returncode,
+            "broker_cpu_s": broker_cpu, "clients_cpu_s": clients_cpu,
             "msgs_per_s": delivered / elapsed if elapsed > 0 else 0.0}
+
+
+def median_per_100k(rounds, key):
+    values = [m[key] / m["delivered"] * 100_000 for m in rounds
+              if m.get(key) is not None and m["delivered"]]
+    return statistics.median(values) if values else None
 
 
 def main():
@@ -159,6 +195,8 @@ def main():
     skyport, skyport_port = start_skyport(args.broker_bin, work)
     rumqttd, rumqttd_port = start_rumqttd(args.rumqttd_example)
     targets = {"mosquitto": 1883, "rumqttd": rumqttd_port, "skyport-broker": skyport_port}
+    pids = {"mosquitto": pid_listening_on(1883), "rumqttd": rumqttd.pid,
+            "skyport-broker": skyport.pid}
     scenarios = [
         ("QoS 0 fan-out 1->%d" % args.subscribers, 0, args.qos0_messages, False),
         ("QoS 1 fan-out 1->%d, clean subscribers" % args.subscribers, 1, args.qos1_messages, False),
@@ -170,7 +208,7 @@ def main():
             for name, qos, n, persistent in scenarios:
                 for target, port in targets.items():
                     tag = f"r{r}-{target}-q{qos}{'p' if persistent else ''}-{os.getpid()}"
-                    m = run_round(port, qos, args.subscribers, n, persistent, tag)
+                    m = run_round(port, pids[target], qos, args.subscribers, n, persistent, tag)
                     results[name][target].append(m)
                     print(f"round {r} {name} {target}: {m['msgs_per_s']:.0f} msgs/s "
                           f"({m['delivered']}/{m['expected']})", file=sys.stderr)
@@ -188,6 +226,9 @@ def main():
                 "median_msgs_per_s": statistics.median(m["msgs_per_s"] for m in rounds),
                 "delivered": sum(m["delivered"] for m in rounds),
                 "expected": sum(m["expected"] for m in rounds),
+                # CPU seconds per 100k deliveries, median over rounds.
+                "broker_cpu_per_100k": median_per_100k(rounds, "broker_cpu_s"),
+                "clients_cpu_per_100k": median_per_100k(rounds, "clients_cpu_s"),
             }
     os.makedirs(args.out_dir, exist_ok=True)
     meta = {
@@ -237,6 +278,24 @@ def main():
             return f"{a['median_msgs_per_s'] / b['median_msgs_per_s']:.2f}x" if b["median_msgs_per_s"] else "n/a"
 
         lines.append(f"| {name} | {cell(m)} | {cell(q)} | {cell(s)} | {ratio(s, m)} | {ratio(s, q)} |")
+    lines += [
+        "",
+        "Where the CPU goes: CPU seconds per 100k deliveries (median over rounds) of the "
+        "broker process and of the 5 client processes together (`/proc/<pid>/stat` and "
+        "`getrusage(RUSAGE_CHILDREN)` around each round). Where the clients use most of the "
+        "2 cores, a cheaper broker cannot raise msgs/s much.",
+        "",
+        "| scenario | Mosquitto broker / clients | bare rumqttd broker / clients | skyport-broker broker / clients |",
+        "|---|---|---|---|",
+    ]
+
+    def cpu(x):
+        b, c = x["broker_cpu_per_100k"], x["clients_cpu_per_100k"]
+        return f"{b:.2f} / {c:.2f}" if b is not None and c is not None else "n/a"
+
+    for name, per_target in summary.items():
+        lines.append(f"| {name} | {cpu(per_target['mosquitto'])} | {cpu(per_target['rumqttd'])} "
+                     f"| {cpu(per_target['skyport-broker'])} |")
     lines.append("")
     with open(os.path.join(args.out_dir, "clients.md"), "w") as f:
         f.write("\n".join(lines))

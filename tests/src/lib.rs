@@ -10,6 +10,7 @@ pub mod console;
 pub mod dns;
 pub mod fake_kube;
 pub mod mqtt;
+pub mod on_kube;
 pub mod postgres;
 pub mod process;
 pub mod python;

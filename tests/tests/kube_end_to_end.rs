@@ -8,10 +8,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use skyport_tests::api::sum_points as sum;
-use skyport_tests::fake_kube::kubelet::Kubelet;
-use skyport_tests::fake_kube::FakeKube;
 use skyport_tests::mqtt::{mosquitto_exchange, Target};
-use skyport_tests::{binary, process, Backend, ControlPlane};
+use skyport_tests::on_kube::OnKube;
+use skyport_tests::process;
 
 const NS: &str = "skyport-e2e";
 
@@ -28,25 +27,10 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployment_provisioned_through_kubernetes_carries_mqtt_traffic() {
-    let fake = FakeKube::start();
-    let scratch = tempfile::tempdir().unwrap();
-    let kubeconfig = scratch.path().join("kubeconfig");
-    fake.write_kubeconfig(&kubeconfig, NS);
-    let kubelet = Kubelet::start(fake.client(NS), NS, binary("skyport-broker")).await;
-    let cp = ControlPlane::start_with_env(
-        Backend::Sqlite,
-        &[
-            "--orchestrator",
-            "kubernetes",
-            "--kube-namespace",
-            NS,
-            "--broker-image",
-            "skyport/skyport-broker:e2e",
-            "--metering-interval",
-            "1s",
-        ],
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    );
+    let on_kube = OnKube::start(NS, &["--metering-interval", "1s"]).await;
+    let OnKube {
+        cp, kubelet, fake, ..
+    } = &on_kube;
     let (_, api) = cp.api.project_with_key("acme").await;
     let id = api.create_open_deployment("on-k8s", "dedicated").await;
     let d = api.wait_status(&id, "running").await;
@@ -201,6 +185,5 @@ async fn a_deployment_provisioned_through_kubernetes_carries_mqtt_traffic() {
     assert!(left.is_empty(), "{left:#?}");
     eventually("the broker pod is gone", || kubelet.pids().is_empty()).await;
 
-    drop(cp);
-    drop(kubelet);
+    drop(on_kube);
 }

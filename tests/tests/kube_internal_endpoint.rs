@@ -7,33 +7,13 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use skyport_tests::fake_kube::kubelet::Kubelet;
-use skyport_tests::fake_kube::FakeKube;
-use skyport_tests::{binary, Backend, ControlPlane};
+use skyport_tests::on_kube::OnKube;
 
 const NS: &str = "skyport-internal";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_internal_load_balancers_address_is_reported_and_kept() {
-    let fake = FakeKube::start();
-    let scratch = tempfile::tempdir().unwrap();
-    let kubeconfig = scratch.path().join("kubeconfig");
-    fake.write_kubeconfig(&kubeconfig, NS);
-    let _kubelet = Kubelet::start(fake.client(NS), NS, binary("skyport-broker")).await;
-    let cp = ControlPlane::start_with_env(
-        Backend::Sqlite,
-        &[
-            "--orchestrator",
-            "kubernetes",
-            "--kube-namespace",
-            NS,
-            "--broker-image",
-            "skyport/skyport-broker:e2e",
-            "--internal-lb-provider",
-            "aws",
-        ],
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    );
+    let OnKube { cp, fake, .. } = &OnKube::start(NS, &["--internal-lb-provider", "aws"]).await;
     let (_, api) = cp.api.project_with_key("private").await;
     let id = api.create_deployment("peered", "dedicated").await;
     api.wait_status(&id, "running").await;

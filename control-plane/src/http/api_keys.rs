@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Principal;
 use super::json::ApiJson;
-use super::projects::path_id;
+use super::projects::{path_id, require_project};
 use super::Problems;
 use crate::app::AppState;
 use crate::domain::{token, DeploymentName, Id, Role};
@@ -81,17 +81,6 @@ impl From<ApiKey> for ApiKeyView {
     }
 }
 
-async fn accessible_project(state: &AppState, principal: &Principal, raw: &str) -> ApiResult<Id> {
-    let id = path_id(raw, "project")?;
-    principal.require(id, Role::Owner)?;
-    state
-        .store
-        .get_project(id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "project"))?;
-    Ok(id)
-}
-
 /// Create an API key for a project (admin token, or an owner of the project: key or member).
 #[utoipa::path(post, path = "/projects/{project_id}/api-keys", tag = "projects",
     params(("project_id" = String, Path, description = "Project id")),
@@ -104,7 +93,7 @@ async fn create_api_key(
     Path(project_id): Path<String>,
     ApiJson(body): ApiJson<CreateApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
-    let project_id = accessible_project(&state, &principal, &project_id).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Owner).await?;
     let name = DeploymentName::parse(&body.name)
         .map_err(|msg| ApiError::unprocessable("invalid_name", msg).with_field("name"))?;
     let secret = token::generate(token::API_KEY_PREFIX);
@@ -142,7 +131,7 @@ async fn list_api_keys(
     principal: Principal,
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<ApiKeyList>> {
-    let project_id = accessible_project(&state, &principal, &project_id).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Owner).await?;
     let keys = state.store.list_api_keys(project_id).await?;
     Ok(Json(ApiKeyList {
         items: keys.into_iter().map(Into::into).collect(),
@@ -160,7 +149,7 @@ async fn delete_api_key(
     principal: Principal,
     Path((project_id, key_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let project_id = accessible_project(&state, &principal, &project_id).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Owner).await?;
     let key_id = path_id(&key_id, "api key")?;
     state
         .store

@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Principal;
 use super::json::ApiJson;
-use super::projects::path_id;
+use super::projects::{path_id, require_project};
 use super::users::UserView;
 use super::Problems;
 use crate::app::AppState;
@@ -69,22 +69,6 @@ impl From<Member> for MemberView {
     }
 }
 
-async fn project(
-    state: &AppState,
-    principal: &Principal,
-    raw: &str,
-    needed: Role,
-) -> ApiResult<Id> {
-    let id = path_id(raw, "project")?;
-    principal.require(id, needed)?;
-    state
-        .store
-        .get_project(id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "project"))?;
-    Ok(id)
-}
-
 /// Refuses to leave a project without an owner (409 `last_owner`).
 async fn keep_an_owner(state: &AppState, project_id: Id, user_id: Id) -> ApiResult<()> {
     let members = state.store.list_members(project_id).await?;
@@ -108,7 +92,7 @@ async fn list_members(
     principal: Principal,
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<MemberList>> {
-    let id = project(&state, &principal, &project_id, Role::Viewer).await?;
+    let id = require_project(&state, &principal, &project_id, Role::Viewer).await?;
     let members = state.store.list_members(id).await?;
     Ok(Json(MemberList {
         items: members.into_iter().map(Into::into).collect(),
@@ -128,7 +112,7 @@ async fn add_member(
     Path(project_id): Path<String>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> ApiResult<(StatusCode, Json<MemberView>)> {
-    let id = project(&state, &principal, &project_id, Role::Owner).await?;
+    let id = require_project(&state, &principal, &project_id, Role::Owner).await?;
     let email = Email::parse(&body.email)
         .map_err(|msg| ApiError::unprocessable("invalid_email", msg).with_field("email"))?;
     let user = state
@@ -177,7 +161,7 @@ async fn set_member_role(
     Path((project_id, user_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetRole>,
 ) -> ApiResult<Json<MemberView>> {
-    let id = project(&state, &principal, &project_id, Role::Owner).await?;
+    let id = require_project(&state, &principal, &project_id, Role::Owner).await?;
     let user_id = path_id(&user_id, "member")?;
     if body.role != Role::Owner {
         keep_an_owner(&state, id, user_id).await?;
@@ -208,7 +192,7 @@ async fn remove_member(
     principal: Principal,
     Path((project_id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let id = project(&state, &principal, &project_id, Role::Owner).await?;
+    let id = require_project(&state, &principal, &project_id, Role::Owner).await?;
     let user_id = path_id(&user_id, "member")?;
     keep_an_owner(&state, id, user_id).await?;
     state

@@ -64,6 +64,23 @@ pub(super) fn path_id(raw: &str, what: &str) -> ApiResult<Id> {
     raw.parse().map_err(|_| ApiError::not_found(what))
 }
 
+/// The project a path names, once `principal` holds at least `needed` in it and it exists.
+pub(super) async fn require_project(
+    state: &AppState,
+    principal: &Principal,
+    raw: &str,
+    needed: Role,
+) -> ApiResult<Id> {
+    let id = path_id(raw, "project")?;
+    principal.require(id, needed)?;
+    state
+        .store
+        .get_project(id)
+        .await
+        .map_err(|e| ApiError::from_store(e, "project"))?;
+    Ok(id)
+}
+
 /// Create a project (admin token only).
 #[utoipa::path(post, path = "/projects", tag = "projects",
     request_body = CreateProject,
