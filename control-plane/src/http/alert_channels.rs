@@ -13,7 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Principal;
 use super::json::ApiJson;
-use super::projects::path_id;
+use super::projects::{path_id, require_project};
 use super::Problems;
 use crate::alerts::channel::{DeploymentRef, Notification, NotificationStatus, RuleRef};
 use crate::alerts::{AlertChannel, ChannelTarget, Condition, Invalid};
@@ -30,23 +30,6 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(create_channel, list_channels))
         .routes(routes!(get_channel, delete_channel))
         .routes(routes!(test_channel))
-}
-
-/// The project named in the path, if the caller has `role` in it (404, 403 otherwise).
-pub(super) async fn project(
-    state: &AppState,
-    principal: &Principal,
-    raw: &str,
-    role: Role,
-) -> ApiResult<Id> {
-    let id = path_id(raw, "project")?;
-    principal.require(id, role)?;
-    state
-        .store
-        .get_project(id)
-        .await
-        .map_err(|e| ApiError::from_store(e, "project"))?;
-    Ok(id)
 }
 
 /// A name of a rule or channel: 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
@@ -176,7 +159,7 @@ async fn create_channel(
     Path(project_id): Path<String>,
     body: Result<ApiJson<CreateAlertChannel>, ApiError>,
 ) -> ApiResult<(StatusCode, Json<CreatedAlertChannel>)> {
-    let project_id = project(&state, &principal, &project_id, Role::Developer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Developer).await?;
     let ApiJson(body) = body?;
     let name = parse_name(&body.name)?;
     let target = body.target()?;
@@ -224,7 +207,7 @@ async fn list_channels(
     principal: Principal,
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<AlertChannelList>> {
-    let project_id = project(&state, &principal, &project_id, Role::Viewer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Viewer).await?;
     let channels = state.store.list_alert_channels(project_id).await?;
     Ok(Json(AlertChannelList {
         items: channels.into_iter().map(Into::into).collect(),
@@ -251,7 +234,7 @@ async fn get_channel(
     principal: Principal,
     Path((project_id, channel_id)): Path<(String, String)>,
 ) -> ApiResult<Json<AlertChannelView>> {
-    let project_id = project(&state, &principal, &project_id, Role::Viewer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Viewer).await?;
     Ok(Json(channel(&state, project_id, &channel_id).await?.into()))
 }
 
@@ -267,7 +250,7 @@ async fn delete_channel(
     principal: Principal,
     Path((project_id, channel_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &principal, &project_id, Role::Developer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Developer).await?;
     let id = path_id(&channel_id, "alert channel")?;
     match state.store.delete_alert_channel(project_id, id).await {
         Ok(()) => {}
@@ -298,7 +281,7 @@ async fn test_channel(
     principal: Principal,
     Path((project_id, channel_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &principal, &project_id, Role::Developer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Developer).await?;
     let channel = channel(&state, project_id, &channel_id).await?;
     let now = Utc::now();
     let notification = Notification {

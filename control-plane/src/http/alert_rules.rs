@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::alert_channels::{parse_name, project};
+use super::alert_channels::parse_name;
 use super::auth::Principal;
 use super::json::ApiJson;
-use super::projects::path_id;
+use super::projects::{path_id, require_project};
 use super::Problems;
 use crate::alerts::rule::{MAX_CHANNELS_PER_RULE, MAX_REPEAT_SECONDS};
 use crate::alerts::{AlertRule, AlertState, Condition};
@@ -234,7 +234,7 @@ async fn create_rule(
     Path(project_id): Path<String>,
     body: Result<ApiJson<AlertRuleSpec>, ApiError>,
 ) -> ApiResult<(StatusCode, Json<AlertRuleView>)> {
-    let project_id = project(&state, &principal, &project_id, Role::Developer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Developer).await?;
     let ApiJson(spec) = body?;
     let rule = parse_spec(&state, project_id, spec, Id::new(), Utc::now()).await?;
     state
@@ -256,7 +256,7 @@ async fn list_rules(
     principal: Principal,
     Path(project_id): Path<String>,
 ) -> ApiResult<Json<AlertRuleList>> {
-    let project_id = project(&state, &principal, &project_id, Role::Viewer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Viewer).await?;
     let rules = state.store.list_alert_rules(project_id).await?;
     let states = state.store.alert_states(Some(project_id)).await?;
     Ok(Json(AlertRuleList {
@@ -284,7 +284,7 @@ async fn get_rule(
     principal: Principal,
     Path((project_id, rule_id)): Path<(String, String)>,
 ) -> ApiResult<Json<AlertRuleView>> {
-    let project_id = project(&state, &principal, &project_id, Role::Viewer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Viewer).await?;
     let rule = rule(&state, project_id, &rule_id).await?;
     Ok(Json(rule_view(&state, rule).await?))
 }
@@ -303,7 +303,7 @@ async fn put_rule(
     Path((project_id, rule_id)): Path<(String, String)>,
     body: Result<ApiJson<AlertRuleSpec>, ApiError>,
 ) -> ApiResult<Json<AlertRuleView>> {
-    let project_id = project(&state, &principal, &project_id, Role::Developer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Developer).await?;
     let current = rule(&state, project_id, &rule_id).await?;
     let ApiJson(spec) = body?;
     let rule = parse_spec(&state, project_id, spec, current.id, current.created_at).await?;
@@ -328,7 +328,7 @@ async fn delete_rule(
     principal: Principal,
     Path((project_id, rule_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let project_id = project(&state, &principal, &project_id, Role::Developer).await?;
+    let project_id = require_project(&state, &principal, &project_id, Role::Developer).await?;
     let id = path_id(&rule_id, "alert rule")?;
     state
         .store
