@@ -4,10 +4,13 @@
 # the tests drive /usr/bin/chromium). Idempotent.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-  echo "installing Debian's chromium and chromium-driver (the console's browser tests drive them)"
-  apt-get install -y -qq chromium chromium-driver >/dev/null \
-    || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+# certutil (libnss3-tools) makes the browser's NSS database trust a deployment's CA, as a
+# user importing it would, for the console's online test over wss.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+  || ! command -v certutil >/dev/null 2>&1; then
+  echo "installing Debian's chromium, chromium-driver and libnss3-tools (the console's browser tests use them)"
+  apt-get install -y -qq chromium chromium-driver libnss3-tools >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver libnss3-tools >/dev/null; }
 fi
 dir="$root/tests/browser"
 stamp="$dir/node_modules/.package-lock.sha256"

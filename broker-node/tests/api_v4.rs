@@ -29,6 +29,8 @@ use common::TempDir;
 
 const APP_ID: &str = "app1";
 const APP_SECRET: &str = "app1-secret";
+/// A read-only key (as the control plane makes for a console viewer), same secret.
+const READER_ID: &str = "reader1";
 
 /// `/api/v4` over a fresh `Security` in a temp dir, served on a loopback port.
 struct Api {
@@ -49,10 +51,18 @@ impl Api {
     async fn start_in(dir: TempDir) -> Self {
         let security = Security::open(dir.path()).unwrap();
         security.set_settings(SecuritySettings {
-            app_keys: vec![AppKey {
-                app_id: APP_ID.into(),
-                secret_sha256: app_secret_sha256(APP_SECRET),
-            }],
+            app_keys: vec![
+                AppKey {
+                    app_id: APP_ID.into(),
+                    secret_sha256: app_secret_sha256(APP_SECRET),
+                    read_only: false,
+                },
+                AppKey {
+                    app_id: READER_ID.into(),
+                    secret_sha256: app_secret_sha256(APP_SECRET),
+                    read_only: true,
+                },
+            ],
             ..SecuritySettings::default()
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -176,6 +186,77 @@ async fn every_v4_route_needs_an_app_key_but_health_does_not() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_app_key_reads_but_changes_nothing() {
+    let api = Api::start().await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/auth_username",
+            Some(json!({"username": "u1", "password": "p1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let as_reader = |method: Method, path: &str| {
+        api.http
+            .request(method, format!("{}/api/v4{path}", api.base))
+            .basic_auth(READER_ID, Some(APP_SECRET))
+    };
+    let list: Value = as_reader(Method::GET, "/auth_username")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"], json!([{"username": "u1"}]), "{list}");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/auth_username",
+            json!({"username": "u2", "password": "p2"}),
+        ),
+        (
+            Method::PUT,
+            "/auth_username/u1",
+            json!({"password": "changed"}),
+        ),
+        (Method::DELETE, "/auth_username/u1", json!(null)),
+        (
+            Method::POST,
+            "/mqtt/publish",
+            json!({"topic": "a", "payload": "x"}),
+        ),
+        (Method::DELETE, "/clients/c1", json!(null)),
+    ] {
+        let response = as_reader(method.clone(), path)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], 403, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("forbidden_role:"),
+            "{body}"
+        );
+    }
+    // Nothing changed: the old password still works, no second user.
+    let (_, list) = api.call(Method::GET, "/auth_username", None).await;
+    assert_eq!(list["data"], json!([{"username": "u1"}]), "{list}");
+    assert!(matches!(
+        api.security
+            .authenticate(&client("c", Some("u1")), Some(b"p1"))
+            .await,
+        ConnectVerdict::Allow
+    ));
+    api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -909,6 +990,7 @@ async fn external_http_decisions_are_cached() {
     settings.app_keys.push(AppKey {
         app_id: "k".into(),
         secret_sha256: app_secret_sha256("s"),
+        read_only: false,
     });
     security.set_settings(settings);
     assert_eq!(

@@ -1,6 +1,12 @@
-// Clients of the two APIs the console uses: the control plane's /api/v1 (session cookie,
-// CSRF token, X-Skyport-Project) and each deployment's own /api/v4 (HTTP Basic with an
-// app key the console creates for itself), plus the signed-in person's role.
+// The console's state and its two API clients. Both are generated from the committed
+// OpenAPI documents (api.gen.js from openapi/skyport.json, broker.gen.js from
+// openapi/broker.json: `skyport console-client`); this file only says how a request
+// travels: to the control plane's /api/v1 with the session cookie, the CSRF token and
+// X-Skyport-Project, or to a deployment's own /api/v4 with HTTP Basic and an app key the
+// console creates for itself (read-only for viewers), and how errors read.
+
+import { createClient as controlPlaneClient } from "./api.gen.js";
+import { createClient as deploymentClient } from "./broker.gen.js";
 
 /** What the console knows: the session, the projects, the current one, its poll timer. */
 export const state = { session: null, projects: [], projectId: null, poll: null, timers: [], mqtt: null };
@@ -30,7 +36,7 @@ export function roleNote(needed) {
   return `Your role in this project (${role()}) cannot do this; it needs ${needed}.`;
 }
 
-// ---------- API clients ----------
+// ---------- transport ----------
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -42,14 +48,26 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body, { project = true, raw = false } = {}) {
+/** `?a=1&b=2` of the parameters that have a value. */
+function queryString(query) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query || {})) {
+    if (v !== undefined && v !== null && v !== "") q.set(k, String(v));
+  }
+  const text = q.toString();
+  return text ? `?${text}` : "";
+}
+
+/** Sends one request of the control plane's API (the generated client's `send`). */
+async function sendV1(method, path, { query, body, text } = {}) {
   const headers = {};
   if (body !== undefined) headers["content-type"] = "application/json";
   if (method !== "GET" && state.session) headers["x-csrf-token"] = state.session.csrf_token;
-  if (project && state.projectId) headers["x-skyport-project"] = state.projectId;
+  // Names the project on /deployments…; the other endpoints ignore it.
+  if (state.projectId) headers["x-skyport-project"] = state.projectId;
   let resp;
   try {
-    resp = await fetch(`/api/v1${path}`, {
+    resp = await fetch(`/api/v1${path}${queryString(query)}`, {
       method, headers, credentials: "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body),
     });
@@ -62,42 +80,47 @@ export async function api(method, path, body, { project = true, raw = false } = 
     throw new ApiError(401, await resp.json().catch(() => ({})));
   }
   if (!resp.ok) throw new ApiError(resp.status, await resp.json().catch(() => ({})));
-  if (raw) return resp;
+  if (text) return resp.text();
   if (resp.status === 204) return null;
   return resp.json();
 }
+
+/** The control plane's API (/api/v1), one function per operation. */
+export const v1 = controlPlaneClient(sendV1);
 
 /** Creations of the console's app key in flight, by deployment: a page's parallel
  *  calls share one key. */
 const creating = new Map();
 
-/** App key of the console for a deployment's own API, created on first use. */
-export async function appKey(dep) {
-  const stored = sessionStorage.getItem(`appkey:${dep.id}`);
-  if (stored) return { ...JSON.parse(stored), fresh: false };
-  if (!canWrite()) throw new ApiError(403, { detail: roleNote("developer") + " (the deployment API needs an app key)" });
-  if (!creating.has(dep.id)) {
-    // Bound to this sign-in: the server deletes it at sign-out or when the session expires.
-    creating.set(dep.id, api("POST", `/deployments/${dep.id}/app-keys`, { name: "web console", session_bound: true })
+/** App key of the console for a deployment's own API, created on first use and bound to
+ *  this sign-in (the server deletes it at sign-out or when the session expires). A
+ *  viewer's is read-only: the broker refuses its writes, as the API refuses the viewer's. */
+async function appKey(dep) {
+  const readOnly = !canWrite();
+  const slot = `appkey:${dep.id}:${readOnly ? "read" : "write"}`;
+  const stored = sessionStorage.getItem(slot);
+  if (stored) return { ...JSON.parse(stored), fresh: false, slot };
+  if (!creating.has(slot)) {
+    creating.set(slot, v1.createAppKey(dep.id, { name: "web console", session_bound: true, read_only: readOnly })
       .then((key) => {
         const value = { id: key.app_id, secret: key.app_secret };
-        sessionStorage.setItem(`appkey:${dep.id}`, JSON.stringify(value));
+        sessionStorage.setItem(slot, JSON.stringify(value));
         return value;
       })
-      .finally(() => creating.delete(dep.id)));
+      .finally(() => creating.delete(slot)));
   }
-  return { ...(await creating.get(dep.id)), fresh: true };
+  return { ...(await creating.get(slot)), fresh: true, slot };
 }
 
-/** Calls the deployment's EMQX-v4-shaped API. A just-created key may take a moment to
- *  reach the broker, so a 401 with a fresh key is retried for a while. */
-export async function broker(dep, method, path, body) {
+/** Sends one request of a deployment's EMQX-v4-shaped API. A just-created key may take a
+ *  moment to reach the broker, so a 401 with a fresh key is retried for a while. */
+async function sendBroker(dep, method, path, { query, body } = {}) {
   const key = await appKey(dep);
   const auth = "Basic " + btoa(`${key.id}:${key.secret}`);
   for (let attempt = 0; ; attempt++) {
     let resp;
     try {
-      resp = await fetch(`${dep.endpoints.api}/api/v4${path}`, {
+      resp = await fetch(`${dep.endpoints.api}/api/v4${path}${queryString(query)}`, {
         method,
         headers: { authorization: auth, ...(body ? { "content-type": "application/json" } : {}) },
         body: body ? JSON.stringify(body) : undefined,
@@ -108,15 +131,23 @@ export async function broker(dep, method, path, body) {
     const json = await resp.json().catch(() => ({}));
     if (resp.status === 401 && attempt < 30) {
       if (!key.fresh && attempt === 0) {
-        sessionStorage.removeItem(`appkey:${dep.id}`);
-        return broker(dep, method, path, body);
+        sessionStorage.removeItem(key.slot);
+        return sendBroker(dep, method, path, { query, body });
       }
       await new Promise((r) => setTimeout(r, 1000));
       continue;
     }
     if (!resp.ok || (json.code && json.code !== 0)) {
-      throw new ApiError(resp.status, { detail: json.message || `HTTP ${resp.status}` });
+      throw new ApiError(resp.status, {
+        code: resp.status === 403 ? "forbidden_role" : json.code,
+        detail: json.message || `HTTP ${resp.status}`,
+      });
     }
     return json;
   }
+}
+
+/** A deployment's own API (/api/v4), one function per operation. */
+export function brokerApi(dep) {
+  return deploymentClient((method, path, options) => sendBroker(dep, method, path, options));
 }

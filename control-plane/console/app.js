@@ -1,8 +1,9 @@
 // Skyport web console: a single page over the documented APIs only — the control plane's
 // /api/v1 (session cookie + CSRF token + X-Skyport-Project) and each deployment's own
-// /api/v4 (HTTP Basic with an app key the console creates for itself).
+// /api/v4 (HTTP Basic with an app key the console creates for itself), through clients
+// generated from their OpenAPI documents (api.js).
 
-import { api, canWrite, hooks, isOwner, roleNote, state, stopPolling } from "./api.js";
+import { canWrite, hooks, isOwner, roleNote, state, stopPolling, v1 } from "./api.js";
 import { clients } from "./clients.js";
 import { chains } from "./chains.js";
 import { appKeys } from "./keys.js";
@@ -28,15 +29,14 @@ function renderSignIn(message) {
       ...field("Password", h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
       h("div", { class: "row" }, h("button", { type: "submit" }, "Sign in")),
     ], async (data) => {
-      state.session = await api("POST", "/session",
-        { email: data.get("email"), password: data.get("password") }, { project: false });
+      state.session = await v1.signIn({ email: data.get("email"), password: data.get("password") });
       await start();
     })));
   main.querySelector("input")?.focus();
 }
 
 async function loadProjects() {
-  const page = await api("GET", "/projects?limit=100", undefined, { project: false });
+  const page = await v1.listProjects({ limit: 100 });
   state.projects = page.items;
   const saved = localStorage.getItem("project");
   state.projectId = state.projects.some((p) => p.id === saved) ? saved : state.projects[0]?.id || null;
@@ -47,7 +47,7 @@ async function loadProjects() {
 
 async function start() {
   try {
-    state.session = await api("GET", "/session", undefined, { project: false });
+    state.session = await v1.getSession();
   } catch (err) {
     if (err.status === 401) return renderSignIn();
     return show(errorBox(err));
@@ -68,7 +68,7 @@ document.getElementById("project-switcher").addEventListener("change", (ev) => {
 document.getElementById("sign-out").addEventListener("click", async () => {
   // The server deletes the app keys this session made (session_bound) with it.
   try {
-    await api("DELETE", "/session", undefined, { project: false });
+    await v1.signOut();
   } catch { /* the session is gone either way */ }
   state.session = null;
   sessionStorage.clear();
@@ -121,14 +121,14 @@ async function renderDeployments() {
     if (data.get("max_sessions") || data.get("max_tps")) {
       body.tier = { max_sessions: Number(data.get("max_sessions")), max_tps: Number(data.get("max_tps")) };
     }
-    const dep = await api("POST", "/deployments", body);
+    const dep = await v1.createDeployment(body);
     location.hash = `#/d/${dep.id}`;
   });
   show(h("h1", {}, "Deployments"), list, h("h2", {}, "New deployment"), h("div", { class: "card" }, create));
 
   const refresh = async () => {
     try {
-      const page = await api("GET", "/deployments?limit=100");
+      const page = await v1.listDeployments({ limit: 100 });
       if (!page.items.length) {
         list.replaceChildren(h("p", { class: "muted" }, "No deployments yet. Create one below."));
         return;
@@ -161,7 +161,7 @@ async function renderDeployment(id, tab) {
   show(h("p", { class: "muted" }, "Loading deployment…"));
   let dep;
   try {
-    dep = await api("GET", `/deployments/${id}`);
+    dep = await v1.getDeployment(id);
   } catch (err) {
     return show(h("h1", {}, "Deployment"), errorBox(err), h("a", { href: "#/" }, "Back to deployments"));
   }
@@ -221,7 +221,7 @@ function planForm(dep, disabled) {
     if (tier.max_sessions !== dep.tier.max_sessions || tier.max_tps !== dep.tier.max_tps) req.tier = tier;
     if (!Object.keys(req).length) throw new Error("Nothing to change: pick another plan or tier.");
     if (!confirm(`Change ${dep.name} to ${req.plan || dep.plan}, ${tier.max_sessions} sessions, ${tier.max_tps} TPS? Clients reconnect.`)) return;
-    await api("PATCH", `/deployments/${dep.id}`, req);
+    await v1.patchDeployment(dep.id, req);
     route();
   });
 }
@@ -244,13 +244,13 @@ async function overview(dep, body) {
     },
   }, label);
   if (dep.status === "stopped") {
-    actions.append(act("Start", "", `Start ${dep.name}?`, () => api("POST", `/deployments/${dep.id}/start`)));
+    actions.append(act("Start", "", `Start ${dep.name}?`, () => v1.startDeployment(dep.id)));
   } else {
     actions.append(act("Stop", "secondary", `Stop ${dep.name}? Connected clients are disconnected.`,
-      () => api("POST", `/deployments/${dep.id}/stop`)));
+      () => v1.stopDeployment(dep.id)));
   }
   actions.append(act("Delete", "danger", `Delete ${dep.name}? This cannot be undone.`, async () => {
-    await api("DELETE", `/deployments/${dep.id}`);
+    await v1.deleteDeployment(dep.id);
     location.hash = "#/";
   }));
 
@@ -258,8 +258,8 @@ async function overview(dep, body) {
   const ca = h("button", {
     type: "button", class: "secondary", onclick: async () => {
       try {
-        const resp = await api("GET", `/deployments/${dep.id}/ca.pem`, undefined, { raw: true });
-        const url = URL.createObjectURL(await resp.blob());
+        const pem = await v1.getCa(dep.id);
+        const url = URL.createObjectURL(new Blob([pem], { type: "application/x-pem-file" }));
         const a = h("a", { href: url, download: `${dep.name}-ca.pem` });
         document.body.append(a);
         a.click();
@@ -294,7 +294,7 @@ async function overview(dep, body) {
   if (!["running", "stopped", "failed"].includes(dep.status)) {
     state.poll = setInterval(async () => {
       try {
-        const now = await api("GET", `/deployments/${dep.id}`);
+        const now = await v1.getDeployment(dep.id);
         if (now.status !== dep.status) route();
       } catch { /* shown on the next full render */ }
     }, 2000);
@@ -315,10 +315,7 @@ async function events(dep, body) {
   const more = h("div", { class: "row" });
   const load = async (cursor, reset) => {
     try {
-      const q = new URLSearchParams({ limit: "50" });
-      if (type.value) q.set("type", type.value);
-      if (cursor) q.set("cursor", cursor);
-      const page = await api("GET", `/deployments/${dep.id}/events?${q}`);
+      const page = await v1.listEvents(dep.id, { limit: 50, type: type.value, cursor });
       if (reset) rows.replaceChildren();
       rows.append(...page.items.map((ev) => h("tr", {}, h("td", {}, time(ev.created_at)), h("td", {}, h("code", {}, ev.type)),
         h("td", { class: "hide-narrow" }, ev.actor))));
@@ -347,7 +344,7 @@ async function renderProject() {
 
   const loadMembers = async () => {
     try {
-      const list = await api("GET", `/projects/${state.projectId}/members`, undefined, { project: false });
+      const list = await v1.listMembers(state.projectId);
       members.replaceChildren(list.items.length ? h("table", {},
         h("thead", {}, h("tr", {}, h("th", {}, "User"), h("th", {}, "Role"), h("th", { class: "hide-narrow" }, "Since"), h("th", {}, ""))),
         h("tbody", {}, ...list.items.map((m) => {
@@ -357,7 +354,7 @@ async function renderProject() {
             h("td", {}, roleSelect(m.role, {
               "aria-label": `Role of ${m.user.email}`, disabled: !owner,
               onchange: async (ev) => {
-                try { await api("PUT", `/projects/${state.projectId}/members/${m.user.id}`, { role: ev.target.value }, { project: false }); }
+                try { await v1.setMemberRole(state.projectId, m.user.id, { role: ev.target.value }); }
                 catch (e) { err.replaceChildren(errorBox(e)); ev.target.value = m.role; }
               },
             }), err),
@@ -366,7 +363,7 @@ async function renderProject() {
               type: "button", class: "danger", disabled: !owner,
               onclick: async () => {
                 if (!confirm(`Remove ${m.user.email} from ${project.name}?`)) return;
-                try { await api("DELETE", `/projects/${state.projectId}/members/${m.user.id}`, undefined, { project: false }); await loadMembers(); }
+                try { await v1.removeMember(state.projectId, m.user.id); await loadMembers(); }
                 catch (e) { err.replaceChildren(errorBox(e)); }
               },
             }, "Remove")));
@@ -379,7 +376,7 @@ async function renderProject() {
       return;
     }
     try {
-      const list = await api("GET", `/projects/${state.projectId}/api-keys`, undefined, { project: false });
+      const list = await v1.listApiKeys(state.projectId);
       keys.replaceChildren(list.items.length ? h("table", {},
         h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Prefix"), h("th", {}, "Role"), h("th", { class: "hide-narrow" }, "Created"), h("th", {}, ""))),
         h("tbody", {}, ...list.items.map((k) => h("tr", {},
@@ -389,7 +386,7 @@ async function renderProject() {
             type: "button", class: "danger",
             onclick: async () => {
               if (!confirm(`Revoke the key ${k.name}? Programs using it stop working at once.`)) return;
-              try { await api("DELETE", `/projects/${state.projectId}/api-keys/${k.id}`, undefined, { project: false }); await loadKeys(); }
+              try { await v1.deleteApiKey(state.projectId, k.id); await loadKeys(); }
               catch (e) { keys.append(errorBox(e)); }
             },
           }, "Revoke")))))) : h("p", { class: "muted" }, "No API keys yet."));
@@ -403,7 +400,7 @@ async function renderProject() {
     h("p", { class: "muted" }, "owner: everything, including members and API keys · developer: deployments and their settings · viewer: read only."),
     h("div", { class: "row" }, h("button", { type: "submit" }, "Add member")),
   ], async (data, el) => {
-    await api("POST", `/projects/${state.projectId}/members`, { email: data.get("email"), role: data.get("role") }, { project: false });
+    await v1.addMember(state.projectId, { email: data.get("email"), role: data.get("role") });
     el.reset();
     await loadMembers();
   });
@@ -413,7 +410,7 @@ async function renderProject() {
       h("div", {}, ...field("Role", roleSelect("developer", { name: "role" })))),
     h("div", { class: "row" }, h("button", { type: "submit" }, "Create key")),
   ], async (data, el) => {
-    const key = await api("POST", `/projects/${state.projectId}/api-keys`, { name: data.get("name"), role: data.get("role") }, { project: false });
+    const key = await v1.createApiKey(state.projectId, { name: data.get("name"), role: data.get("role") });
     el.reset();
     secret.replaceChildren(h("div", { class: "secret", role: "status" },
       h("p", {}, h("strong", {}, "Copy the secret now: it is shown only once.")),

@@ -1,7 +1,7 @@
 // The "Auth chains" tab: the ordered authentication and authorization sources (built-in
 // and external HTTP, as EMQX's emqx_auth_http), edited as a whole and saved with one PUT.
 
-import { api, canWrite, roleNote } from "./api.js";
+import { canWrite, roleNote, v1 } from "./api.js";
 import { applyBadge, errorBox, form, h, loading } from "./ui.js";
 
 export async function chains(dep, body) {
@@ -31,7 +31,8 @@ function fromLines(text) {
 }
 
 function chain(dep, kind, disabled) {
-  const path = `/deployments/${dep.id}/${kind}`;
+  const put = kind === "authentication" ? v1.putAuthentication : v1.putAuthorization;
+  const get = kind === "authentication" ? v1.getAuthentication : v1.getAuthorization;
   const card = h("div", { class: "card", "aria-live": "polite" }, loading(kind));
   let doc;
   const render = (saved, warnings = []) => {
@@ -113,7 +114,7 @@ function chain(dep, kind, disabled) {
     ], async () => {
       collect();
       const { revision, applied, apply_status, warnings: _w, ...body } = doc;
-      const res = await api("PUT", `${path}?wait=false`, body);
+      const res = await put(dep.id, body, { wait: false });
       doc = res;
       render(res, res.warnings || []);
     });
@@ -121,7 +122,7 @@ function chain(dep, kind, disabled) {
   };
   (async () => {
     try {
-      doc = await api("GET", path);
+      doc = await get(dep.id);
       render(doc);
     } catch (err) { card.replaceChildren(errorBox(err)); }
   })();

@@ -1,6 +1,6 @@
 // Line charts as inline SVG: no charting library (the console's budget is 500 KB
 // gzipped, and these need a few dozen lines). Each bucket has an invisible column with a
-// <title>, so hovering shows its exact values.
+// <title>, so hovering shows its exact values; the keyboard reads them too (lineChart).
 
 import { h } from "./ui.js";
 
@@ -50,9 +50,14 @@ function swatch(color) {
 
 /**
  * A chart of `series` ({label, color, values}) over the bucket start times `times`
- * (Dates), `format` writing a value for the axis and hover titles.
+ * (Dates), `format` writing a value for the axis and the readout.
+ *
+ * Keyboard: the chart is one tab stop; the arrow keys (Home, End) move between its
+ * points, each marked on the chart and read out in words by a polite live region below
+ * it. `selected` (a bucket's time in ms) restores the point a reader was on when a
+ * refresh redraws the chart.
  */
-export function lineChart({ title, times, series, format = compact, longRange = false }) {
+export function lineChart({ title, times, series, format = compact, longRange = false, key, selected = null }) {
   const n = times.length;
   const max = niceCeil(Math.max(0, ...series.flatMap((x) => x.values)));
   const iw = W - M.left - M.right;
@@ -62,18 +67,21 @@ export function lineChart({ title, times, series, format = compact, longRange = 
   const label = (d) => (longRange
     ? d.toLocaleDateString(undefined, { month: "short", day: "numeric" })
     : d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" }));
+  const describe = (i) => `${times[i].toLocaleString()}: ${series.map((l) => `${l.label} ${format(l.values[i])}`).join(", ")}`;
 
+  const summary = `${title}: ${series.map((x) => `${x.label} up to ${format(Math.max(0, ...x.values))}`).join(", ")}`;
   const svg = s("svg", {
-    viewBox: `0 0 ${W} ${H}`, role: "img", class: "chart",
-    "aria-label": `${title}: ${series.map((x) => `${x.label} up to ${format(Math.max(0, ...x.values))}`).join(", ")}`,
+    viewBox: `0 0 ${W} ${H}`, class: "chart", tabindex: n ? 0 : -1, role: "group",
+    "aria-roledescription": "chart",
+    "aria-label": n ? `${summary}. ${n} points: use the arrow keys to read each one.` : summary,
   });
   for (const f of [0, 0.5, 1]) {
     svg.append(s("line", { x1: M.left, x2: W - M.right, y1: y(max * f), y2: y(max * f), class: "grid" }),
-      s("text", { x: M.left - 6, y: y(max * f) + 4, "text-anchor": "end", class: "axis" }, format(max * f)));
+      s("text", { x: M.left - 6, y: y(max * f) + 4, "text-anchor": "end", class: "axis", "aria-hidden": "true" }, format(max * f)));
   }
   if (n) {
     for (const i of [...new Set([0, Math.floor((n - 1) / 2), n - 1])]) {
-      svg.append(s("text", { x: x(i), y: H - 8, "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle", class: "axis" },
+      svg.append(s("text", { x: x(i), y: H - 8, "text-anchor": i === 0 ? "start" : i === n - 1 ? "end" : "middle", class: "axis", "aria-hidden": "true" },
         label(times[i])));
     }
   }
@@ -86,8 +94,41 @@ export function lineChart({ title, times, series, format = compact, longRange = 
     svg.append(s("rect", { x: x(i) - col / 2, y: M.top, width: col, height: ih, class: "hover" },
       s("title", {}, `${times[i].toLocaleString()}\n${series.map((l) => `${l.label}: ${format(l.values[i])}`).join("\n")}`)));
   }
-  return h("figure", { class: "chart-box" },
+
+  // The point under the keyboard: a vertical line and a dot per series, read out below.
+  const cursor = s("g", { class: "cursor", "aria-hidden": "true", visibility: "hidden" },
+    s("line", { y1: M.top, y2: M.top + ih }),
+    ...series.map((l) => s("circle", { r: 4, fill: l.color })));
+  svg.append(cursor);
+  const readout = h("p", { class: "readout muted", "aria-live": "polite", "data-readout": key || title });
+  let at = -1;
+  const select = (i) => {
+    at = Math.max(0, Math.min(n - 1, i));
+    const [line, ...dots] = cursor.children;
+    line.setAttribute("x1", x(at));
+    line.setAttribute("x2", x(at));
+    dots.forEach((dot, k) => { dot.setAttribute("cx", x(at)); dot.setAttribute("cy", y(series[k].values[at])); });
+    cursor.setAttribute("visibility", "visible");
+    readout.dataset.ts = times[at].toISOString();
+    readout.dataset.index = String(at);
+    readout.textContent = describe(at);
+  };
+  svg.addEventListener("keydown", (ev) => {
+    if (!n) return;
+    const step = { ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1, PageUp: 10, PageDown: -10 }[ev.key];
+    if (step) select(at < 0 ? (step > 0 ? 0 : n - 1) : at + step);
+    else if (ev.key === "Home") select(0);
+    else if (ev.key === "End") select(n - 1);
+    else return;
+    ev.preventDefault();
+  });
+  svg.addEventListener("focus", () => { if (at < 0 && n) select(n - 1); });
+  if (selected !== null && n) {
+    const i = times.findIndex((t) => t.getTime() === selected);
+    select(i < 0 ? n - 1 : i);
+  }
+  return h("figure", { class: "chart-box", "data-chart": key || title },
     h("figcaption", {}, h("strong", {}, title), " ",
       ...series.map((l) => h("span", { class: "legend" }, swatch(l.color), l.label))),
-    svg);
+    svg, readout);
 }

@@ -1,7 +1,7 @@
 // The "Clients" tab: connected and offline-persistent clients (search, kick) and the
 // subscriptions, from the deployment's own API (/api/v4/clients, /api/v4/subscriptions).
 
-import { broker, canWrite, repeat, roleNote } from "./api.js";
+import { brokerApi, canWrite, repeat, roleNote } from "./api.js";
 import { changed, confirmButton, errorBox, h, loading, statusBadge, table, time } from "./ui.js";
 
 const PAGE = 50;
@@ -12,6 +12,7 @@ export async function clients(dep, body) {
     return;
   }
   const disabled = !canWrite();
+  const api = brokerApi(dep);
   const errors = h("div", { "aria-live": "polite" });
   const clientList = h("div", { "aria-live": "polite" }, loading("clients"));
   const subList = h("div", { "aria-live": "polite" }, loading("subscriptions"));
@@ -31,12 +32,10 @@ export async function clients(dep, body) {
       p < pages ? h("button", { type: "button", class: "secondary", onclick: () => go(p + 1) }, "Next") : null);
   };
   const loadClients = async () => {
-    const q = new URLSearchParams({ _page: String(page), _limit: String(PAGE) });
-    if (search.value.trim()) q.set("_like_clientid", search.value.trim());
-    if (stateFilter.value) q.set("conn_state", stateFilter.value);
+    const q = { _page: page, _limit: PAGE, _like_clientid: search.value.trim(), conn_state: stateFilter.value };
     try {
-      const res = await broker(dep, "GET", `/clients?${q}`);
-      if (!changed(clientMemo, [q.toString(), res])) return;
+      const res = await api.listClients(q);
+      if (!changed(clientMemo, [q, res])) return;
       clientList.replaceChildren(...[].concat(res.data.length
         ? [table(["Client id", "State", "User", ["Address", { class: "hide-narrow" }], ["Protocol", { class: "hide-narrow" }], ["Since", { class: "hide-narrow" }], ""],
           res.data.map((c) => h("tr", { "data-client": c.clientid },
@@ -48,7 +47,7 @@ export async function clients(dep, body) {
             h("td", { class: "hide-narrow" }, time(c.connected_at)),
             h("td", {}, confirmButton(c.connected ? "Kick" : "Discard session",
               c.connected ? `Disconnect ${c.clientid}? It may reconnect at once unless banned.` : `Discard the offline session of ${c.clientid}?`,
-              async () => { await broker(dep, "DELETE", `/clients/${encodeURIComponent(c.clientid)}`); await loadClients(); await loadSubs(); },
+              async () => { await api.kickClient(c.clientid); await loadClients(); await loadSubs(); },
               { disabled, errors })))), { "data-list": "clients" }),
         pager(page, res.meta, (p) => { page = p; loadClients(); })]
         : h("p", { class: "muted" }, search.value || stateFilter.value ? "No client matches." : "No clients: nothing is connected and no persistent session is kept.")));
@@ -56,7 +55,7 @@ export async function clients(dep, body) {
   };
   const loadSubs = async () => {
     try {
-      const res = await broker(dep, "GET", `/subscriptions?_page=${subPage}&_limit=${PAGE}`);
+      const res = await api.listSubscriptions({ _page: subPage, _limit: PAGE });
       if (!changed(subMemo, [subPage, res])) return;
       subList.replaceChildren(...[].concat(res.data.length
         ? [table(["Client id", "Topic filter", "QoS"], res.data.map((s) => [h("code", {}, s.clientid), h("code", {}, s.topic), String(s.qos)]),

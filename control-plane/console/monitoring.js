@@ -2,7 +2,7 @@
 // GET /deployments/{id}/metrics) and the project's monthly usage page
 // (GET /projects/{id}/usage).
 
-import { api, repeat, state } from "./api.js";
+import { repeat, state, v1 } from "./api.js";
 import { bytes, compact, lineChart } from "./chart.js";
 import { errorBox, h, loading, show, table } from "./ui.js";
 
@@ -35,15 +35,21 @@ export async function monitoring(dep, body) {
     const r = RANGES[range];
     const to = new Date();
     const from = new Date(to.getTime() - r.seconds * 1000);
-    const q = new URLSearchParams({ from: from.toISOString(), to: to.toISOString(), step: r.step });
+    const q = { from: from.toISOString(), to: to.toISOString(), step: r.step };
     let series;
     try {
-      series = await api("GET", `/deployments/${dep.id}/metrics?${q}`);
+      series = await v1.deploymentMetrics(dep.id, q);
     } catch (err) {
       view.replaceChildren(errorBox(err));
       return;
     }
     const pts = series.points;
+    // A reader on a chart's point keeps it (and the focus) across the redraw.
+    const focused = document.activeElement?.closest?.("figure.chart-box");
+    const keep = focused && view.contains(focused)
+      ? { key: focused.dataset.chart, ts: focused.querySelector("[data-readout]")?.dataset.ts }
+      : null;
+    const selected = (key) => (keep?.key === key && keep.ts ? new Date(keep.ts).getTime() : null);
     const times = pts.map((p) => new Date(p.ts));
     const total = (label, value, key, title) => h("div", {}, h("dt", {}, label),
       h("dd", { "data-total": key, "data-value": String(value), title: title ?? String(value) },
@@ -52,7 +58,7 @@ export async function monitoring(dep, body) {
     const perSecond = (f) => pts.map((p) => p[f] / r.stepSeconds);
     view.replaceChildren(
       // The range exactly as asked, so what is shown can be checked against the API.
-      h("dl", { class: "totals", "data-from": q.get("from"), "data-to": q.get("to"), "data-step": r.step },
+      h("dl", { class: "totals", "data-from": q.from, "data-to": q.to, "data-step": r.step },
         total("Messages (TPS-counted)", sum(pts, "messages"), "messages"),
         total("Messages in", sum(pts, "messages_in"), "messages_in"),
         total("Messages out", sum(pts, "messages_out"), "messages_out"),
@@ -62,20 +68,21 @@ export async function monitoring(dep, body) {
         total("Traffic out", sum(pts, "bytes_out"), "bytes_out")),
       quiet ? h("p", { class: "notice" }, `No sessions or messages in the last ${r.label}. Connect a client (Online test tab, or the snippets on the overview) and traffic shows up here within a minute.`) : "",
       h("div", { class: "charts" },
-        lineChart({ title: "Sessions", times, longRange: range === "7d", series: [
+        lineChart({ title: "Sessions", key: "sessions", selected: selected("sessions"), times, longRange: range === "7d", series: [
           { label: "sessions (max)", color: "#1b7f3b", values: pts.map((p) => p.sessions_max) },
           { label: "connected (max)", color: "#0b5fff", values: pts.map((p) => p.connected_max) },
         ] }),
-        lineChart({ title: "TPS (messages per second)", times, longRange: range === "7d", series: [
+        lineChart({ title: "TPS (messages per second)", key: "tps", selected: selected("tps"), times, longRange: range === "7d", series: [
           { label: "in (avg)", color: "#0b5fff", values: perSecond("messages_in") },
           { label: "out (avg)", color: "#e67700", values: perSecond("messages_out") },
           { label: "peak, all counted", color: "#8e24aa", values: pts.map((p) => p.tps_max) },
         ] }),
-        lineChart({ title: "Traffic", times, longRange: range === "7d", format: bytes, series: [
+        lineChart({ title: "Traffic", key: "traffic", selected: selected("traffic"), times, longRange: range === "7d", format: bytes, series: [
           { label: "bytes in", color: "#0b5fff", values: pts.map((p) => p.bytes_in) },
           { label: "bytes out", color: "#e67700", values: pts.map((p) => p.bytes_out) },
         ] })),
-      h("p", { class: "muted" }, `One point per ${r.step}; times are local (hover a chart for a bucket's exact values). Counted as EMQX Cloud counts: TPS = publishes in + deliveries out + retained delivered + HTTP-published.`));
+      h("p", { class: "muted" }, `One point per ${r.step}; times are local (hover a chart, or focus it and use the arrow keys, for a bucket's exact values). Counted as EMQX Cloud counts: TPS = publishes in + deliveries out + retained delivered + HTTP-published.`));
+    if (keep) view.querySelector(`figure[data-chart="${keep.key}"] svg`)?.focus();
   };
   body.append(h("div", { class: "row" }, h("div", { class: "seg", role: "group", "aria-label": "Range" }, ...buttons),
     h("button", { type: "button", class: "secondary", onclick: () => load() }, "Refresh")),
@@ -102,7 +109,7 @@ export async function renderUsage(month) {
     h("div", { class: "row" }, h("label", { for: "usage-month" }, "Month (UTC)"), picker), view);
   let usage;
   try {
-    usage = await api("GET", `/projects/${state.projectId}/usage?month=${month}`, undefined, { project: false });
+    usage = await v1.projectUsage(state.projectId, { month });
   } catch (err) {
     view.replaceChildren(errorBox(err));
     return;

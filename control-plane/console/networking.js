@@ -1,7 +1,7 @@
 // The "Networking" tab: custom domains (the DNS record to create, a verify button, live
 // status), the NAT gateway and the internal endpoint. None is offered on serverless.
 
-import { api, canWrite, repeat, roleNote } from "./api.js";
+import { canWrite, repeat, roleNote, v1 } from "./api.js";
 import { applyBadge, changed, confirmButton, copyButton, errorBox, field, form, h, loading, statusBadge, table, time } from "./ui.js";
 
 export async function networking(dep, body) {
@@ -32,11 +32,10 @@ function observed(d) {
 function domains(dep, disabled) {
   const list = h("div", { "aria-live": "polite" }, loading("domains"));
   const errors = h("div", { "aria-live": "polite" });
-  const base = `/deployments/${dep.id}/domains`;
   const memo = {};
   const refresh = async () => {
     try {
-      const page = await api("GET", base);
+      const page = await v1.listDomains(dep.id);
       if (!changed(memo, page.items)) return;
       list.replaceChildren(page.items.length ? table(["Domain", "Status", "DNS record to create", "Last check", ""],
         page.items.map((d) => h("tr", { "data-domain": d.domain },
@@ -52,11 +51,11 @@ function domains(dep, disabled) {
             d.status !== "active" && d.next_check_at ? h("div", { class: "muted" }, "next automatic check ", time(d.next_check_at)) : null),
           h("td", {}, h("div", { class: "row" },
             d.status === "active" ? null : confirmButton("Verify", null, async () => {
-              await api("POST", `${base}/${encodeURIComponent(d.domain)}/verify?wait=false`);
+              await v1.verifyDomain(dep.id, d.domain, { wait: false });
               await refresh();
             }, { cls: "", disabled, errors, title: `Look up ${d.domain} now` }),
             confirmButton("Remove", `Remove ${d.domain}? The broker stops serving its certificate.`, async () => {
-              await api("DELETE", `${base}/${encodeURIComponent(d.domain)}?wait=false`);
+              await v1.deleteDomain(dep.id, d.domain, { wait: false });
               await refresh();
             }, { disabled, errors }))))), { "data-list": "domains" })
         : h("p", { class: "muted" }, "No custom domains: clients use the default host."));
@@ -73,7 +72,7 @@ function domains(dep, disabled) {
     const req = { domain: data.get("domain") };
     if (data.get("certificate")) req.certificate = data.get("certificate");
     if (data.get("private_key")) req.private_key = data.get("private_key");
-    await api("POST", base, req);
+    await v1.addDomain(dep.id, req);
     el.reset();
     await refresh();
   });
@@ -85,11 +84,11 @@ function domains(dep, disabled) {
 
 /** An add-on, or null when the deployment's `network` section says it has none (asked
  *  first, so the browser never logs the add-on's 404). */
-async function optional(dep, path, present) {
-  const now = await api("GET", `/deployments/${dep.id}`);
+async function optional(dep, get, present) {
+  const now = await v1.getDeployment(dep.id);
   if (!present(now.network || {})) return null;
   try {
-    return await api("GET", path);
+    return await get(dep.id);
   } catch (err) {
     if (err.status === 404) return null;
     throw err;
@@ -99,11 +98,10 @@ async function optional(dep, path, present) {
 function natGateway(dep, disabled) {
   const view = h("div", { "aria-live": "polite" }, loading("the NAT gateway"));
   const errors = h("div", { "aria-live": "polite" });
-  const path = `/deployments/${dep.id}/nat-gateway`;
   const memo = {};
   const refresh = async () => {
     try {
-      const nat = await optional(dep, path, (n) => n.egress_addresses?.length);
+      const nat = await optional(dep, v1.getNatGateway, (n) => n.egress_addresses?.length);
       if (!changed(memo, nat)) return;
       view.replaceChildren(nat
         ? h("div", { "data-nat": nat.status },
@@ -112,12 +110,12 @@ function natGateway(dep, disabled) {
             ...nat.egress_addresses.flatMap((a, i) => [i ? ", " : "", h("code", {}, a)]),
             ": allow these addresses in your firewalls."),
           confirmButton("Delete NAT gateway", "Delete the NAT gateway? Outbound traffic leaves from any address again.", async () => {
-            await api("DELETE", `${path}?wait=false`);
+            await v1.deleteNatGateway(dep.id, { wait: false });
             await refresh();
           }, { disabled, errors }))
         : h("div", {}, h("p", { class: "muted" }, "No NAT gateway: outbound traffic leaves from any of the platform's addresses."),
           confirmButton("Create NAT gateway", null, async () => {
-            await api("PUT", `${path}?wait=false`);
+            await v1.putNatGateway(dep.id, { wait: false });
             await refresh();
           }, { cls: "", disabled, errors })));
     } catch (err) { memo.last = null; view.replaceChildren(errorBox(err)); }
@@ -130,12 +128,11 @@ function natGateway(dep, disabled) {
 function internalEndpoint(dep, disabled) {
   const view = h("div", { "aria-live": "polite" }, loading("the internal endpoint"));
   const errors = h("div", { "aria-live": "polite" });
-  const path = `/deployments/${dep.id}/internal-endpoint`;
   const cidrs = h("textarea", { name: "allowed_cidrs", id: "internal-cidrs", rows: 3, placeholder: "10.0.0.0/16\n192.168.10.0/24" });
   const memo = {};
   const refresh = async () => {
     try {
-      const ie = await optional(dep, path, (n) => n.internal_endpoint);
+      const ie = await optional(dep, v1.getInternalEndpoint, (n) => n.internal_endpoint);
       if (!changed(memo, ie)) return;
       if (ie && document.activeElement !== cidrs && !cidrs.dataset.edited) cidrs.value = ie.allowed_cidrs.join("\n");
       const urls = ie ? Object.entries(ie.endpoints).filter(([, v]) => v) : [];
@@ -144,7 +141,7 @@ function internalEndpoint(dep, disabled) {
           h("p", {}, statusBadge(ie.status), ie.address ? [" at ", h("code", {}, ie.address)] : null, ", updated ", time(ie.updated_at)),
           urls.length ? table(["", "Endpoint"], urls.map(([k, v]) => [k, h("code", {}, v)])) : null,
           confirmButton("Delete internal endpoint", "Delete the internal endpoint? Its listeners close.", async () => {
-            await api("DELETE", `${path}?wait=false`);
+            await v1.deleteInternalEndpoint(dep.id, { wait: false });
             cidrs.value = "";
             await refresh();
           }, { disabled, errors }))
@@ -157,7 +154,7 @@ function internalEndpoint(dep, disabled) {
     h("div", { class: "row" }, h("button", { type: "submit" }, "Save internal endpoint")),
   ], async (data) => {
     const allowed = String(data.get("allowed_cidrs")).split(/[\s,]+/).filter(Boolean);
-    await api("PUT", `${path}?wait=false`, { allowed_cidrs: allowed });
+    await v1.putInternalEndpoint(dep.id, { allowed_cidrs: allowed }, { wait: false });
     delete cidrs.dataset.edited;
     await refresh();
   });

@@ -1,7 +1,7 @@
 // The "Security" tab: built-in MQTT users, ACL rules and bans (through the deployment's
 // own API, as EMQX's v4 API shapes them) and the TLS certificate (control-plane API).
 
-import { api, broker, canWrite, roleNote } from "./api.js";
+import { brokerApi, canWrite, roleNote, v1 } from "./api.js";
 import { confirmButton, errorBox, field, form, h, loading, table, time, unixTime } from "./ui.js";
 
 export async function security(dep, body) {
@@ -18,7 +18,7 @@ function users(dep, disabled) {
   const users = h("div", { "aria-live": "polite" }, h("p", { class: "muted" }, "Loading users…"));
   const refresh = async () => {
     try {
-      const list = await broker(dep, "GET", "/auth_username");
+      const list = await brokerApi(dep).listUsernames();
       users.replaceChildren(list.data.length
         ? h("table", {}, h("tbody", {}, ...list.data.map((u) => h("tr", {},
           h("td", {}, u.username),
@@ -27,7 +27,7 @@ function users(dep, disabled) {
             onclick: async () => {
               if (!confirm(`Delete user ${u.username}?`)) return;
               try {
-                await broker(dep, "DELETE", `/auth_username/${encodeURIComponent(u.username)}`);
+                await brokerApi(dep).deleteUsername(u.username);
                 await refresh();
               } catch (err) { users.append(errorBox(err)); }
             },
@@ -43,7 +43,7 @@ function users(dep, disabled) {
       h("div", {}, ...field("Password", h("input", { name: "password", type: "password", required: true, autocomplete: "new-password" })))),
     h("div", { class: "row" }, h("button", { type: "submit" }, "Add user")),
   ], async (data, el) => {
-    await broker(dep, "POST", "/auth_username", { username: data.get("username"), password: data.get("password") });
+    await brokerApi(dep).addUsernames({ username: data.get("username"), password: data.get("password") });
     el.reset();
     await refresh();
   });
@@ -64,17 +64,18 @@ function aclRules(dep, disabled) {
   const errors = h("div", { "aria-live": "polite" });
   const refresh = async () => {
     try {
-      const page = await broker(dep, "GET", "/acl?_limit=1000");
+      const page = await brokerApi(dep).listAclRules({ _limit: 1000 });
       list.replaceChildren(page.data.length ? table(["#", "Applies to", "Topic", "Action", "Access", ""],
         page.data.map((r, i) => {
           const [kind, who] = subjectOf(r);
-          const path = kind === "$all"
-            ? `/acl/$all/topic/${encodeURIComponent(r.topic)}`
-            : `/acl/${kind}/${encodeURIComponent(who)}/topic/${encodeURIComponent(r.topic)}`;
+          const api = brokerApi(dep);
+          const remove = kind === "$all" ? () => api.deleteAllRule(r.topic)
+            : kind === "clientid" ? () => api.deleteClientidRule(who, r.topic)
+              : () => api.deleteUsernameRule(who, r.topic);
           return [String(i + 1), who ? `${kind} ${who}` : "every client", h("code", {}, r.topic), r.action,
             h("span", { class: `access-${r.access}` }, r.access),
             confirmButton("Delete", `Delete the rule on ${r.topic}?`, async () => {
-              await broker(dep, "DELETE", path);
+              await remove();
               await refresh();
             }, { disabled, errors })];
         }), { "data-list": "acl" })
@@ -103,7 +104,7 @@ function aclRules(dep, disabled) {
     const kind = data.get("kind");
     if (kind === "all") rule.all = "$all";
     else rule[kind] = data.get("who");
-    await broker(dep, "POST", "/acl", rule);
+    await brokerApi(dep).addRules(rule);
     el.reset();
     subjectInput.disabled = true;
     await refresh();
@@ -117,12 +118,12 @@ function bans(dep, disabled) {
   const errors = h("div", { "aria-live": "polite" });
   const refresh = async () => {
     try {
-      const page = await broker(dep, "GET", "/banned?_limit=1000");
+      const page = await brokerApi(dep).listBans({ _limit: 1000 });
       list.replaceChildren(page.data.length ? table(["Banned", "Reason", "By", ["Since", { class: "hide-narrow" }], "Until", ""],
         page.data.map((b) => [`${b.as} ${b.who}`, b.reason, b.by, h("td", { class: "hide-narrow" }, unixTime(b.at)),
           unixTime(b.until),
           confirmButton("Lift", `Lift the ban on ${b.who}?`, async () => {
-            await broker(dep, "DELETE", `/banned/${encodeURIComponent(b.as)}/${encodeURIComponent(b.who)}`);
+            await brokerApi(dep).deleteBan(b.as, b.who);
             await refresh();
           }, { disabled, errors, cls: "secondary" })]), { "data-list": "bans" })
         : h("p", { class: "muted" }, "Nobody is banned."));
@@ -140,7 +141,7 @@ function bans(dep, disabled) {
     h("div", { class: "row" }, h("button", { type: "submit" }, "Ban")),
   ], async (data, el) => {
     const until = Math.floor(Date.now() / 1000) + Number(data.get("minutes")) * 60;
-    await broker(dep, "POST", "/banned", { as: data.get("as"), who: data.get("who"), reason: data.get("reason") || undefined, until });
+    await brokerApi(dep).addBan({ as: data.get("as"), who: data.get("who"), reason: data.get("reason") || undefined, until });
     el.reset();
     await refresh();
   });
@@ -152,7 +153,7 @@ function tls(dep, disabled) {
   const tlsNow = h("div", { "aria-live": "polite" });
   const loadTls = async () => {
     try {
-      const t = await api("GET", `/deployments/${dep.id}/tls`);
+      const t = await v1.getTls(dep.id);
       tlsNow.replaceChildren(h("p", { "data-tls-source": t.source },
         `In use: ${t.tls_type} TLS, ${t.source === "custom" ? "custom certificate" : "issued by Skyport's CA"} (${t.status})`,
         t.expires_at ? [", expires ", time(t.expires_at)] : null,
@@ -170,7 +171,7 @@ function tls(dep, disabled) {
   ], async (data, el) => {
     const body = { tls_type: data.get("tls_type"), cert: data.get("cert"), key: data.get("key") };
     if (data.get("ca_cert")) body.ca_cert = data.get("ca_cert");
-    await api("PUT", `/deployments/${dep.id}/tls`, body);
+    await v1.putTls(dep.id, body);
     el.reset();
     await loadTls();
   });

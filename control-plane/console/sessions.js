@@ -1,7 +1,7 @@
 // The "Session settings" tab: how long persistent sessions outlive their connection and
 // how many messages an offline session keeps (GET/PUT /deployments/{id}/sessions).
 
-import { api, canWrite, roleNote } from "./api.js";
+import { canWrite, roleNote, v1 } from "./api.js";
 import { applyBadge, errorBox, field, form, h, loading } from "./ui.js";
 
 /** 7200 → "2 h", 90 → "1 min 30 s". */
@@ -16,7 +16,6 @@ function duration(secs) {
 
 export async function sessionSettings(dep, body) {
   const disabled = !canWrite();
-  const path = `/deployments/${dep.id}/sessions`;
   const card = h("div", { class: "card", "aria-live": "polite" }, loading("session settings"));
   body.append(h("div", {}, card, disabled ? h("p", { class: "notice" }, roleNote("developer")) : null));
   const render = (s) => {
@@ -36,15 +35,15 @@ export async function sessionSettings(dep, body) {
       h("p", { class: "muted" }, "A persistent session (clean_session=false, or an MQTT 5 session expiry) keeps its subscriptions and queues QoS 1/2 messages while its client is away; messages beyond the queue are dropped and counted. At most 7 days (604800 s)."),
       h("div", { class: "row" }, h("button", { type: "submit" }, "Save session settings"), status),
     ], async (data) => {
-      const res = await api("PUT", `${path}?wait=false`, {
+      const res = await v1.putSessions(dep.id, {
         session_expiry_secs: Number(data.get("session_expiry_secs")),
         max_session_expiry_secs: Number(data.get("max_session_expiry_secs")),
         max_queued_messages: Number(data.get("max_queued_messages")),
-      });
+      }, { wait: false });
       render(res);
     }));
   };
   try {
-    render(await api("GET", path));
+    render(await v1.getSessions(dep.id));
   } catch (err) { card.replaceChildren(errorBox(err)); }
 }

@@ -36,6 +36,13 @@ pub enum Command {
     },
     /// Print the OpenAPI document of the REST API (as committed in openapi/skyport.json).
     Openapi,
+    /// Print the web console's typed client (a JavaScript module) for an OpenAPI
+    /// document: `openapi/skyport.json` gives `control-plane/console/api.gen.js`,
+    /// `openapi/broker.json` gives `control-plane/console/broker.gen.js`.
+    ConsoleClient {
+        /// The OpenAPI document (JSON) to generate the client from.
+        spec: PathBuf,
+    },
     /// Manage console users (people who sign in to the web console), then exit.
     Users {
         #[command(subcommand)]

@@ -54,6 +54,12 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<()> {
             print!("{}", http::openapi_json());
             Ok(())
         }
+        Command::ConsoleClient { spec } => {
+            let text = std::fs::read_to_string(&spec)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", spec.display()))?;
+            print!("{}", console::client::generate(&text)?);
+            Ok(())
+        }
         Command::RenderManifests {
             deployment_file,
             kube,

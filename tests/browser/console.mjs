@@ -7,8 +7,8 @@
 // Exits non-zero on the first failed expectation.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -28,18 +28,25 @@ const LONG = 120_000;
 
 // launch() starts Chromium on a new, empty temporary profile (its --user-data-dir) every
 // run; Playwright refuses the flag itself. Each user below gets its own context.
-const browser = await chromium.launch({
+const launchOptions = {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+};
+const browser = await chromium.launch(launchOptions);
 
 const pageErrors = [];
-async function newPage(width = 1280, height = 800) {
-  const context = await browser.newContext({ viewport: { width, height }, acceptDownloads: true });
+// Chromium logs every 4xx/5xx answer as "Failed to load resource"; the flows below make
+// the API refuse things on purpose, so only other console errors count.
+const NETWORK_STATUS = /^Failed to load resource: the server responded with a status of \d+/;
+async function newPage(width = 1280, height = 800, on = browser) {
+  const context = await on.newContext({ viewport: { width, height }, acceptDownloads: true });
   const page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(err.message));
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && !NETWORK_STATUS.test(msg.text())) pageErrors.push(`console: ${msg.text()}`);
+  });
   page.on("dialog", (d) => d.accept());
   page.setDefaultTimeout(30_000);
   return { context, page };
@@ -161,7 +168,7 @@ await download.saveAs(caFile);
 assert.match(readFileSync(caFile, "utf8"), /^-----BEGIN CERTIFICATE-----/);
 const endpoint = async (k) => page.locator(`[data-endpoint=${k}]`).textContent();
 const mqtts = new URL(await endpoint("mqtts"));
-const ws = await endpoint("ws");
+const wss = await endpoint("wss");
 assert.match(await page.locator("pre").first().textContent(), new RegExp(`-p ${mqtts.port}`),
   "snippets carry the real port");
 
@@ -198,31 +205,41 @@ await shots(page, "deployment-security");
 
 // ---------------------------------------------------------------------------------------
 // 4. mosquitto_sub, outside the browser, over mqtts with the downloaded CA, receives what
-//    the console's online test publishes over WebSocket.
+//    the console's online test publishes over wss. The online test runs in a Chromium
+//    that trusts the downloaded CA as a user who imported it would: its own HOME, whose
+//    NSS database (certutil) holds ca.pem. No certificate check is switched off.
 
 const payload = `hello-from-the-console-${Date.now()}`;
 const sub = mosquittoSub(["-h", mqtts.hostname, "-p", mqtts.port, "--cafile", caFile,
   "-u", "device1", "-P", "device-pass-1", "-i", "outside-sub", "-t", "test/#", "-C", "1", "-W", "60", "-d", "-V", "mqttv311"]);
 await sub.subscribed;
 
-await page.getByRole("link", { name: "Online test" }).click();
-await page.getByLabel("Endpoint").selectOption(ws);
-await page.getByLabel("Username").fill("device1");
-await page.getByLabel("Password").fill("device-pass-1");
-await page.getByRole("button", { name: "Connect", exact: true }).click();
-await page.locator("#mqtt-status", { hasText: "Connected as" }).waitFor();
-await page.getByRole("button", { name: "Subscribe" }).click();
-await page.locator("#mqtt-log", { hasText: "subscribed to test/#" }).waitFor();
-await page.getByLabel("Topic", { exact: true }).fill("test/console");
-await page.getByLabel("Payload").fill(payload);
-await page.getByRole("button", { name: "Publish" }).click();
-await page.locator("#mqtt-log", { hasText: "published to test/console" }).waitFor();
+const home = join(WORK, "home");
+const nssdb = `sql:${join(home, ".pki", "nssdb")}`;
+mkdirSync(join(home, ".pki", "nssdb"), { recursive: true });
+execFileSync("certutil", ["-d", nssdb, "-N", "--empty-password"]);
+execFileSync("certutil", ["-d", nssdb, "-A", "-t", "C,,", "-n", "skyport-ca", "-i", caFile]);
+const trusting = await chromium.launch({ ...launchOptions, env: { ...process.env, HOME: home } });
+const { page: tpage } = await newPage(1280, 800, trusting);
+await signIn(tpage, env("OWNER_EMAIL"));
+await tpage.goto(`${BASE}/#/d/${depId}/test`);
+await tpage.getByLabel("Endpoint").selectOption(wss);
+await tpage.getByLabel("Username").fill("device1");
+await tpage.getByLabel("Password").fill("device-pass-1");
+await tpage.getByRole("button", { name: "Connect", exact: true }).click();
+await tpage.locator("#mqtt-status", { hasText: "Connected as" }).waitFor();
+await tpage.getByRole("button", { name: "Subscribe" }).click();
+await tpage.locator("#mqtt-log", { hasText: "subscribed to test/#" }).waitFor();
+await tpage.getByLabel("Topic", { exact: true }).fill("test/console");
+await tpage.getByLabel("Payload").fill(payload);
+await tpage.getByRole("button", { name: "Publish" }).click();
+await tpage.locator("#mqtt-log", { hasText: "published to test/console" }).waitFor();
 const got = await sub.done;
-assert.equal(got.code, 0, `${got.out}\nconsole log: ${await page.locator("#mqtt-log").textContent()}`);
+assert.equal(got.code, 0, `${got.out}\nconsole log: ${await tpage.locator("#mqtt-log").textContent()}`);
 assert.ok(got.out.includes(payload), `mosquitto_sub did not receive the payload: ${got.out}`);
 // The console's own subscription sees it too.
-await page.locator("#mqtt-log .payload", { hasText: payload }).waitFor();
-await shots(page, "online-test");
+await tpage.locator("#mqtt-log .payload", { hasText: payload }).waitFor();
+await shots(tpage, "online-test");
 
 // ---------------------------------------------------------------------------------------
 // 4b. Monitoring: real MQTT traffic from mosquitto_pub, counted by the broker, reported to
@@ -270,6 +287,35 @@ assert.equal(Number(shown.messagesIn), total(reported, "messages_in"), JSON.stri
 assert.ok(Number(shown.messagesIn) >= before + PUBLISHED, JSON.stringify({ shown, before }));
 assert.equal(shown.text, shown.messages, "small counts are shown exactly");
 assert.equal(await page.locator("svg.chart").count(), 3, "sessions, TPS and traffic charts");
+// Keyboard: each chart is one tab stop after the range buttons; the arrow keys (Home,
+// End) move between its points, and a polite live region reads the point's values.
+await page.getByRole("button", { name: "Refresh" }).focus();
+await page.keyboard.press("Tab");
+assert.equal(await page.evaluate(() => document.activeElement.closest("figure")?.dataset.chart), "sessions",
+  "Tab reaches the sessions chart");
+const readout = page.locator("[data-readout=sessions]");
+assert.equal(await readout.getAttribute("aria-live"), "polite");
+const pointAt = async () => ({ ts: await readout.getAttribute("data-ts"), index: Number(await readout.getAttribute("data-index")),
+  text: await readout.textContent() });
+const shownPoints = await metrics(shown.from, shown.to, shown.step);
+await page.keyboard.press("Home");
+let point = await pointAt();
+assert.equal(point.index, 0, JSON.stringify(point));
+assert.equal(Date.parse(point.ts), Date.parse(shownPoints[0].ts), JSON.stringify(point));
+assert.match(point.text, new RegExp(`sessions \\(max\\) ${shownPoints[0].sessions_max}\\b`), point.text);
+await page.keyboard.press("ArrowRight");
+assert.equal((await pointAt()).index, 1);
+await page.keyboard.press("End");
+point = await pointAt();
+assert.equal(point.index, shownPoints.length - 1, JSON.stringify(point));
+// The online test's client is still connected: the latest point counts it.
+assert.ok(Number(point.text.match(/sessions \(max\) (\d+)/)[1]) >= 1, point.text);
+await page.keyboard.press("ArrowLeft");
+point = await pointAt();
+assert.equal(point.index, shownPoints.length - 2, JSON.stringify(point));
+assert.equal(Date.parse(point.ts), Date.parse(shownPoints[shownPoints.length - 2].ts), JSON.stringify(point));
+assert.equal(await page.locator("figure[data-chart=sessions] .cursor").getAttribute("visibility"), "visible",
+  "the point is marked on the chart");
 await shots(page, "monitoring");
 // The 24 h range asks the API for 15-minute buckets and shows the same total.
 await page.getByRole("button", { name: "24 hours" }).click();
@@ -481,6 +527,41 @@ await shots(vpage, "viewer-overview");
 const after = await apiFromPage(vpage, "GET", `/deployments/${depId}`);
 assert.equal(after.body.desired_state, "running");
 
+// 7a. The viewer reads what the deployment API holds (clients, subscriptions, users, ACL
+//     rules) through a read-only key bound to its sign-in; every change is disabled, and
+//     the deployment API refuses the key's writes with 403 forbidden_role.
+const watcher = mosquittoSub(["-h", mqtt.hostname, "-p", mqtt.port, "-u", "device1", "-P", "device-pass-1",
+  "-i", "seen-by-viewer", "-t", "viewer/#", "-W", "120", "-d", "-V", "mqttv311"]);
+await watcher.subscribed;
+await vpage.getByRole("link", { name: "Clients" }).click();
+const watched = vpage.locator("tr[data-client=seen-by-viewer]");
+await watched.waitFor({ timeout: LONG });
+assert.equal(await watched.getByRole("button", { name: "Kick" }).isDisabled(), true);
+await vpage.locator("[data-list=subscriptions] td", { hasText: "viewer/#" }).first().waitFor();
+await vpage.getByRole("link", { name: "Security" }).click();
+await vpage.getByRole("cell", { name: "device1" }).waitFor();
+await vpage.locator("[data-list=acl] tr", { hasText: "secret/#" }).waitFor();
+assert.equal(await vpage.getByRole("button", { name: "Add user" }).isDisabled(), true);
+assert.equal(await vpage.getByRole("button", { name: "Add rule" }).isDisabled(), true);
+await shots(vpage, "viewer-security");
+const viewerKey = await vpage.evaluate((dep) => JSON.parse(sessionStorage.getItem(`appkey:${dep}:read`)), depId);
+assert.ok(viewerKey, "the viewer's console holds a read-only key");
+const brokerApiUrl = (await apiFromPage(vpage, "GET", `/deployments/${depId}`)).body.endpoints.api;
+const sneaky = await fetch(`${brokerApiUrl}/api/v4/auth_username`, {
+  method: "POST",
+  headers: { authorization: "Basic " + Buffer.from(`${viewerKey.id}:${viewerKey.secret}`).toString("base64") },
+  body: JSON.stringify({ username: "sneaky", password: "sneaky-pass" }),
+});
+assert.equal(sneaky.status, 403);
+assert.match((await sneaky.json()).message, /^forbidden_role:/);
+const fullKey = await apiFromPage(vpage, "POST", `/deployments/${depId}/app-keys`, { name: "viewer-wants-more" });
+assert.equal(fullKey.status, 403, JSON.stringify(fullKey));
+assert.equal(fullKey.body.code, "forbidden_role");
+const keysNow = (await apiFromPage(vpage, "GET", `/deployments/${depId}/app-keys`)).body.items;
+assert.deepEqual(keysNow.filter((k) => k.name === "web console").map((k) => k.read_only).sort(), [false, true],
+  "the owner's console key and the viewer's read-only one, nothing else");
+watcher.child.kill();
+
 // ---------------------------------------------------------------------------------------
 // 7b. The owner changes the tier on the overview; the broker restarts with it.
 
@@ -507,7 +588,7 @@ await shots(page, "deployment-overview");
 //    for itself.
 
 const consoleKeys = async (p) => (await apiFromPage(p, "GET", `/deployments/${depId}/app-keys`)).body.items
-  .filter((k) => k.name === "web console").length;
+  .filter((k) => k.name === "web console" && !k.read_only).length;
 assert.equal(await consoleKeys(vpage), 1, "the owner's console made one app key");
 await page.getByRole("button", { name: "Sign out" }).click();
 await page.getByText("Signed out.").waitFor();
@@ -516,6 +597,7 @@ const gone = await fetch(`${BASE}/api/v1/session`, { headers: { cookie: `skyport
 assert.equal(gone.status, 401, "the old cookie no longer works");
 
 assert.deepEqual(pageErrors, [], "no uncaught errors in the pages");
+await trusting.close();
 await browser.close();
 harnessInput.close(); // stdin would keep node running
 process.stdin.destroy();

@@ -17,7 +17,7 @@ use rcgen::{CertificateParams, KeyPair};
 use reqwest::StatusCode;
 use skyport_tests::console::{add_member, create_user};
 use skyport_tests::dns::DnsServer;
-use skyport_tests::{workspace_root, Backend, ControlPlane};
+use skyport_tests::{binary, workspace_root, Backend, ControlPlane};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -99,6 +99,79 @@ fn node_with_harness(
         "{} failed ({status}):\n{stdout}\n{stderr}\nbroker logs:\n{}",
         script.display(),
         broker_logs(data_dir)
+    );
+}
+
+/// The console's API clients are generated from the committed OpenAPI documents, and the
+/// console calls the APIs only through them.
+#[test]
+fn console_api_clients_are_generated_from_the_openapi_documents() {
+    let mut operations = Vec::new();
+    for (spec, client) in [
+        ("openapi/skyport.json", "control-plane/console/api.gen.js"),
+        ("openapi/broker.json", "control-plane/console/broker.gen.js"),
+    ] {
+        let out = Command::new(binary("skyport"))
+            .arg("console-client")
+            .arg(workspace_root().join(spec))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let generated = String::from_utf8(out.stdout).unwrap();
+        let committed = std::fs::read_to_string(workspace_root().join(client)).unwrap();
+        assert!(
+            generated == committed,
+            "{client} is stale: regenerate it with \
+             `cargo run --bin skyport -- console-client {spec} > {client}` and commit it"
+        );
+        operations.push(generated);
+    }
+    let [v1, broker] = [&operations[0], &operations[1]];
+
+    // Every operation a page calls exists in its client, and only api.js talks HTTP.
+    let dir = workspace_root().join("control-plane/console");
+    let mut calls = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".js") || name.ends_with(".gen.js") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        if name != "api.js" {
+            assert!(
+                !source.contains("fetch("),
+                "{name} calls fetch: requests go through the generated clients (api.js)"
+            );
+        }
+        for (prefix, client) in [("v1.", v1), ("brokerApi(dep).", broker), ("api.", broker)] {
+            for (at, _) in source.match_indices(prefix) {
+                if source[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let operation: String = source[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric())
+                    .collect();
+                // Module names (`./api.js`, `api.gen.js`), not calls.
+                if operation == "js" || operation == "gen" {
+                    continue;
+                }
+                assert!(
+                    client.contains(&format!("\n    {operation}: (")),
+                    "{name} calls `{prefix}{operation}`, which its generated client lacks"
+                );
+                calls += 1;
+            }
+        }
+    }
+    assert!(
+        calls > 40,
+        "the pages call the APIs through the clients ({calls} calls)"
     );
 }
 

@@ -528,3 +528,129 @@ async fn ten_wrong_passwords_lock_the_account_sqlite() {
 async fn ten_wrong_passwords_lock_the_account_postgres() {
     lockout(Backend::Postgres).await;
 }
+
+/// A viewer's console reads a deployment's API (clients, users, rules, bans) with a
+/// read-only key bound to its sign-in: the only key a viewer may create. The broker
+/// refuses that key's writes with 403 `forbidden_role`, and every other key, and every
+/// key change, stays refused to viewers.
+#[tokio::test]
+async fn a_viewer_reads_the_deployment_api_with_a_read_only_session_key() {
+    let cp = ControlPlane::start_with(Backend::Sqlite, &[]);
+    let (project, key) = cp.api.project_with_key("readers").await;
+    create_user(&cp.api, "vic@example.com", PASSWORD).await;
+    add_member(&cp.api, &project, "vic@example.com", "viewer").await;
+    let dep = key.create_deployment("read", "dedicated").await;
+    let api_url = key.wait_status(&dep, "running").await["endpoints"]["api"]
+        .as_str()
+        .expect("api endpoint")
+        .to_owned();
+    let keys_path = format!("/deployments/{dep}/app-keys");
+    let count = || async {
+        key.get(&keys_path).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let viewer = Person::sign_in(&cp.base_url, "vic@example.com", PASSWORD)
+        .await
+        .in_project(&project);
+
+    // Anything but a read-only, session-bound key needs `developer`.
+    for body in [
+        json!({"name": "full"}),
+        json!({"name": "full", "session_bound": true}),
+        json!({"name": "kept", "read_only": true}),
+    ] {
+        viewer
+            .post(&keys_path, body)
+            .await
+            .assert_problem(403, "forbidden_role");
+    }
+    let viewer_key = cp.api.with_token(
+        cp.api
+            .post(
+                &format!("/projects/{project}/api-keys"),
+                json!({"name": "dash", "role": "viewer"}),
+            )
+            .await
+            .body["secret"]
+            .as_str()
+            .unwrap(),
+    );
+    viewer_key
+        .post(
+            &keys_path,
+            json!({"name": "x", "read_only": true, "session_bound": true}),
+        )
+        .await
+        .assert_problem(403, "forbidden_role");
+    assert_eq!(count().await, 0, "refused requests created nothing");
+
+    let made = viewer
+        .post(
+            &format!("{keys_path}?wait=false"),
+            json!({"name": "web console", "read_only": true, "session_bound": true}),
+        )
+        .await;
+    assert!(
+        matches!(made.status, StatusCode::CREATED | StatusCode::ACCEPTED),
+        "{}",
+        made.text
+    );
+    assert_eq!(made.body["read_only"], true, "{}", made.text);
+    assert_eq!(made.body["session_bound"], true, "{}", made.text);
+    let (id, secret) = (
+        made.body["app_id"].as_str().unwrap().to_owned(),
+        made.body["app_secret"].as_str().unwrap().to_owned(),
+    );
+    eventually("the broker to accept the viewer's key", || async {
+        broker_status(&api_url, &id, &secret).await == StatusCode::OK
+    })
+    .await;
+    let listed = viewer.get(&keys_path).await;
+    assert_eq!(
+        listed.body["items"][0]["read_only"], true,
+        "{}",
+        listed.text
+    );
+    viewer
+        .delete(&format!("{keys_path}/{id}"))
+        .await
+        .assert_problem(403, "forbidden_role");
+
+    // The broker lets it read and refuses every change.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let add_user = http
+        .post(format!("{api_url}/api/v4/auth_username"))
+        .basic_auth(&id, Some(&secret))
+        .json(&json!({"username": "sneaky", "password": "pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(add_user.status(), StatusCode::FORBIDDEN);
+    let problem: serde_json::Value = add_user.json().await.unwrap();
+    assert!(
+        problem["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("forbidden_role:"),
+        "{problem}"
+    );
+    let users: serde_json::Value = http
+        .get(format!("{api_url}/api/v4/auth_username"))
+        .basic_auth(&id, Some(&secret))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users["data"], json!([]), "the refused write added nobody");
+
+    // Signing out deletes it, as every session-bound key.
+    assert_eq!(
+        viewer.delete("/session").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(count().await, 0);
+}

@@ -1178,6 +1178,7 @@ fn app_key(d: &Deployment, name: &str) -> AppKeyRecord {
         name: name.to_owned(),
         created_at: now(),
         console_session: None,
+        read_only: false,
     }
 }
 
@@ -1192,7 +1193,11 @@ async fn security_app_keys(store: Arc<dyn Store>) {
 
     let a = app_key(&d, "a");
     let b = app_key(&d, "b");
-    let c = app_key(&d, "c");
+    // A read-only key (a console viewer's) keeps that through the store to the broker.
+    let c = AppKeyRecord {
+        read_only: true,
+        ..app_key(&d, "c")
+    };
     for (k, hash) in [(&a, "aa"), (&b, "bb"), (&c, "cc")] {
         store.create_app_key(d.project_id, k, hash).await.unwrap();
     }
@@ -1238,17 +1243,17 @@ async fn security_app_keys(store: Arc<dyn Store>) {
     assert_eq!(store.list_app_keys(d.id, None, 10).await.unwrap().len(), 3);
 
     let security = store.broker_security(d.id).await.unwrap();
-    let hashes: Vec<(String, String)> = security
+    let hashes: Vec<(String, String, bool)> = security
         .app_keys
         .iter()
-        .map(|k| (k.app_id.clone(), k.secret_sha256.clone()))
+        .map(|k| (k.app_id.clone(), k.secret_sha256.clone(), k.read_only))
         .collect();
     assert_eq!(
         hashes,
         vec![
-            (a.app_id.to_string(), "aa".to_owned()),
-            (b.app_id.to_string(), "bb".to_owned()),
-            (c.app_id.to_string(), "cc".to_owned()),
+            (a.app_id.to_string(), "aa".to_owned(), false),
+            (b.app_id.to_string(), "bb".to_owned(), false),
+            (c.app_id.to_string(), "cc".to_owned(), true),
         ]
     );
 

@@ -110,12 +110,17 @@ pub struct AppKey {
     /// Lower-case hex SHA-256 of the secret (secrets are 256-bit random, so a fast hash is
     /// enough; passwords chosen by people use argon2 instead).
     pub secret_sha256: String,
+    /// A read-only key (a console viewer's): it may read through the deployment API but
+    /// change nothing. Absent means false, so files written before it existed still load.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for AppKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppKey")
             .field("app_id", &self.app_id)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }

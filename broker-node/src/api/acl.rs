@@ -75,7 +75,9 @@ pub enum NewRules {
 }
 
 /// An ACL rule as shown: exactly one of `clientid`, `username` or `all`.
+// Named apart from the data-integration rules' `RuleView` in the OpenAPI document.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AclRuleView)]
 pub struct RuleView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clientid: Option<String>,
@@ -198,7 +200,7 @@ async fn remove(
 }
 
 /// List every rule, in evaluation order.
-#[utoipa::path(get, path = "/acl", tag = "acl", params(PageQuery),
+#[utoipa::path(get, path = "/acl", tag = "acl", operation_id = "list_acl_rules", params(PageQuery),
     responses((status = 200, description = "A page of rules", body = Paged<RuleView>), Errors),
     security(("app_key" = [])))]
 async fn list_rules(State(security): State<Security>, paging: Paging) -> Json<Paged<RuleView>> {

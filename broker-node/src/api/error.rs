@@ -5,7 +5,9 @@
 //! (401), 104 empty username or password (400), 105 the object does not exist (404),
 //! 107 missing request parameter (400), 108 invalid request parameter (400, or 409 when
 //! a limit would be exceeded), 109 body is not JSON (400), 113 already exists (409),
-//! 115 invalid topic (400).
+//! 115 invalid topic (400). Skyport adds 403 with code 403 for what an app key's role
+//! forbids (a read-only key's writes), its message starting with `forbidden_role:` as the
+//! control plane's problem code.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +28,8 @@ pub const INVALID_PARAMETER: u32 = 108;
 pub const NOT_JSON: u32 = 109;
 pub const ALREADY_EXISTS: u32 = 113;
 pub const INVALID_TOPIC: u32 = 115;
+/// Skyport's own: the app key's role does not allow the request (not an EMQX 4 code).
+pub const FORBIDDEN_ROLE: u32 = 403;
 
 /// An error answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,6 +72,15 @@ impl ApiError {
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, BAD_CREDENTIALS, message)
+    }
+
+    /// 403: a read-only app key asked for a change.
+    pub fn forbidden_role(message: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            FORBIDDEN_ROLE,
+            format!("forbidden_role: {message}"),
+        )
     }
 
     /// A failure of ours: logged with its cause, answered generically.

@@ -101,7 +101,9 @@ pub enum Errors {
         description = "The deployment API of one Skyport broker node, in EMQX 4's `/api/v4` \
             shapes: answers are `{\"code\": 0, \"data\": …}`, errors `{\"code\": <EMQX code>, \
             \"message\": …}`. Authenticate with HTTP Basic `app_id:app_secret` of one of the \
-            deployment's app keys. Passwords are write-only.",
+            deployment's app keys; a read-only key (a console viewer's) may only read, \
+            anything else answers 403 with code 403 and a message starting \
+            `forbidden_role:`. Passwords are write-only.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "/api/v4")),

@@ -69,7 +69,9 @@ pub struct Done {
 }
 
 /// The result of one entry of a batch.
+// Named apart from publishing's `BatchResult` in the OpenAPI document.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SubscriptionBatchResult)]
 pub struct BatchResult {
     pub clientid: String,
     /// The entry's topic (or topics) as given.

@@ -32,6 +32,14 @@ use users::{UserVerdict, Users};
 /// Longest username, client id or ban subject the API accepts, in bytes.
 pub const MAX_NAME_BYTES: usize = 1024;
 
+/// What an app key may do through the deployment API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppKeyAccess {
+    ReadWrite,
+    /// Reading only (`GET`): a console viewer's key.
+    ReadOnly,
+}
+
 /// The transport a client came in on (`%r` in HTTP templates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -334,18 +342,24 @@ impl Security {
         state.no_match_allows()
     }
 
-    /// Whether `app_id:secret` is one of the deployment's app keys. The secret's digest is
-    /// compared in constant time.
-    pub fn check_app_key(&self, app_id: &str, secret: &str) -> bool {
+    /// What `app_id:secret` may do, if it is one of the deployment's app keys. The
+    /// secret's digest is compared in constant time.
+    pub fn check_app_key(&self, app_id: &str, secret: &str) -> Option<AppKeyAccess> {
         let digest = Sha256::digest(secret.as_bytes());
         let settings = self.settings();
-        let mut found = subtle::Choice::from(0);
+        let mut found = None;
         for key in settings.app_keys.iter().filter(|k| k.app_id == app_id) {
             if let Ok(stored) = hex::decode(&key.secret_sha256) {
-                found |= stored.as_slice().ct_eq(digest.as_slice());
+                if bool::from(stored.as_slice().ct_eq(digest.as_slice())) {
+                    found = Some(if key.read_only {
+                        AppKeyAccess::ReadOnly
+                    } else {
+                        AppKeyAccess::ReadWrite
+                    });
+                }
             }
         }
-        found.into()
+        found
     }
 }
 

@@ -136,17 +136,32 @@ async fn authorization_chain_semantics() {
 fn app_keys_compare_digests() {
     let dir = temp_dir("keys");
     let security = Security::open(&dir).unwrap();
-    assert!(!security.check_app_key("a1", "s3cret"));
+    assert_eq!(security.check_app_key("a1", "s3cret"), None);
     security.set_settings(SecuritySettings {
-        app_keys: vec![AppKey {
-            app_id: "a1".into(),
-            secret_sha256: app_secret_sha256("s3cret"),
-        }],
+        app_keys: vec![
+            AppKey {
+                app_id: "a1".into(),
+                secret_sha256: app_secret_sha256("s3cret"),
+                read_only: false,
+            },
+            AppKey {
+                app_id: "r1".into(),
+                secret_sha256: app_secret_sha256("s3cret"),
+                read_only: true,
+            },
+        ],
         ..SecuritySettings::default()
     });
-    assert!(security.check_app_key("a1", "s3cret"));
-    assert!(!security.check_app_key("a1", "s3cret "));
-    assert!(!security.check_app_key("a2", "s3cret"));
+    assert_eq!(
+        security.check_app_key("a1", "s3cret"),
+        Some(AppKeyAccess::ReadWrite)
+    );
+    assert_eq!(
+        security.check_app_key("r1", "s3cret"),
+        Some(AppKeyAccess::ReadOnly)
+    );
+    assert_eq!(security.check_app_key("a1", "s3cret "), None);
+    assert_eq!(security.check_app_key("a2", "s3cret"), None);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

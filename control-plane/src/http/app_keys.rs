@@ -16,14 +16,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::applied::{
     await_applied, no_content_or_accepted, resource_deliveries, Delivery, WaitQuery,
 };
-use super::auth::ProjectKey;
+use super::auth::{check_role, ProjectKey, ProjectMember};
 use super::deployments::{load, refuse_if_deleting, DeploymentScope};
 use super::json::{ApiJson, ApiQuery};
 use super::page::{PageQuery, Paged};
 use super::projects::path_id;
 use super::Problems;
 use crate::app::AppState;
-use crate::domain::{token, DeploymentName, Id};
+use crate::domain::{token, DeploymentName, Id, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::store::{revision, AppKeyRecord};
 
@@ -52,6 +52,12 @@ pub struct CreateAppKey {
     /// with an API key it is 422 `session_required`. Default false.
     #[serde(default)]
     pub session_bound: bool,
+    /// A key that may only read through the deployment API (`GET`); the broker answers
+    /// anything else with 403 (`forbidden_role`). A project `viewer` may create only this
+    /// kind, and only session-bound: the one its web console reads clients,
+    /// subscriptions, users, rules and bans with. Default false.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// A deployment API key as listed: never its secret.
@@ -63,6 +69,8 @@ pub struct AppKeyView {
     pub created_at: DateTime<Utc>,
     /// Whether the key is deleted when the console session that made it ends.
     pub session_bound: bool,
+    /// Whether the key may only read.
+    pub read_only: bool,
     /// Whether the running broker accepts the key yet.
     #[serde(flatten)]
     pub delivery: Delivery,
@@ -84,6 +92,7 @@ impl AppKeyView {
             name: k.name,
             created_at: k.created_at,
             session_bound: k.console_session.is_some(),
+            read_only: k.read_only,
             delivery,
         }
     }
@@ -91,7 +100,8 @@ impl AppKeyView {
 
 /// Create a key for the deployment's HTTP API. Answers once the running broker accepts
 /// it (201), or with 202 and `applied: false` when it has not yet after the apply
-/// timeout, with `?wait=false`, or while the deployment is stopped.
+/// timeout, with `?wait=false`, or while the deployment is stopped. Needs `developer`,
+/// except for a read-only, session-bound key, which a signed-in `viewer` may create.
 #[utoipa::path(post, path = "/deployments/{deployment_id}/app-keys", tag = "deployments",
     params(("deployment_id" = String, Path, description = "Deployment id"), WaitQuery),
     request_body = CreateAppKey,
@@ -102,10 +112,16 @@ impl AppKeyView {
     security(("bearer" = [])))]
 async fn create_app_key(
     State(state): State<Arc<AppState>>,
-    DeploymentScope { key, deployment }: DeploymentScope,
+    DeploymentScope { key, deployment }: DeploymentScope<ProjectMember>,
     ApiQuery(wait): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<CreateAppKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedAppKey>)> {
+    // A viewer's console may read the deployment API with a key that can do no more than
+    // the viewer and dies with the sign-in; every other key needs `developer`.
+    let viewers_own = body.read_only && body.session_bound && key.0.console_session.is_some();
+    if !viewers_own {
+        check_role(key.0.role, Role::Developer)?;
+    }
     let name = DeploymentName::parse(&body.name)
         .map_err(|msg| ApiError::unprocessable("invalid_name", msg).with_field("name"))?;
     let console_session =
@@ -127,6 +143,7 @@ async fn create_app_key(
         // Both backends keep microseconds: answer what a later list shows.
         created_at: Utc::now().trunc_subsecs(6),
         console_session,
+        read_only: body.read_only,
     };
     state
         .store

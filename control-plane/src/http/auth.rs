@@ -225,7 +225,42 @@ pub struct Caller {
 /// project in `X-Skyport-Project`. Reading needs `viewer`, changing `developer`.
 pub struct ProjectKey(pub Caller);
 
+/// Like [`ProjectKey`] with any role whatever the method: for the one change a viewer
+/// may make (the read-only app key its console session reads a deployment's API with),
+/// whose handler checks the role against the request itself.
+pub struct ProjectMember(pub Caller);
+
+impl AsRef<Caller> for ProjectKey {
+    fn as_ref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+impl AsRef<Caller> for ProjectMember {
+    fn as_ref(&self) -> &Caller {
+        &self.0
+    }
+}
+
 impl FromRequestParts<Arc<AppState>> for ProjectKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let ProjectMember(caller) = ProjectMember::from_request_parts(parts, state).await?;
+        let needed = if is_safe(&parts.method) {
+            Role::Viewer
+        } else {
+            Role::Developer
+        };
+        check_role(caller.role, needed)?;
+        Ok(ProjectKey(caller))
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for ProjectMember {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -272,13 +307,7 @@ impl FromRequestParts<Arc<AppState>> for ProjectKey {
                     "deployments belong to a project: use one of its API keys, not the admin token",
                 )),
             };
-        let needed = if is_safe(&parts.method) {
-            Role::Viewer
-        } else {
-            Role::Developer
-        };
-        check_role(caller.role, needed)?;
-        Ok(ProjectKey(caller))
+        Ok(ProjectMember(caller))
     }
 }
 

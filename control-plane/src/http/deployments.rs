@@ -14,7 +14,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::auth::ProjectKey;
+use super::auth::{Caller, ProjectKey};
 use super::json::{ApiJson, ApiQuery};
 use super::page::{PageQuery, Paged};
 use super::projects::path_id;
@@ -172,35 +172,42 @@ fn accepted(deployment: Deployment) -> Response {
 /// The caller's deployment `raw_id` (404 for another project's).
 pub(super) async fn load(
     state: &AppState,
-    key: &ProjectKey,
+    key: &impl AsRef<Caller>,
     raw_id: &str,
 ) -> ApiResult<Deployment> {
     let id = path_id(raw_id, "deployment")?;
     state
         .store
-        .get_deployment(key.0.project_id, id)
+        .get_deployment(key.as_ref().project_id, id)
         .await
         .map_err(|e| ApiError::from_store(e, "deployment"))
 }
 
-/// The caller's deployment named by the path's `deployment_id`, with the caller's key.
+/// The caller's deployment named by the path's `deployment_id`, with the caller's key
+/// (a [`ProjectKey`], role checked by method, unless the handler asks otherwise).
 ///
 /// Handlers that take a body extract this *before* the body, so another project's (or
 /// a missing) deployment answers 404 whatever the body holds: no one learns from a 422
 /// that a deployment exists in another project.
-pub struct DeploymentScope {
-    pub key: ProjectKey,
+pub struct DeploymentScope<K = ProjectKey> {
+    pub key: K,
     pub deployment: Deployment,
 }
 
-impl axum::extract::FromRequestParts<Arc<AppState>> for DeploymentScope {
+impl<K> axum::extract::FromRequestParts<Arc<AppState>> for DeploymentScope<K>
+where
+    K: axum::extract::FromRequestParts<Arc<AppState>, Rejection = ApiError>
+        + AsRef<Caller>
+        + Send
+        + Sync,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let key = ProjectKey::from_request_parts(parts, state).await?;
+        let key = K::from_request_parts(parts, state).await?;
         let Path(params) =
             Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
                 .await

@@ -23,6 +23,8 @@ pub struct AppKeyRecord {
     pub created_at: DateTime<Utc>,
     /// The console sign-in session (its id) the key lives and dies with, if any.
     pub console_session: Option<String>,
+    /// The key may only read through the deployment API.
+    pub read_only: bool,
 }
 
 /// A stored custom certificate; the private key only as ciphertext.
@@ -133,6 +135,7 @@ pub(super) struct AppKeyRow {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub console_session: Option<String>,
+    pub read_only: bool,
 }
 
 impl TryFrom<AppKeyRow> for AppKeyRecord {
@@ -145,6 +148,7 @@ impl TryFrom<AppKeyRow> for AppKeyRecord {
             name: row.name,
             created_at: row.created_at,
             console_session: row.console_session,
+            read_only: row.read_only,
         })
     }
 }
@@ -303,8 +307,9 @@ macro_rules! security_sql_store {
                 );
                 sqlx::query(
                     "INSERT INTO deployment_app_keys \
-                       (app_id, deployment_id, name, secret_sha256, created_at, console_session) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                       (app_id, deployment_id, name, secret_sha256, created_at, console_session, \
+                        read_only) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(key.app_id.to_string())
                 .bind(key.deployment_id.to_string())
@@ -312,6 +317,7 @@ macro_rules! security_sql_store {
                 .bind(secret_sha256)
                 .bind(key.created_at)
                 .bind(&key.console_session)
+                .bind(key.read_only)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -325,7 +331,7 @@ macro_rules! security_sql_store {
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::store::security::AppKeyRecord>> {
                 let rows: Vec<$crate::store::security::AppKeyRow> = sqlx::query_as(
-                    "SELECT app_id, deployment_id, name, created_at, console_session \
+                    "SELECT app_id, deployment_id, name, created_at, console_session, read_only \
                      FROM deployment_app_keys \
                      WHERE deployment_id = $1 AND app_id > $2 ORDER BY app_id LIMIT $3",
                 )
@@ -545,8 +551,8 @@ macro_rules! security_sql_store {
                 &self,
                 deployment_id: $crate::domain::Id,
             ) -> $crate::store::StoreResult<$crate::store::security::SecurityRecord> {
-                let keys: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT app_id, secret_sha256 FROM deployment_app_keys \
+                let keys: Vec<(String, String, bool)> = sqlx::query_as(
+                    "SELECT app_id, secret_sha256, read_only FROM deployment_app_keys \
                      WHERE deployment_id = $1 ORDER BY app_id",
                 )
                 .bind(deployment_id.to_string())
@@ -555,10 +561,11 @@ macro_rules! security_sql_store {
                 Ok($crate::store::security::SecurityRecord {
                     app_keys: keys
                         .into_iter()
-                        .map(|(app_id, secret_sha256)| {
+                        .map(|(app_id, secret_sha256, read_only)| {
                             skyport_settings::security::AppKey {
                                 app_id,
                                 secret_sha256,
+                                read_only,
                             }
                         })
                         .collect(),

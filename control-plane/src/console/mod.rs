@@ -1,6 +1,9 @@
 //! The web console: static assets compiled into the binary (nothing is read from disk
 //! or downloaded at run time), served at `/` and `/console/…`. The console is plain
-//! JavaScript modules, so there is no build step and no generated bundle to keep in sync.
+//! JavaScript modules, so there is no build step; its API clients are generated from the
+//! committed OpenAPI documents by [`client`] and committed beside the hand-written modules.
+
+pub mod client;
 
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,7 +17,7 @@ macro_rules! script {
         (
             $file,
             "text/javascript; charset=utf-8",
-            include_bytes!(concat!("../console/", $file)),
+            include_bytes!(concat!("../../console/", $file)),
         )
     };
 }
@@ -24,15 +27,17 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
     (
         "index.html",
         "text/html; charset=utf-8",
-        include_bytes!("../console/index.html"),
+        include_bytes!("../../console/index.html"),
     ),
     (
         "style.css",
         "text/css; charset=utf-8",
-        include_bytes!("../console/style.css"),
+        include_bytes!("../../console/style.css"),
     ),
     script!("app.js"),
     script!("api.js"),
+    script!("api.gen.js"),
+    script!("broker.gen.js"),
     script!("ui.js"),
     script!("chart.js"),
     script!("monitoring.js"),

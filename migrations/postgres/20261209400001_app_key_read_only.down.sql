@@ -1,0 +1,1 @@
+ALTER TABLE deployment_app_keys DROP COLUMN read_only;
