@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod ca;
+pub mod certificates;
 pub mod config;
 pub mod console;
 pub mod dns;

@@ -48,10 +48,16 @@ pub enum EventType {
     InternalEndpointUpdated,
     #[serde(rename = "internal_endpoint.deleted")]
     InternalEndpointDeleted,
+    /// A Skyport-issued certificate (the deployment's, or a custom domain's) was renewed.
+    #[serde(rename = "certificate.renewed")]
+    CertificateRenewed,
+    /// An uploaded certificate expires within 30 days (once per certificate).
+    #[serde(rename = "certificate.expiring")]
+    CertificateExpiring,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 21] = [
         EventType::DeploymentCreated,
         EventType::DeploymentProvisioning,
         EventType::DeploymentRunning,
@@ -71,6 +77,8 @@ impl EventType {
         EventType::InternalEndpointCreated,
         EventType::InternalEndpointUpdated,
         EventType::InternalEndpointDeleted,
+        EventType::CertificateRenewed,
+        EventType::CertificateExpiring,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +102,8 @@ impl EventType {
             EventType::InternalEndpointCreated => "internal_endpoint.created",
             EventType::InternalEndpointUpdated => "internal_endpoint.updated",
             EventType::InternalEndpointDeleted => "internal_endpoint.deleted",
+            EventType::CertificateRenewed => "certificate.renewed",
+            EventType::CertificateExpiring => "certificate.expiring",
         }
     }
 }

@@ -180,25 +180,35 @@ impl Reconciler {
         }
     }
 
-    async fn converge_running(&self, d: &Deployment) -> anyhow::Result<bool> {
-        let observed = self.orchestrator.observe(d).await;
-        if let Observed::Ready {
+    /// Records the deployment as running when the broker reports its current generation
+    /// in force; returns whether it did.
+    async fn report_if_current(&self, d: &Deployment, observed: &Observed) -> Result<bool, StoreError> {
+        let Observed::Ready {
             generation,
             endpoints,
-        } = &observed
-        {
-            if *generation == d.generation {
-                let update = StatusUpdate {
-                    status: Status::Running,
-                    reason: None,
-                    observed_generation: *generation,
-                    endpoints: Some(endpoints.clone()),
-                    // The broker reported this generation's settings in force.
-                    applied_revision: *generation,
-                };
-                self.report(d, update, vec![]).await?;
-                return Ok(false);
-            }
+        } = observed
+        else {
+            return Ok(false);
+        };
+        if *generation != d.generation {
+            return Ok(false);
+        }
+        let update = StatusUpdate {
+            status: Status::Running,
+            reason: None,
+            observed_generation: *generation,
+            endpoints: Some(endpoints.clone()),
+            // The broker reported this generation's settings in force.
+            applied_revision: *generation,
+        };
+        self.report(d, update, vec![]).await?;
+        Ok(true)
+    }
+
+    async fn converge_running(&self, d: &Deployment) -> anyhow::Result<bool> {
+        let observed = self.orchestrator.observe(d).await;
+        if self.report_if_current(d, &observed).await? {
+            return Ok(false);
         }
         if observed == Observed::Starting {
             return Ok(true);
@@ -239,7 +249,13 @@ impl Reconciler {
             }
         }
         let (status, reason) = match applied {
-            Applied::Unchanged => return Ok(true),
+            // Applied in place (security settings, certificates): the broker has usually
+            // reloaded by now, so look again at once rather than a pass later, and
+            // writes waiting for it answer sooner.
+            Applied::Unchanged => {
+                let again = self.orchestrator.observe(d).await;
+                return Ok(!self.report_if_current(d, &again).await?);
+            }
             _ if failures >= FAILED_AFTER => (
                 Status::Failed,
                 Some(format!(

@@ -31,3 +31,4 @@ super::revision::revision_sql_store!(PgStore);
 super::ports::port_sql_store!(PgStore);
 super::quota::quota_sql_store!(PgStore);
 super::idempotency::idempotency_sql_store!(PgStore);
+super::certificates::certificate_sql_store!(PgStore);

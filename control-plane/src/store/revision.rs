@@ -19,6 +19,8 @@ pub const AUTHENTICATION: &str = super::security::AUTHENTICATION;
 pub const AUTHORIZATION: &str = super::security::AUTHORIZATION;
 /// The custom TLS certificate.
 pub const TLS: &str = "tls";
+/// The Skyport-issued default server certificate (renewed by the leader).
+pub const CERTIFICATE: &str = "certificate";
 /// Persistent-session settings.
 pub const SESSIONS: &str = "sessions";
 /// The NAT gateway.

@@ -37,3 +37,4 @@ super::revision::revision_sql_store!(SqliteStore);
 super::ports::port_sql_store!(SqliteStore);
 super::quota::quota_sql_store!(SqliteStore);
 super::idempotency::idempotency_sql_store!(SqliteStore);
+super::certificates::certificate_sql_store!(SqliteStore);
