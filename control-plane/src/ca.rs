@@ -182,8 +182,7 @@ impl Ca {
             chain_pem: format!("{}{}", leaf.pem(), self.cert_pem),
             key_pem: key.serialize_pem(),
             serial: hex::encode_upper(serial),
-            not_after: DateTime::from_timestamp(not_after.unix_timestamp(), 0)
-                .unwrap_or_default(),
+            not_after: DateTime::from_timestamp(not_after.unix_timestamp(), 0).unwrap_or_default(),
         })
     }
 }

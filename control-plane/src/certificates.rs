@@ -27,8 +27,7 @@ use crate::encryption::SecretKey;
 pub use crate::events::Clock;
 use crate::orchestrator::OrchestratorError;
 use crate::store::{
-    Deployment, DeploymentCertificate, DomainRecord, Event, Store, StoreError,
-    StoreResult,
+    Deployment, DeploymentCertificate, DomainRecord, Event, Store, StoreError, StoreResult,
 };
 
 /// Skyport-issued certificates are renewed, and uploaded ones noticed, this many days
@@ -218,7 +217,11 @@ pub async fn check_once(state: &AppState, clock: &dyn Clock) -> StoreResult<Chec
                 "days_left": days_left,
             }),
         );
-        if state.store.record_certificate_notice(&notice, &event).await? {
+        if state
+            .store
+            .record_certificate_notice(&notice, &event)
+            .await?
+        {
             tracing::warn!(deployment.id = %notice.deployment_id, resource = %notice.resource, days_left, "an uploaded certificate expires soon");
             checked.noticed += 1;
         }

@@ -59,10 +59,20 @@ async fn db(url: &str, sql: &str, binds: &[&str]) -> Vec<String> {
 
 /// The certificate a TLS handshake with `port` shows: (serial, not_after, whether it
 /// verified against `ca` for 127.0.0.1 at `at`).
-fn served_certificate(port: u16, ca: &std::path::Path, at: DateTime<Utc>) -> (String, DateTime<Utc>, bool) {
+fn served_certificate(
+    port: u16,
+    ca: &std::path::Path,
+    at: DateTime<Utc>,
+) -> (String, DateTime<Utc>, bool) {
     let out = Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-verify_ip", "127.0.0.1", "-attime", &at.timestamp().to_string(), "-CAfile"])
+        .args([
+            "-verify_ip",
+            "127.0.0.1",
+            "-attime",
+            &at.timestamp().to_string(),
+            "-CAfile",
+        ])
         .arg(ca)
         .stdin(Stdio::null())
         .output()
@@ -75,7 +85,11 @@ fn served_certificate(port: u16, ca: &std::path::Path, at: DateTime<Utc>) -> (St
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    x509.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    x509.stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let fields = String::from_utf8(x509.wait_with_output().unwrap().stdout).unwrap();
     let field = |name: &str| {
         fields
@@ -84,7 +98,10 @@ fn served_certificate(port: u16, ca: &std::path::Path, at: DateTime<Utc>) -> (St
             .unwrap_or_else(|| panic!("no {name} in {fields:?} (s_client said {text})"))
             .to_owned()
     };
-    let end = field("notAfter=").split_whitespace().collect::<Vec<_>>().join(" ");
+    let end = field("notAfter=")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let not_after = NaiveDateTime::parse_from_str(&end, "%b %d %H:%M:%S %Y GMT")
         .unwrap_or_else(|e| panic!("notAfter {end:?}: {e}"))
         .and_utc();
@@ -129,7 +146,13 @@ struct Subscriber {
 impl Subscriber {
     fn start(target: &Target, topic: &str) -> Self {
         let mut child = Command::new("mosquitto_sub")
-            .args(["-h", &target.host, "-p", &target.port.to_string(), "--cafile"])
+            .args([
+                "-h",
+                &target.host,
+                "-p",
+                &target.port.to_string(),
+                "--cafile",
+            ])
             .arg(target.cafile.as_ref().unwrap())
             .args(["-d", "-q", "1", "-i", "cert-watcher", "-t", topic])
             .stdout(Stdio::piped())
@@ -194,7 +217,10 @@ async fn renewal(backend: Backend) {
     .await;
     cp.restart();
     let stored = db(&url, "SELECT key_pem FROM certificate_authority", &[]).await;
-    assert!(stored[0].starts_with("aes256gcm:"), "the CA key is sealed at start");
+    assert!(
+        stored[0].starts_with("aes256gcm:"),
+        "the CA key is sealed at start"
+    );
     assert!(!stored[0].contains("PRIVATE KEY"));
 
     let (_, api) = cp.api.project_with_key("certs").await;
@@ -204,14 +230,25 @@ async fn renewal(backend: Backend) {
     assert_eq!(served_ca, ca_pem, "the sealed legacy CA still signs");
     let mut ca = tempfile::NamedTempFile::new().unwrap();
     ca.write_all(ca_pem.as_bytes()).unwrap();
-    let keys = db(&url, "SELECT key_ciphertext FROM deployment_certificates", &[]).await;
+    let keys = db(
+        &url,
+        "SELECT key_ciphertext FROM deployment_certificates",
+        &[],
+    )
+    .await;
     assert_eq!(keys.len(), 1, "the deployment's certificate is stored");
     assert!(keys[0].starts_with("aes256gcm:") && !keys[0].contains("PRIVATE KEY"));
 
-    let tls = Target::from_url(body["endpoints"]["mqtts"].as_str().unwrap(), Some(ca.path()));
+    let tls = Target::from_url(
+        body["endpoints"]["mqtts"].as_str().unwrap(),
+        Some(ca.path()),
+    );
     let plain = Target::from_url(body["endpoints"]["mqtt"].as_str().unwrap(), None);
     let (old_serial, old_not_after, verified) = served_certificate(tls.port, ca.path(), Utc::now());
-    assert!(verified, "the first certificate verifies against the CA now");
+    assert!(
+        verified,
+        "the first certificate verifies against the CA now"
+    );
 
     // A Skyport-issued domain certificate (renewed too) and an uploaded one expiring in
     // 360 days (25 after the moved clock: one notice).
@@ -261,7 +298,8 @@ async fn renewal(backend: Backend) {
     })
     .await;
     api.wait_status(&id, "running").await;
-    let (new_serial, new_not_after, verified) = served_certificate(tls.port, ca.path(), moved_now());
+    let (new_serial, new_not_after, verified) =
+        served_certificate(tls.port, ca.path(), moved_now());
     assert_ne!(new_serial, old_serial, "a new certificate is served");
     assert!(new_not_after > old_not_after + chrono::Duration::days(300));
     assert!(verified, "the renewed certificate verifies against the CA");
@@ -272,7 +310,10 @@ async fn renewal(backend: Backend) {
         .find(|e| e["details"]["certificate"] == "deployment")
         .expect("the deployment's renewal is in the event log");
     assert_eq!(deployment["actor"], "system");
-    assert_eq!(deployment["details"]["previous_serial"], old_serial.as_str());
+    assert_eq!(
+        deployment["details"]["previous_serial"],
+        old_serial.as_str()
+    );
     assert_eq!(deployment["details"]["serial"], new_serial.as_str());
     let domain = renewed
         .iter()
@@ -289,13 +330,16 @@ async fn renewal(backend: Backend) {
 
     // The subscriber is on its first connection and still receives.
     let mut n = 0;
-    eventually("the subscriber connected before the renewal receives after it", || {
-        n += 1;
-        let (ok, out) = mosquitto_publish(&plain, "mqttv311", "certs/after", &format!("a{n}"));
-        assert!(ok, "{out}");
-        let seen = subscriber.saw("certs/after") > 0;
-        async move { seen }
-    })
+    eventually(
+        "the subscriber connected before the renewal receives after it",
+        || {
+            n += 1;
+            let (ok, out) = mosquitto_publish(&plain, "mqttv311", "certs/after", &format!("a{n}"));
+            assert!(ok, "{out}");
+            let seen = subscriber.saw("certs/after") > 0;
+            async move { seen }
+        },
+    )
     .await;
     assert_eq!(subscriber.saw("received CONNACK"), 1, "never reconnected");
     assert_eq!(cp.live_broker_pids(), pids, "the broker was not restarted");

@@ -182,7 +182,11 @@ impl Reconciler {
 
     /// Records the deployment as running when the broker reports its current generation
     /// in force; returns whether it did.
-    async fn report_if_current(&self, d: &Deployment, observed: &Observed) -> Result<bool, StoreError> {
+    async fn report_if_current(
+        &self,
+        d: &Deployment,
+        observed: &Observed,
+    ) -> Result<bool, StoreError> {
         let Observed::Ready {
             generation,
             endpoints,

@@ -597,8 +597,7 @@ impl Orchestrator for LocalOrchestrator {
         // broker. The certificate first: the new `security.json` (its revision) tells the
         // broker to look at every file.
         let certificate_changed = self.write_server_certificate(deployment, &dir).await?;
-        let security_changed =
-            self.write_security(deployment, &dir).await? || certificate_changed;
+        let security_changed = self.write_security(deployment, &dir).await? || certificate_changed;
 
         let mut state = self.state.lock().await;
         if let Some(running) = state.running.get_mut(&deployment.id) {
