@@ -139,10 +139,16 @@ impl ServerCertificates {
                     key_pem: issued.key_pem.into(),
                 })
             }
-            // Renewed or issued by someone else meanwhile: the next apply uses theirs.
-            Err(StoreError::Stale) => Err(OrchestratorError::Certificate(
-                "the certificate changed while it was issued; retrying".into(),
-            )),
+            // Issued or renewed by someone else meanwhile: serve theirs.
+            Err(StoreError::Stale) => {
+                match self.store.deployment_certificate(deployment.id).await {
+                    Ok(Some(theirs)) if same_names(&theirs.names, names) => self.open(&theirs),
+                    Ok(_) => Err(OrchestratorError::Certificate(
+                        "the certificate changed while it was issued; retrying".into(),
+                    )),
+                    Err(err) => Err(certificate_error(err)),
+                }
+            }
             Err(other) => Err(certificate_error(other)),
         }
     }

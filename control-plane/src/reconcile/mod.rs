@@ -328,8 +328,22 @@ impl Reconciler {
                 }
                 Ok(())
             }
-            // The spec changed under us; the next pass sees the new one.
-            Err(StoreError::Stale) => Ok(()),
+            // The spec changed under us; the next pass sees the new one. What the broker
+            // reported in force is still true: record it, or under a steady stream of
+            // writes every report would be stale and no write would see itself applied.
+            Err(StoreError::Stale) => {
+                if update.applied_revision > d.applied_revision
+                    && self
+                        .store
+                        .record_applied_revision(d.id, update.applied_revision)
+                        .await?
+                {
+                    if let Some(applied) = &self.applied {
+                        applied.notify_waiters();
+                    }
+                }
+                Ok(())
+            }
             Err(err) => Err(err),
         }
     }
