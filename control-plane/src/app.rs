@@ -31,8 +31,8 @@ pub struct AppState {
     pub ca: Arc<Ca>,
     /// Wakes the reconciler after a spec change.
     pub reconcile: Arc<Notify>,
-    /// Woken whenever the reconciler records a revision a broker has applied.
-    pub applied: Arc<Notify>,
+    /// The revisions this replica's reconciler recorded as applied by brokers.
+    pub applied: Arc<crate::reconcile::AppliedRevisions>,
     /// How long writes wait for the running broker to apply them.
     pub apply_timeout: std::time::Duration,
     /// Prometheus metrics, served at `/metrics`.
@@ -320,7 +320,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     };
 
     let wake = Arc::new(Notify::new());
-    let applied = Arc::new(Notify::new());
+    let applied = Arc::new(crate::reconcile::AppliedRevisions::default());
     let leadership = crate::leadership::Leadership::start(
         serve
             .replica_id

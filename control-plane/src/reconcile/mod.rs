@@ -2,14 +2,14 @@
 //! store). Level-triggered: each pass looks at everything afresh, so a missed
 //! notification, a crash mid-pass or a restart only delays convergence.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
 
-use crate::domain::{Actor, DesiredState, EventType, Status};
+use crate::domain::{Actor, DesiredState, EventType, Id, Status};
 use crate::orchestrator::{Applied, Observed, Orchestrator};
 use crate::store::{Deployment, Event, StatusUpdate, Store, StoreError};
 
@@ -22,13 +22,46 @@ const FAILED_AFTER: u32 = 3;
 /// Deployments reconciled at once.
 const CONCURRENCY: usize = 8;
 
+/// The applied revisions this replica's reconciler has recorded, for writes waiting on
+/// them: a woken waiter looks up its own deployment here instead of in the database, so
+/// one recorded revision does not make every waiter query it.
+#[derive(Debug, Default)]
+pub struct AppliedRevisions {
+    revisions: std::sync::Mutex<HashMap<Id, i64>>,
+    changed: Notify,
+}
+
+impl AppliedRevisions {
+    /// Records that `id`'s broker has `revision` in force (revisions only rise) and wakes
+    /// the waiters.
+    pub fn record(&self, id: Id, revision: i64) {
+        {
+            let mut revisions = self.revisions.lock().unwrap_or_else(|e| e.into_inner());
+            let known = revisions.entry(id).or_insert(revision);
+            *known = (*known).max(revision);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The highest revision recorded for `id` by this replica.
+    pub fn get(&self, id: Id) -> Option<i64> {
+        let revisions = self.revisions.lock().unwrap_or_else(|e| e.into_inner());
+        revisions.get(&id).copied()
+    }
+
+    /// Completes at the next [`AppliedRevisions::record`].
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+}
+
 pub struct Reconciler {
     store: Arc<dyn Store>,
     orchestrator: Arc<dyn Orchestrator>,
     wake: Arc<Notify>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// Woken when a broker's applied revision is recorded (writes wait on it).
-    applied: Option<Arc<Notify>>,
+    /// Where applied revisions are published for waiting writes.
+    applied: Option<Arc<AppliedRevisions>>,
 }
 
 impl Reconciler {
@@ -52,8 +85,8 @@ impl Reconciler {
         self
     }
 
-    /// Wakes `applied` whenever it records a revision a broker has applied.
-    pub fn with_applied(mut self, applied: Arc<Notify>) -> Self {
+    /// Publishes to `applied` every revision a broker has applied that it records.
+    pub fn with_applied(mut self, applied: Arc<AppliedRevisions>) -> Self {
         self.applied = Some(applied);
         self
     }
@@ -320,7 +353,7 @@ impl Reconciler {
             Ok(()) => {
                 if d.applied_revision != update.applied_revision {
                     if let Some(applied) = &self.applied {
-                        applied.notify_waiters();
+                        applied.record(d.id, update.applied_revision);
                     }
                 }
                 if d.status != status {
@@ -339,7 +372,7 @@ impl Reconciler {
                         .await?
                 {
                     if let Some(applied) = &self.applied {
-                        applied.notify_waiters();
+                        applied.record(d.id, update.applied_revision);
                     }
                 }
                 Ok(())
