@@ -31,8 +31,8 @@ pub struct AppState {
     pub ca: Arc<Ca>,
     /// Wakes the reconciler after a spec change.
     pub reconcile: Arc<Notify>,
-    /// Woken whenever the reconciler records a revision a broker has applied.
-    pub applied: Arc<Notify>,
+    /// The revisions this replica's reconciler recorded as applied by brokers.
+    pub applied: Arc<crate::reconcile::AppliedRevisions>,
     /// How long writes wait for the running broker to apply them.
     pub apply_timeout: std::time::Duration,
     /// Prometheus metrics, served at `/metrics`.
@@ -251,12 +251,19 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         .with_context(|| format!("creating data dir {}", common.data_dir.display()))?;
     let store = crate::store::connect(&common.database_url()).await?;
     store.migrate().await.context("applying migrations")?;
-    let ca = Arc::new(Ca::load_or_create(store.as_ref()).await?);
     let (admin_token, print_token) = admin_token(serve, &common.data_dir)?;
     let secret_key = Arc::new(SecretKey::given_or_from_dir(
         serve.secret_key.as_ref(),
         &common.data_dir,
     )?);
+    let ca = Arc::new(Ca::load_or_create(store.as_ref(), &secret_key).await?);
+    let clock = crate::certificates::clock(serve.clock_offset);
+    let certificates = crate::certificates::ServerCertificates::new(
+        store.clone(),
+        ca.clone(),
+        secret_key.clone(),
+        clock.clone(),
+    );
     let security = SecuritySource::new(store.clone(), secret_key.clone());
     // Bound before the orchestrator starts: brokers are told the actual address (port 0).
     let listener = tokio::net::TcpListener::bind(serve.listen)
@@ -294,7 +301,8 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
                 )?
                 .with_metering(reporting.clone())
                 .with_security(security)
-                .with_port_store(store.clone()),
+                .with_port_store(store.clone())
+                .with_certificates(certificates),
             )
         }
         OrchestratorKind::Kubernetes => {
@@ -314,7 +322,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     };
 
     let wake = Arc::new(Notify::new());
-    let applied = Arc::new(Notify::new());
+    let applied = Arc::new(crate::reconcile::AppliedRevisions::default());
     let leadership = crate::leadership::Leadership::start(
         serve
             .replica_id
@@ -357,7 +365,7 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
         },
         {
             let state = state.clone();
-            let retention = BackgroundSettings::from_args(serve);
+            let retention = BackgroundSettings::from_args(serve, clock);
             move |work: &mut tokio::task::JoinSet<()>| {
                 spawn_background(work, &state, orchestrator.clone(), &retention);
             }
@@ -427,11 +435,16 @@ struct BackgroundSettings {
     metering: crate::metering::retention::Retention,
     metering_purge_interval: std::time::Duration,
     console_session_purge_interval: std::time::Duration,
+    certificate_check_interval: std::time::Duration,
+    /// The clock certificate renewal reads.
+    clock: Arc<dyn crate::events::Clock>,
 }
 
 impl BackgroundSettings {
-    fn from_args(serve: &ServeArgs) -> Self {
+    fn from_args(serve: &ServeArgs, clock: Arc<dyn crate::events::Clock>) -> Self {
         Self {
+            certificate_check_interval: serve.certificate_check_interval,
+            clock,
             event_retention: serve.event_retention,
             event_purge_interval: serve.event_purge_interval,
             metering: crate::metering::retention::Retention {
@@ -444,7 +457,8 @@ impl BackgroundSettings {
     }
 }
 
-/// The leader's work: the reconciler, domain re-checks, alert evaluation and the purges.
+/// The leader's work: the reconciler, domain re-checks, alert evaluation, certificate
+/// renewal and the purges.
 fn spawn_background(
     work: &mut tokio::task::JoinSet<()>,
     state: &Arc<AppState>,
@@ -477,6 +491,11 @@ fn spawn_background(
         store.clone(),
         state.reconcile.clone(),
         settings.console_session_purge_interval,
+    ));
+    work.spawn(crate::certificates::run(
+        state.clone(),
+        settings.clock.clone(),
+        settings.certificate_check_interval,
     ));
     work.spawn(http::idempotency::run_purger(
         store,

@@ -173,6 +173,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SKYPORT_EVENT_PURGE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     pub event_purge_interval: std::time::Duration,
 
+    /// How often the leader looks for certificates to renew (Skyport-issued ones, 30 days
+    /// before they expire) and uploaded ones nearing expiry.
+    #[arg(long, env = "SKYPORT_CERTIFICATE_CHECK_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub certificate_check_interval: std::time::Duration,
+
+    /// TEST ONLY: moves the clock certificate renewal reads forward by this much (e.g.
+    /// `340d`), to see renewals happen without waiting a year. Never set in production.
+    #[arg(long, env = "SKYPORT_CLOCK_OFFSET", value_parser = humantime::parse_duration, hide = true)]
+    pub clock_offset: Option<std::time::Duration>,
+
     /// Base URL at which brokers reach this control plane's internal API (where they send
     /// usage reports). Defaults to `http://` and the address the API listens on, with
     /// 127.0.0.1 for an unspecified address.

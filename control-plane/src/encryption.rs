@@ -1,5 +1,5 @@
 //! Encryption at rest of secrets the control plane must read back (custom TLS private
-//! keys): AES-256-GCM under the operator's secret key.
+//! keys, Skyport's CA key, issued certificates' keys): AES-256-GCM under the operator's secret key.
 //!
 //! The key comes from `--secret-key` / `SKYPORT_SECRET_KEY` (base64 of 32 bytes), else
 //! from `DATA_DIR/secret-key`, generated on first start (mode 0600). Every replica of a
@@ -93,6 +93,11 @@ impl SecretKey {
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         format!("{SCHEME}{}", STANDARD.encode(out))
+    }
+
+    /// Whether `value` is sealed (by [`SecretKey::seal`]) rather than plaintext.
+    pub fn is_sealed(value: &str) -> bool {
+        value.starts_with(SCHEME)
     }
 
     /// Decrypts what [`SecretKey::seal`] produced with the same `context`.

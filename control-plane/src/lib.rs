@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod app;
 pub mod ca;
+pub mod certificates;
 pub mod config;
 pub mod console;
 pub mod dns;

@@ -176,6 +176,13 @@ impl ControlPlane {
         self.spawn(&listen);
     }
 
+    /// Sets (or replaces) an environment variable of the control plane from its next
+    /// [`ControlPlane::restart`] on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.retain(|(k, _)| k != key);
+        self.extra_env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// The database URL this control plane uses.
     pub fn database_url(&self) -> &str {
         &self.database_url

@@ -1131,21 +1131,21 @@ async fn certificate_authority(store: Arc<dyn Store>) {
     assert!(store.load_ca().await.unwrap().is_none());
     let ca = CaRecord {
         cert_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_owned(),
-        key_pem: "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".to_owned(),
+        key_sealed: "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".to_owned(),
     };
     store.insert_ca(&ca).await.unwrap();
     let loaded = store.load_ca().await.unwrap().expect("a CA after insert");
     assert_eq!(loaded.cert_pem, ca.cert_pem);
-    assert_eq!(loaded.key_pem, ca.key_pem);
+    assert_eq!(loaded.key_sealed, ca.key_sealed);
 
     let second = CaRecord {
         cert_pem: "other cert".to_owned(),
-        key_pem: "other key".to_owned(),
+        key_sealed: "other key".to_owned(),
     };
     assert_conflict(store.insert_ca(&second).await);
     let loaded = store.load_ca().await.unwrap().expect("still the first CA");
     assert_eq!(loaded.cert_pem, ca.cert_pem);
-    assert_eq!(loaded.key_pem, ca.key_pem);
+    assert_eq!(loaded.key_sealed, ca.key_sealed);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -54,10 +54,16 @@ pub enum EventType {
     /// An alert's condition ended.
     #[serde(rename = "alert.resolved")]
     AlertResolved,
+    /// A Skyport-issued certificate (the deployment's, or a custom domain's) was renewed.
+    #[serde(rename = "certificate.renewed")]
+    CertificateRenewed,
+    /// An uploaded certificate expires within 30 days (once per certificate).
+    #[serde(rename = "certificate.expiring")]
+    CertificateExpiring,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 21] = [
+    pub const ALL: [EventType; 23] = [
         EventType::DeploymentCreated,
         EventType::DeploymentProvisioning,
         EventType::DeploymentRunning,
@@ -79,6 +85,8 @@ impl EventType {
         EventType::InternalEndpointDeleted,
         EventType::AlertFired,
         EventType::AlertResolved,
+        EventType::CertificateRenewed,
+        EventType::CertificateExpiring,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +112,8 @@ impl EventType {
             EventType::InternalEndpointDeleted => "internal_endpoint.deleted",
             EventType::AlertFired => "alert.fired",
             EventType::AlertResolved => "alert.resolved",
+            EventType::CertificateRenewed => "certificate.renewed",
+            EventType::CertificateExpiring => "certificate.expiring",
         }
     }
 }

@@ -23,6 +23,9 @@ use crate::store::Deployment;
 /// Longest pause between two looks at the store while waiting (another replica's
 /// reconciler may be the one recording the revision).
 const RECHECK: Duration = Duration::from_millis(100);
+/// The same on the leader, whose own reconciler wakes waiters as it records revisions:
+/// the store is looked at only for stops and deletes meanwhile.
+const LEADER_RECHECK: Duration = Duration::from_secs(1);
 
 /// `?wait=` of writes that a broker applies.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -112,23 +115,39 @@ pub async fn await_applied(
         return Ok(Delivery::new(revision, current.applied_revision));
     }
     let deadline = tokio::time::Instant::now() + state.apply_timeout;
+    // The leader's reconciler publishes what it records in `state.applied`; the store is
+    // the truth for the rest (another replica's reconciler, a stop or delete meanwhile).
+    let every = if state.leadership.is_leader() {
+        LEADER_RECHECK
+    } else {
+        RECHECK
+    };
+    let mut next_look = tokio::time::Instant::now();
     loop {
-        let applied = state.applied.notified();
-        tokio::pin!(applied);
-        applied.as_mut().enable();
-        let current = reload(state, deployment).await?;
-        let delivery = Delivery::new(revision, current.applied_revision);
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if delivery.applied
-            || current.desired_state == DesiredState::Stopped
-            || current.status == Status::Deleting
-            || remaining.is_zero()
-        {
-            return Ok(delivery);
+        let changed = state.applied.changed();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        if let Some(applied) = state.applied.get(deployment.id) {
+            if applied >= revision {
+                return Ok(Delivery::new(revision, applied));
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= next_look || now >= deadline {
+            let current = reload(state, deployment).await?;
+            let delivery = Delivery::new(revision, current.applied_revision);
+            if delivery.applied
+                || current.desired_state == DesiredState::Stopped
+                || current.status == Status::Deleting
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(delivery);
+            }
+            next_look = tokio::time::Instant::now() + every;
         }
         tokio::select! {
-            () = applied => {}
-            () = tokio::time::sleep(remaining.min(RECHECK)) => {}
+            () = changed => {}
+            () = tokio::time::sleep_until(next_look.min(deadline)) => {}
         }
     }
 }

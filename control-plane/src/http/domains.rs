@@ -180,7 +180,7 @@ fn certificate(
         None => {
             let issued = state
                 .ca
-                .issue_server_cert(&[domain.to_string()])
+                .issue_server_cert(&[domain.to_string()], Utc::now())
                 .map_err(ApiError::internal)?;
             (CertSource::Skyport, issued.chain_pem, issued.key_pem)
         }

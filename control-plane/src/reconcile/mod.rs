@@ -2,14 +2,14 @@
 //! store). Level-triggered: each pass looks at everything afresh, so a missed
 //! notification, a crash mid-pass or a restart only delays convergence.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::Notify;
 
-use crate::domain::{Actor, DesiredState, EventType, Status};
+use crate::domain::{Actor, DesiredState, EventType, Id, Status};
 use crate::orchestrator::{Applied, Observed, Orchestrator};
 use crate::store::{Deployment, Event, StatusUpdate, Store, StoreError};
 
@@ -22,13 +22,46 @@ const FAILED_AFTER: u32 = 3;
 /// Deployments reconciled at once.
 const CONCURRENCY: usize = 8;
 
+/// The applied revisions this replica's reconciler has recorded, for writes waiting on
+/// them: a woken waiter looks up its own deployment here instead of in the database, so
+/// one recorded revision does not make every waiter query it.
+#[derive(Debug, Default)]
+pub struct AppliedRevisions {
+    revisions: std::sync::Mutex<HashMap<Id, i64>>,
+    changed: Notify,
+}
+
+impl AppliedRevisions {
+    /// Records that `id`'s broker has `revision` in force (revisions only rise) and wakes
+    /// the waiters.
+    pub fn record(&self, id: Id, revision: i64) {
+        {
+            let mut revisions = self.revisions.lock().unwrap_or_else(|e| e.into_inner());
+            let known = revisions.entry(id).or_insert(revision);
+            *known = (*known).max(revision);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The highest revision recorded for `id` by this replica.
+    pub fn get(&self, id: Id) -> Option<i64> {
+        let revisions = self.revisions.lock().unwrap_or_else(|e| e.into_inner());
+        revisions.get(&id).copied()
+    }
+
+    /// Completes at the next [`AppliedRevisions::record`].
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+}
+
 pub struct Reconciler {
     store: Arc<dyn Store>,
     orchestrator: Arc<dyn Orchestrator>,
     wake: Arc<Notify>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// Woken when a broker's applied revision is recorded (writes wait on it).
-    applied: Option<Arc<Notify>>,
+    /// Where applied revisions are published for waiting writes.
+    applied: Option<Arc<AppliedRevisions>>,
 }
 
 impl Reconciler {
@@ -52,8 +85,8 @@ impl Reconciler {
         self
     }
 
-    /// Wakes `applied` whenever it records a revision a broker has applied.
-    pub fn with_applied(mut self, applied: Arc<Notify>) -> Self {
+    /// Publishes to `applied` every revision a broker has applied that it records.
+    pub fn with_applied(mut self, applied: Arc<AppliedRevisions>) -> Self {
         self.applied = Some(applied);
         self
     }
@@ -180,25 +213,39 @@ impl Reconciler {
         }
     }
 
-    async fn converge_running(&self, d: &Deployment) -> anyhow::Result<bool> {
-        let observed = self.orchestrator.observe(d).await;
-        if let Observed::Ready {
+    /// Records the deployment as running when the broker reports its current generation
+    /// in force; returns whether it did.
+    async fn report_if_current(
+        &self,
+        d: &Deployment,
+        observed: &Observed,
+    ) -> Result<bool, StoreError> {
+        let Observed::Ready {
             generation,
             endpoints,
-        } = &observed
-        {
-            if *generation == d.generation {
-                let update = StatusUpdate {
-                    status: Status::Running,
-                    reason: None,
-                    observed_generation: *generation,
-                    endpoints: Some(endpoints.clone()),
-                    // The broker reported this generation's settings in force.
-                    applied_revision: *generation,
-                };
-                self.report(d, update, vec![]).await?;
-                return Ok(false);
-            }
+        } = observed
+        else {
+            return Ok(false);
+        };
+        if *generation != d.generation {
+            return Ok(false);
+        }
+        let update = StatusUpdate {
+            status: Status::Running,
+            reason: None,
+            observed_generation: *generation,
+            endpoints: Some(endpoints.clone()),
+            // The broker reported this generation's settings in force.
+            applied_revision: *generation,
+        };
+        self.report(d, update, vec![]).await?;
+        Ok(true)
+    }
+
+    async fn converge_running(&self, d: &Deployment) -> anyhow::Result<bool> {
+        let observed = self.orchestrator.observe(d).await;
+        if self.report_if_current(d, &observed).await? {
+            return Ok(false);
         }
         if observed == Observed::Starting {
             return Ok(true);
@@ -239,7 +286,13 @@ impl Reconciler {
             }
         }
         let (status, reason) = match applied {
-            Applied::Unchanged => return Ok(true),
+            // Applied in place (security settings, certificates): the broker has usually
+            // reloaded by now, so look again at once rather than a pass later, and
+            // writes waiting for it answer sooner.
+            Applied::Unchanged => {
+                let again = self.orchestrator.observe(d).await;
+                return Ok(!self.report_if_current(d, &again).await?);
+            }
             _ if failures >= FAILED_AFTER => (
                 Status::Failed,
                 Some(format!(
@@ -300,7 +353,7 @@ impl Reconciler {
             Ok(()) => {
                 if d.applied_revision != update.applied_revision {
                     if let Some(applied) = &self.applied {
-                        applied.notify_waiters();
+                        applied.record(d.id, update.applied_revision);
                     }
                 }
                 if d.status != status {
@@ -308,8 +361,22 @@ impl Reconciler {
                 }
                 Ok(())
             }
-            // The spec changed under us; the next pass sees the new one.
-            Err(StoreError::Stale) => Ok(()),
+            // The spec changed under us; the next pass sees the new one. What the broker
+            // reported in force is still true: record it, or under a steady stream of
+            // writes every report would be stale and no write would see itself applied.
+            Err(StoreError::Stale) => {
+                if update.applied_revision > d.applied_revision
+                    && self
+                        .store
+                        .record_applied_revision(d.id, update.applied_revision)
+                        .await?
+                {
+                    if let Some(applied) = &self.applied {
+                        applied.record(d.id, update.applied_revision);
+                    }
+                }
+                Ok(())
+            }
             Err(err) => Err(err),
         }
     }

@@ -3,6 +3,7 @@
 //! Both backends share their SQL text (see `sql.rs`); each backend file only says how to
 //! connect and migrate. The backend is chosen once, from the database URL's scheme.
 
+pub mod certificates;
 pub mod idempotency;
 pub mod metering;
 pub mod network;
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Actor, DesiredState, Endpoints, EventType, Id, Plan, Role, Status, Tier};
 
+pub use certificates::{CertificateNotice, CertificateStore, DeploymentCertificate};
 pub use idempotency::{IdempotencyRecord, IdempotencyStore};
 pub use metering::{DeploymentUsage, MeteringStore, UsageRow};
 pub use network::{
@@ -185,7 +187,9 @@ pub struct EventFilter {
 #[derive(Clone, Debug)]
 pub struct CaRecord {
     pub cert_pem: String,
-    pub key_pem: String,
+    /// The private key sealed with the secret key (a PEM in plaintext when an earlier
+    /// version stored it; [`crate::ca::Ca::load_or_create`] seals it).
+    pub key_sealed: String,
 }
 
 /// Every use case the control plane has for persistent state.
@@ -193,6 +197,7 @@ pub struct CaRecord {
 pub trait Store:
     crate::alerts::AlertStore
     + MeteringStore
+    + CertificateStore
     + SecurityStore
     + NetworkStore
     + PeopleStore
@@ -271,6 +276,9 @@ pub trait Store:
     async fn load_ca(&self) -> StoreResult<Option<CaRecord>>;
     /// Stores the CA unless one exists (`Conflict` then).
     async fn insert_ca(&self, ca: &CaRecord) -> StoreResult<()>;
+    /// Replaces the CA's key `plaintext` by `sealed`; `false` when the stored key is no
+    /// longer `plaintext` (another replica sealed it first).
+    async fn seal_ca_key(&self, plaintext: &str, sealed: &str) -> StoreResult<bool>;
 }
 
 /// Opens the store named by `url` (`sqlite:` or `postgres:`), creating a SQLite file if needed.

@@ -32,3 +32,4 @@ super::ports::port_sql_store!(PgStore);
 super::quota::quota_sql_store!(PgStore);
 super::idempotency::idempotency_sql_store!(PgStore);
 crate::alerts::store::alert_sql_store!(PgStore);
+super::certificates::certificate_sql_store!(PgStore);

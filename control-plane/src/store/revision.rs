@@ -19,6 +19,8 @@ pub const AUTHENTICATION: &str = super::security::AUTHENTICATION;
 pub const AUTHORIZATION: &str = super::security::AUTHORIZATION;
 /// The custom TLS certificate.
 pub const TLS: &str = "tls";
+/// The Skyport-issued default server certificate (renewed by the leader).
+pub const CERTIFICATE: &str = "certificate";
 /// Persistent-session settings.
 pub const SESSIONS: &str = "sessions";
 /// The NAT gateway.
@@ -56,6 +58,10 @@ pub trait RevisionStore: Send + Sync + 'static {
     ) -> StoreResult<Option<i64>>;
     /// Every resource's revision, by resource name.
     async fn resource_revisions(&self, deployment_id: Id) -> StoreResult<HashMap<String, i64>>;
+    /// Raises the deployment's applied revision to `revision` (what its broker reported
+    /// in force), whatever its spec's generation is now; `false` when it was already at
+    /// least that.
+    async fn record_applied_revision(&self, deployment_id: Id, revision: i64) -> StoreResult<bool>;
 }
 
 /// Implements [`RevisionStore`] for a backend struct with a `pool` field.
@@ -90,6 +96,22 @@ macro_rules! revision_sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows.into_iter().collect())
+            }
+
+            async fn record_applied_revision(
+                &self,
+                deployment_id: $crate::domain::Id,
+                revision: i64,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE deployments SET applied_revision = $2 \
+                     WHERE id = $1 AND applied_revision < $2",
+                )
+                .bind(deployment_id.to_string())
+                .bind(revision)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
         }
     };

@@ -525,7 +525,10 @@ macro_rules! sql_store {
                 )
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(|(cert_pem, key_pem)| $crate::store::CaRecord { cert_pem, key_pem }))
+                Ok(row.map(|(cert_pem, key_sealed)| $crate::store::CaRecord {
+                    cert_pem,
+                    key_sealed,
+                }))
             }
 
             async fn insert_ca(
@@ -537,11 +540,26 @@ macro_rules! sql_store {
                      VALUES (1, $1, $2, $3)",
                 )
                 .bind(&ca.cert_pem)
-                .bind(&ca.key_pem)
+                .bind(&ca.key_sealed)
                 .bind(chrono::Utc::now())
                 .execute(&self.pool)
                 .await?;
                 Ok(())
+            }
+
+            async fn seal_ca_key(
+                &self,
+                plaintext: &str,
+                sealed: &str,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE certificate_authority SET key_pem = $1 WHERE id = 1 AND key_pem = $2",
+                )
+                .bind(sealed)
+                .bind(plaintext)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
         }
     };

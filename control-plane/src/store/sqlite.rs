@@ -38,3 +38,4 @@ super::ports::port_sql_store!(SqliteStore);
 super::quota::quota_sql_store!(SqliteStore);
 super::idempotency::idempotency_sql_store!(SqliteStore);
 crate::alerts::store::alert_sql_store!(SqliteStore);
+super::certificates::certificate_sql_store!(SqliteStore);

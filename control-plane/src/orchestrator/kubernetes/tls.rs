@@ -22,7 +22,7 @@ pub fn reuse_or_issue(
             return Ok(material);
         }
     }
-    let issued = ca.issue_server_cert(names)?;
+    let issued = ca.issue_server_cert(names, chrono::Utc::now())?;
     Ok(TlsMaterial {
         chain_pem: issued.chain_pem,
         key_pem: issued.key_pem,

@@ -25,6 +25,7 @@ use self::layout::{write_atomic, DeploymentDir, Ports, RuntimeRecord};
 use super::security::{NetworkDelivery, SecuritySource, TlsFileNames};
 use super::{Applied, Observed, Orchestrator, OrchestratorError};
 use crate::ca::Ca;
+use crate::certificates::ServerCertificates;
 use crate::domain::{Endpoints, Id};
 use crate::metering::ReportingTarget;
 use crate::store::{Deployment, Store};
@@ -93,6 +94,9 @@ pub struct LocalOrchestrator {
     security: Option<SecuritySource>,
     /// Where host ports are allocated; none, each deployment dir keeps its own (tests).
     port_store: Option<Arc<dyn Store>>,
+    /// Where deployments' server certificates are kept and renewed; none, each
+    /// deployment dir keeps the one issued when it was first started (tests).
+    certificates: Option<ServerCertificates>,
 }
 
 /// Attempts at finding ports no other deployment holds before giving up for this pass.
@@ -114,6 +118,7 @@ impl LocalOrchestrator {
             metering: None,
             security: None,
             port_store: None,
+            certificates: None,
         };
         orchestrator.adopt_survivors()?;
         Ok(orchestrator)
@@ -129,6 +134,40 @@ impl LocalOrchestrator {
     pub fn with_port_store(mut self, store: Arc<dyn Store>) -> Self {
         self.port_store = Some(store);
         self
+    }
+
+    /// Brokers serve the server certificates `source` keeps (and renews).
+    pub fn with_certificates(mut self, source: ServerCertificates) -> Self {
+        self.certificates = Some(source);
+        self
+    }
+
+    /// Writes the deployment's server certificate where its config names it, key first,
+    /// each atomically and only when it changed (a running broker notices new files and
+    /// swaps them in for new handshakes). Returns whether anything changed.
+    async fn write_server_certificate(
+        &self,
+        deployment: &Deployment,
+        dir: &DeploymentDir,
+    ) -> Result<bool, OrchestratorError> {
+        let names = self.certificate_names();
+        let (chain_pem, key_pem) = match &self.certificates {
+            Some(source) => {
+                let cert = source.for_deployment(deployment, &names).await?;
+                (cert.chain_pem, cert.key_pem)
+            }
+            None if dir.cert().exists() && dir.key().exists() => return Ok(false),
+            None => {
+                let issued = self
+                    .ca
+                    .issue_server_cert(&names, chrono::Utc::now())
+                    .map_err(|e| OrchestratorError::Certificate(e.to_string()))?;
+                (issued.chain_pem, issued.key_pem.into())
+            }
+        };
+        let key_changed = write_if_changed(&dir.key(), key_pem.expose_secret().as_bytes())?;
+        let cert_changed = write_if_changed(&dir.cert(), chain_pem.as_bytes())?;
+        Ok(key_changed || cert_changed)
     }
 
     /// The store's name for this host: ports are unique per host.
@@ -394,12 +433,6 @@ impl LocalOrchestrator {
         config: Vec<u8>,
         config_hash: String,
     ) -> Result<Running, OrchestratorError> {
-        let issued = self
-            .ca
-            .issue_server_cert(&self.certificate_names())
-            .map_err(|e| OrchestratorError::Certificate(e.to_string()))?;
-        write_atomic(&dir.cert(), issued.chain_pem.as_bytes())?;
-        write_atomic(&dir.key(), issued.key_pem.as_bytes())?;
         write_atomic(&dir.config(), &config)?;
 
         let log = std::fs::OpenOptions::new()
@@ -560,18 +593,19 @@ impl Orchestrator for LocalOrchestrator {
         let metering = self.metering_config(deployment, &dir).await?;
         let config = self.broker_config(deployment, ports, &dir, metering);
         let config_hash = hex::encode(Sha256::digest(&config));
-        // Outside the config hash: security changes never restart the broker.
-        let security_changed = self.write_security(deployment, &dir).await?;
+        // Outside the config hash: certificate and security changes never restart the
+        // broker. The certificate first: the new `security.json` (its revision) tells the
+        // broker to look at every file.
+        let certificate_changed = self.write_server_certificate(deployment, &dir).await?;
+        let security_changed = self.write_security(deployment, &dir).await? || certificate_changed;
 
         let mut state = self.state.lock().await;
         if let Some(running) = state.running.get_mut(&deployment.id) {
             if running.config_hash == config_hash {
-                if security_changed {
-                    // Have the broker look at the new files now rather than at its next
-                    // poll; `observe` then reads the revision it reports.
-                    let reload = traced(self.http.post(format!("http://{}/reload", running.api)));
-                    tokio::spawn(async move { probe(&reload).await });
-                }
+                // Have the broker look at the new files now rather than at its next poll,
+                // so the reconciler's next look (right after this) finds them in force.
+                let reload = security_changed
+                    .then(|| traced(self.http.post(format!("http://{}/reload", running.api))));
                 if running.generation != deployment.generation {
                     running.generation = deployment.generation;
                     dir.write_runtime(&RuntimeRecord {
@@ -579,6 +613,10 @@ impl Orchestrator for LocalOrchestrator {
                         generation: running.generation,
                         config_hash,
                     })?;
+                }
+                drop(state);
+                if let Some(reload) = reload {
+                    probe(&reload).await;
                 }
                 return Ok(Applied::Unchanged);
             }

@@ -1,0 +1,2 @@
+DROP TABLE certificate_notices;
+DROP TABLE deployment_certificates;
