@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::common::unique;
-use crate::support::{eventually, outage, Node, Relay};
+use crate::support::{eventually, Node, Outage, Relay};
 
 const NATS: &str = "127.0.0.1:4222";
 
@@ -110,14 +110,16 @@ async fn nats_gets_rendered_subjects_and_jetstream_keeps_order_through_an_outage
         out
     };
     let root_ref = &root;
-    outage(
+    Outage {
+        resource: &resource,
+        rule: &rule,
+        client_id: "js-dev",
+        restart: false,
+    }
+    .run(
         &mut node,
         &mut relay,
-        &resource,
-        &rule,
-        "js-dev",
         |n| format!("{root_ref}.js.js-dev {n}"),
-        false,
         stored,
     )
     .await;

@@ -13,7 +13,7 @@ use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use serde_json::json;
 
 use crate::common::unique;
-use crate::support::{outage, Node, Relay};
+use crate::support::{Node, Outage, Relay};
 
 const RABBIT: &str = "127.0.0.1:5672";
 
@@ -148,14 +148,16 @@ async fn rabbitmq_gets_routed_messages_in_order_through_an_outage() {
             }),
         )
         .await;
-    outage(
+    Outage {
+        resource: resource["id"].as_str().unwrap(),
+        rule: &rule,
+        client_id: "Rabbit-Dev",
+        restart: false,
+    }
+    .run(
         &mut node,
         &mut relay,
-        resource["id"].as_str().unwrap(),
-        &rule,
-        "Rabbit-Dev",
         |n| format!("devices.rabbit-dev {n}:rabbit-dev"),
-        false,
         || async { queue.received() },
     )
     .await;

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::common::{publish, unique, Subscriber};
-use crate::support::{eventually, outage, Node, Relay};
+use crate::support::{eventually, Node, Outage, Relay};
 
 const REDIS: &str = "127.0.0.1:6379";
 
@@ -62,14 +62,16 @@ async fn redis_sink_survives_an_outage_and_a_restart_in_order() {
             json!({"$resource": resource, "cmd": format!("RPUSH {} ${{n}}:${{clientid}}", list.key)}),
         )
         .await;
-    outage(
+    Outage {
+        resource: &resource,
+        rule: &rule,
+        client_id: "redis-dev",
+        restart: true,
+    }
+    .run(
         &mut node,
         &mut relay,
-        &resource,
-        &rule,
-        "redis-dev",
         |n| format!("{n}:redis-dev"),
-        true,
         || list.items(),
     )
     .await;

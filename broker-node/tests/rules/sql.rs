@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::common::unique;
-use crate::support::{eventually, outage, Node, Relay};
+use crate::support::{eventually, Node, Outage, Relay};
 
 fn postgres_url() -> String {
     std::env::var("SKYPORT_TEST_POSTGRES")
@@ -185,14 +185,16 @@ async fn mysql_gets_rendered_rows_in_order_through_an_outage() {
         )
         .await;
     let query = format!("SELECT n, who, note FROM {} ORDER BY id", table.name);
-    outage(
+    Outage {
+        resource: resource["id"].as_str().unwrap(),
+        rule: &rule,
+        client_id: "my\\dev",
+        restart: false,
+    }
+    .run(
         &mut node,
         &mut relay,
-        resource["id"].as_str().unwrap(),
-        &rule,
-        "my\\dev",
         |n| format!("{n}:MY\\DEV:it's"),
-        false,
         || async {
             let rows: Vec<(i32, String, String)> =
                 sqlx::query_as(&query).fetch_all(&table.pool).await.unwrap();

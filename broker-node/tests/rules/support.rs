@@ -217,73 +217,86 @@ impl Node {
 }
 
 /// The outage every external sink goes through. Rule `rule` (one action, into
-/// `resource`, a service behind `relay`) turns each published number `n` of client `client_id` into
-/// what `received` reads back as `expected(n)`, oldest first. 30 messages arrive exactly
-/// once; the relay goes down; 30 more are published and wait in the buffer (optionally
-/// across a planned restart of the node); the relay comes back: all 60 are there, in
-/// order, nothing twice, and the rule's metrics count each once.
-pub async fn outage<F, Fut>(
-    node: &mut Node,
-    relay: &mut Relay,
-    resource: &str,
-    rule: &str,
-    client_id: &str,
-    expected: impl Fn(usize) -> String,
-    restart: bool,
-    received: F,
-) where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Vec<String>>,
-{
-    let expected = |to: usize| (0..to).map(&expected).collect::<Vec<_>>();
-    let arrived = |n: usize| {
-        let received = &received;
-        async move {
-            eventually(&format!("{n} outputs in the sink"), || async {
-                let got = received().await;
-                (got.len() >= n).then_some(())
-            })
-            .await;
-            // Anything delivered twice would show up by now.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            received().await
+/// `resource`, a service behind the relay) turns each published number `n` of client
+/// `client_id` into what the sink holds as `expected(n)`, oldest first. 30 messages
+/// arrive exactly once; the relay goes down; 30 more are published and wait in the
+/// buffer (across a planned restart of the node when `restart`); the relay comes back:
+/// all 60 are there, in order, nothing twice, and the rule's metrics count each once.
+pub struct Outage<'a> {
+    pub resource: &'a str,
+    pub rule: &'a str,
+    pub client_id: &'a str,
+    pub restart: bool,
+}
+
+impl Outage<'_> {
+    /// Runs it; `received` reads what the sink holds.
+    pub async fn run<F, Fut>(
+        &self,
+        node: &mut Node,
+        relay: &mut Relay,
+        expected: impl Fn(usize) -> String,
+        received: F,
+    ) where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Vec<String>>,
+    {
+        let Self {
+            resource,
+            rule,
+            client_id,
+            restart,
+        } = *self;
+        let expected = |to: usize| (0..to).map(&expected).collect::<Vec<_>>();
+        let arrived = |n: usize| {
+            let received = &received;
+            async move {
+                eventually(&format!("{n} outputs in the sink"), || async {
+                    let got = received().await;
+                    (got.len() >= n).then_some(())
+                })
+                .await;
+                // Anything delivered twice would show up by now.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                received().await
+            }
+        };
+
+        node.publish_numbers("a", client_id, 0, 30).await;
+        assert_eq!(arrived(30).await, expected(30), "exactly once, in order");
+        let r = node.matched(rule, 30).await;
+        eventually("30 delivered", || async {
+            let r = node.rule_view(rule).await;
+            (r["actions"][0]["metrics"][0]["success"] == 30).then_some(())
+        })
+        .await;
+        assert_eq!(r["metrics"][0]["no_result"], 0, "{r}");
+
+        // The service goes away: MQTT goes on, outputs wait in the buffer.
+        assert!(node.resource_alive(resource).await);
+        relay.down().await;
+        node.publish_numbers("a", client_id, 30, 60).await;
+        assert!(!node.resource_alive(resource).await);
+        let r = node.matched(rule, 60).await;
+        assert_eq!(r["actions"][0]["metrics"][0]["success"], 30, "{r}");
+        if restart {
+            // A planned restart keeps the buffer.
+            node.broker.restart().await;
         }
-    };
-
-    node.publish_numbers("a", client_id, 0, 30).await;
-    assert_eq!(arrived(30).await, expected(30), "exactly once, in order");
-    let r = node.matched(rule, 30).await;
-    eventually("30 delivered", || async {
-        let r = node.rule_view(rule).await;
-        (r["actions"][0]["metrics"][0]["success"] == 30).then_some(())
-    })
-    .await;
-    assert_eq!(r["metrics"][0]["no_result"], 0, "{r}");
-
-    // The service goes away: MQTT goes on, outputs wait in the buffer.
-    assert!(node.resource_alive(resource).await);
-    relay.down().await;
-    node.publish_numbers("a", client_id, 30, 60).await;
-    assert!(!node.resource_alive(resource).await);
-    let r = node.matched(rule, 60).await;
-    assert_eq!(r["actions"][0]["metrics"][0]["success"], 30, "{r}");
-    if restart {
-        // A planned restart keeps the buffer.
-        node.broker.restart().await;
-    }
-    relay.up().await;
-    assert_eq!(
-        arrived(60).await,
-        expected(60),
-        "nothing lost, nothing twice, in order"
-    );
-    let r = eventually("the buffer drained", || async {
-        let r = node.rule_view(rule).await;
-        (r["actions"][0]["metrics"][0]["queued"] == 0).then_some(r)
-    })
-    .await;
-    assert_eq!(r["actions"][0]["metrics"][0]["dropped"], 0, "{r}");
-    if !restart {
-        assert_eq!(r["actions"][0]["metrics"][0]["success"], 60, "{r}");
+        relay.up().await;
+        assert_eq!(
+            arrived(60).await,
+            expected(60),
+            "nothing lost, nothing twice, in order"
+        );
+        let r = eventually("the buffer drained", || async {
+            let r = node.rule_view(rule).await;
+            (r["actions"][0]["metrics"][0]["queued"] == 0).then_some(r)
+        })
+        .await;
+        assert_eq!(r["actions"][0]["metrics"][0]["dropped"], 0, "{r}");
+        if !restart {
+            assert_eq!(r["actions"][0]["metrics"][0]["success"], 60, "{r}");
+        }
     }
 }

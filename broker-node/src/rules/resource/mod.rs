@@ -52,7 +52,8 @@ pub enum Connection {
     Mysql {
         pool: sqlx::MySqlPool,
     },
-    Rabbit(Amqp),
+    // Boxed: an AMQP URI is large beside the other connections.
+    Rabbit(Box<Amqp>),
     Nats(Nats),
 }
 
@@ -186,7 +187,7 @@ impl Resource {
             MYSQL => Connection::Mysql {
                 pool: sql::mysql(config)?,
             },
-            RABBIT => Connection::Rabbit(Amqp::new(config)?),
+            RABBIT => Connection::Rabbit(Box::new(Amqp::new(config)?)),
             NATS => Connection::Nats(Nats::new(config)?),
             other => {
                 return Err(format!(
