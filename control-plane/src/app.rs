@@ -251,10 +251,11 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     store.migrate().await.context("applying migrations")?;
     let ca = Arc::new(Ca::load_or_create(store.as_ref()).await?);
     let (admin_token, print_token) = admin_token(serve, &common.data_dir)?;
-    let secret_key = Arc::new(SecretKey::given_or_from_dir(
-        serve.secret_key.as_ref(),
-        &common.data_dir,
-    )?);
+    let secret_key = Arc::new(
+        SecretKey::given_or_from_dir(serve.secret_key.as_ref(), &common.data_dir).context(
+            "the secret key (--secret-key / SKYPORT_SECRET_KEY, else DATA_DIR/secret-key)",
+        )?,
+    );
     let security = SecuritySource::new(store.clone(), secret_key.clone());
     // Bound before the orchestrator starts: brokers are told the actual address (port 0).
     let listener = tokio::net::TcpListener::bind(serve.listen)

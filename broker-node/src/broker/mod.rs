@@ -147,7 +147,7 @@ pub enum StartError {
     Restore(#[from] Box<redb::Error>),
     #[error("rule store: {0}")]
     Rules(#[source] crate::rules::store::StoreError),
-    #[error("secret key: {0:#}")]
+    #[error("secret key (SKYPORT_BROKER_SECRET_KEY, else DATA_DIR/secret-key): {0:#}")]
     SecretKey(anyhow::Error),
 }
 
