@@ -84,9 +84,21 @@ impl Amqp {
     }
 }
 
+impl Drop for Amqp {
+    /// A deleted resource closes its connection (the client's I/O loop would keep it).
+    fn drop(&mut self) {
+        if let Some(link) = self.link.get_mut().take() {
+            close(link);
+        }
+    }
+}
+
 /// Closes `link` in the background (it may already be gone).
 fn close(link: Link) {
-    tokio::spawn(async move {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
         if link.connection.status().connected() {
             let _ = tokio::time::timeout(
                 CHECK_TIMEOUT,
