@@ -85,7 +85,7 @@ impl Amqp {
 }
 
 impl Drop for Amqp {
-    /// A deleted resource closes its connection (the client's I/O loop would keep it).
+    /// A deleted resource closes its connection cleanly (not left to the client library).
     fn drop(&mut self) {
         if let Some(link) = self.link.get_mut().take() {
             close(link);
