@@ -252,10 +252,11 @@ pub async fn serve(common: &CommonArgs, serve: &ServeArgs) -> anyhow::Result<()>
     let store = crate::store::connect(&common.database_url()).await?;
     store.migrate().await.context("applying migrations")?;
     let (admin_token, print_token) = admin_token(serve, &common.data_dir)?;
-    let secret_key = Arc::new(SecretKey::given_or_from_dir(
-        serve.secret_key.as_ref(),
-        &common.data_dir,
-    )?);
+    let secret_key = Arc::new(
+        SecretKey::given_or_from_dir(serve.secret_key.as_ref(), &common.data_dir).context(
+            "the secret key (--secret-key / SKYPORT_SECRET_KEY, else DATA_DIR/secret-key)",
+        )?,
+    );
     let ca = Arc::new(Ca::load_or_create(store.as_ref(), &secret_key).await?);
     let clock = crate::certificates::clock(serve.clock_offset);
     let certificates = crate::certificates::ServerCertificates::new(

@@ -1,6 +1,10 @@
 //! Errors of the deployment API in EMQX 4's shape: `{"code": <EMQX return code>,
 //! "message": "..."}` with a matching HTTP status.
 //!
+//! Refusals that EMQX has no code for (what a deployment's plan does not allow) are
+//! RFC 9457 `application/problem+json` instead, with a stable string `code`
+//! (`plan_not_supported`, `plan_limit_reached`), as the control plane answers them.
+//!
 //! EMQX 4 return codes used here: 102 unknown error (500), 103 wrong app id or secret
 //! (401), 104 empty username or password (400), 105 the object does not exist (404),
 //! 107 missing request parameter (400), 108 invalid request parameter (400, or 409 when
@@ -41,12 +45,32 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// A refusal as `application/problem+json` (RFC 9457), the control plane's shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`; `code` identifies the problem.
+    #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
+    pub type_: String,
+    /// Short summary of the HTTP status.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// Stable, machine-readable problem code.
+    #[schema(example = "plan_not_supported")]
+    pub code: String,
+}
+
 /// An error of the deployment API.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: u32,
     pub message: String,
+    /// Answered as problem+json with this code instead of EMQX's shape.
+    pub problem: Option<&'static str>,
 }
 
 impl ApiError {
@@ -55,6 +79,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            problem: None,
+        }
+    }
+
+    /// A refusal answered as problem+json with stable code `problem`.
+    pub fn problem(status: StatusCode, problem: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            problem: Some(problem),
+            ..Self::new(status, INVALID_PARAMETER, detail)
         }
     }
 
@@ -104,6 +137,21 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(code) = self.problem {
+            let body = Problem {
+                type_: "about:blank".to_owned(),
+                title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+                status: self.status.as_u16(),
+                detail: self.message,
+                code: code.to_owned(),
+            };
+            let mut response = (self.status, Json(body)).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            return response;
+        }
         let body = ErrorBody {
             code: self.code,
             message: self.message,

@@ -31,7 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::reload::ReloadHandle;
 use crate::security::Security;
-use error::{ApiError, ErrorBody};
+use error::{ApiError, ErrorBody, Problem};
 
 /// Flipped once the engine answers and every listener is bound; also carries the
 /// handle `POST /reload` uses.
@@ -94,6 +94,35 @@ pub enum Errors {
     Internal(ErrorBody),
 }
 
+/// Error answers of the rules and resources endpoints: [`Errors`], and on 409 also
+/// problem+json for what the deployment's plan does not allow.
+pub struct RuleErrors;
+
+impl utoipa::IntoResponses for RuleErrors {
+    fn responses(
+    ) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        let mut responses = Errors::responses();
+        let conflict = ResponseBuilder::new()
+            .description(
+                "Already exists (code 113) or in use (code 108); or refused by the \
+                 deployment's plan, as problem+json with code `plan_not_supported` or \
+                 `plan_limit_reached`. Nothing was changed.",
+            )
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .content(
+                "application/problem+json",
+                Content::new(Some(Ref::from_schema_name("Problem"))),
+            )
+            .build();
+        responses.insert("409".to_owned(), conflict.into());
+        responses
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -107,7 +136,7 @@ pub enum Errors {
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "/api/v4")),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, Problem)),
     modifiers(&BasicAuth),
     tags(
         (name = "auth_username", description = "Built-in users identified by username"),

@@ -1,5 +1,6 @@
 //! `/resources`: connections to external services that rule actions use (`web_hook`,
-//! `backend_redis_single`, `backend_pgsql`), in EMQX 4's shapes. A resource is checked
+//! `backend_redis_single`, `backend_pgsql`, `backend_mysql`, `bridge_rabbit`,
+//! `bridge_nats`), in EMQX 4's shapes. A resource is checked
 //! when created (an unreachable service is refused, nothing stored) and on `GET
 //! /resources/{id}` (`status[].is_alive`). Secrets (`password`, `token`, `secret`) are
 //! write-only: answers show `******`.
@@ -15,7 +16,7 @@ use super::body::{parse, JsonBody};
 use super::envelope::{data, done, Data, Done};
 use super::error::ApiError;
 use super::rules::node;
-use super::Errors;
+use super::RuleErrors;
 use crate::broker::Broker;
 use crate::rules::registry::{NewResource, RuleError};
 use crate::rules::resource::Resource;
@@ -36,7 +37,9 @@ pub struct NewResourceBody {
     pub id: Option<String>,
     /// `web_hook` (`url`, `method`, `headers`, `request_timeout_ms`),
     /// `backend_redis_single` (`server` host:port, `database`, `password`) or
-    /// `backend_pgsql` (`server`, `database`, `user`, `password`, `pool_size`).
+    /// `backend_pgsql` / `backend_mysql` (`server`, `database`, `user`, `password`,
+    /// `pool_size`), `bridge_rabbit` (`server`, `username`, `password`, `virtual_host`,
+    /// `heartbeat`) or `bridge_nats` (`server`, `user`, `password` or `token`).
     #[serde(rename = "type")]
     #[schema(example = "backend_redis_single")]
     pub kind: String,
@@ -85,7 +88,7 @@ fn view(resource: &Resource, status: Option<Vec<ResourceStatus>>) -> ResourceVie
 
 /// List the resources.
 #[utoipa::path(get, path = "/resources", tag = "rules",
-    responses((status = 200, body = Data<Vec<ResourceView>>), Errors),
+    responses((status = 200, body = Data<Vec<ResourceView>>), RuleErrors),
     security(("app_key" = [])))]
 async fn list_resources(Extension(broker): Extension<Broker>) -> Json<Data<Vec<ResourceView>>> {
     let resources = broker.rules.resources().await;
@@ -94,7 +97,7 @@ async fn list_resources(Extension(broker): Extension<Broker>) -> Json<Data<Vec<R
 
 /// Create a resource; the service must answer (else nothing is stored).
 #[utoipa::path(post, path = "/resources", tag = "rules", request_body = NewResourceBody,
-    responses((status = 200, body = Data<ResourceView>), Errors),
+    responses((status = 200, body = Data<ResourceView>), RuleErrors),
     security(("app_key" = [])))]
 async fn create_resource(
     Extension(broker): Extension<Broker>,
@@ -116,7 +119,7 @@ async fn create_resource(
 /// A resource and whether its service answers now.
 #[utoipa::path(get, path = "/resources/{id}", tag = "rules",
     params(("id" = String, Path, description = "The resource's id")),
-    responses((status = 200, body = Data<ResourceView>), Errors),
+    responses((status = 200, body = Data<ResourceView>), RuleErrors),
     security(("app_key" = [])))]
 async fn get_resource(
     Extension(broker): Extension<Broker>,
@@ -139,7 +142,7 @@ async fn get_resource(
 /// Delete a resource no rule uses.
 #[utoipa::path(delete, path = "/resources/{id}", tag = "rules",
     params(("id" = String, Path, description = "The resource's id")),
-    responses((status = 200, body = Done), Errors),
+    responses((status = 200, body = Done), RuleErrors),
     security(("app_key" = [])))]
 async fn delete_resource(
     Extension(broker): Extension<Broker>,

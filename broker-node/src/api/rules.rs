@@ -19,7 +19,7 @@ use super::envelope::{data, done, Data, Done};
 use super::error::{
     ApiError, ALREADY_EXISTS, INVALID_PARAMETER, MISSING_PARAMETER, NOT_FOUND, UNKNOWN_ERROR,
 };
-use super::Errors;
+use super::RuleErrors;
 use crate::broker::Broker;
 use crate::rules::actions::{catalogue, ActionError, ActionInfo};
 use crate::rules::engine::LiveRule;
@@ -204,9 +204,8 @@ impl From<RuleError> for ApiError {
             RuleError::Action(_) => Self::invalid(message),
             RuleError::NotFound(_) => Self::not_found(message),
             RuleError::Exists(_) => Self::new(StatusCode::CONFLICT, ALREADY_EXISTS, message),
-            RuleError::InUse { .. } | RuleError::Plan(_) => {
-                Self::new(StatusCode::CONFLICT, INVALID_PARAMETER, message)
-            }
+            RuleError::InUse { .. } => Self::new(StatusCode::CONFLICT, INVALID_PARAMETER, message),
+            RuleError::Plan(ref plan) => Self::problem(StatusCode::CONFLICT, plan.code(), message),
             RuleError::NotStarted => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, UNKNOWN_ERROR, message)
             }
@@ -221,7 +220,7 @@ fn actions(body: Vec<ActionBody>) -> Vec<(String, Map<String, Value>)> {
 
 /// List the rules with their metrics.
 #[utoipa::path(get, path = "/rules", tag = "rules",
-    responses((status = 200, body = Data<Vec<RuleView>>), Errors),
+    responses((status = 200, body = Data<Vec<RuleView>>), RuleErrors),
     security(("app_key" = [])))]
 async fn list_rules(Extension(broker): Extension<Broker>) -> Json<Data<Vec<RuleView>>> {
     let rules = broker.rules.rules().await;
@@ -231,7 +230,7 @@ async fn list_rules(Extension(broker): Extension<Broker>) -> Json<Data<Vec<RuleV
 /// Create a rule; it applies at once. A bad statement, an unknown action or a missing
 /// resource is refused and nothing is stored.
 #[utoipa::path(post, path = "/rules", tag = "rules", request_body = NewRuleBody,
-    responses((status = 200, body = Data<RuleView>), Errors),
+    responses((status = 200, body = Data<RuleView>), RuleErrors),
     security(("app_key" = [])))]
 async fn create_rule(
     Extension(broker): Extension<Broker>,
@@ -254,7 +253,7 @@ async fn create_rule(
 /// A rule with its metrics.
 #[utoipa::path(get, path = "/rules/{id}", tag = "rules",
     params(("id" = String, Path, description = "The rule's id")),
-    responses((status = 200, body = Data<RuleView>), Errors),
+    responses((status = 200, body = Data<RuleView>), RuleErrors),
     security(("app_key" = [])))]
 async fn get_rule(
     Extension(broker): Extension<Broker>,
@@ -271,7 +270,7 @@ async fn get_rule(
 /// Change a rule (statement, actions, description, enabled); it applies at once.
 #[utoipa::path(put, path = "/rules/{id}", tag = "rules", request_body = RuleUpdateBody,
     params(("id" = String, Path, description = "The rule's id")),
-    responses((status = 200, body = Data<RuleView>), Errors),
+    responses((status = 200, body = Data<RuleView>), RuleErrors),
     security(("app_key" = [])))]
 async fn update_rule(
     Extension(broker): Extension<Broker>,
@@ -297,7 +296,7 @@ async fn update_rule(
 /// Delete a rule and what its actions still had buffered.
 #[utoipa::path(delete, path = "/rules/{id}", tag = "rules",
     params(("id" = String, Path, description = "The rule's id")),
-    responses((status = 200, body = Done), Errors),
+    responses((status = 200, body = Done), RuleErrors),
     security(("app_key" = [])))]
 async fn delete_rule(
     Extension(broker): Extension<Broker>,
@@ -309,7 +308,7 @@ async fn delete_rule(
 
 /// The actions rules can use, with their params.
 #[utoipa::path(get, path = "/actions", tag = "rules",
-    responses((status = 200, body = Data<Vec<ActionInfo>>), Errors),
+    responses((status = 200, body = Data<Vec<ActionInfo>>), RuleErrors),
     security(("app_key" = [])))]
 async fn list_actions() -> Json<Data<Vec<ActionInfo>>> {
     data(catalogue())

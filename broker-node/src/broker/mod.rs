@@ -147,6 +147,20 @@ pub enum StartError {
     Restore(#[from] Box<redb::Error>),
     #[error("rule store: {0}")]
     Rules(#[source] crate::rules::store::StoreError),
+    #[error("secret key (SKYPORT_BROKER_SECRET_KEY, else DATA_DIR/secret-key): {0:#}")]
+    SecretKey(anyhow::Error),
+}
+
+/// The key sealing secrets at rest (rule resources' passwords and tokens):
+/// `SKYPORT_BROKER_SECRET_KEY` (base64 of 32 bytes; in a cluster, from the deployment's
+/// Secret), else `DATA_DIR/secret-key`, generated on first start.
+fn secret_key(data_dir: &std::path::Path) -> Result<skyport_secret_key::SecretKey, StartError> {
+    let given = std::env::var("SKYPORT_BROKER_SECRET_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .map(skyport_secret_key::SecretString::from);
+    skyport_secret_key::SecretKey::given_or_from_dir(given.as_ref(), data_dir)
+        .map_err(StartError::SecretKey)
 }
 
 impl Broker {
@@ -166,8 +180,8 @@ impl Broker {
         let links = options.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS) as usize + SPARE_LINKS;
         let engine = Engine::start(links)?;
         let store = Store::open(&data_dir.join("sessions.redb"))?;
-        let rules =
-            crate::rules::Rules::open(&data_dir.join("rules.redb")).map_err(StartError::Rules)?;
+        let rules = crate::rules::Rules::open(&data_dir.join("rules.redb"), secret_key(data_dir)?)
+            .map_err(StartError::Rules)?;
         Ok(Self::start(engine, store, rules, meter, security, options)?)
     }
 

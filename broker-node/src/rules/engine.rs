@@ -127,12 +127,12 @@ async fn deliver_all(broker: Broker, id: String, action: Arc<Action>, buffer: Ar
         let Some(&(last, _)) = batch.last() else {
             continue;
         };
-        let outputs: Vec<Map<String, Value>> = batch
+        let (seqs, outputs): (Vec<u64>, Vec<Map<String, Value>>) = batch
             .iter()
-            .filter_map(|(_, data)| serde_json::from_slice(data).ok())
-            .collect();
+            .filter_map(|(seq, data)| Some((*seq, serde_json::from_slice(data).ok()?)))
+            .unzip();
         let count = batch.len() as u64;
-        match action.deliver(&broker, &outputs).await {
+        match action.deliver(&broker, &outputs, &seqs).await {
             Ok(()) => {
                 buffer.ack(last);
                 buffer.counters.success.fetch_add(count, Ordering::Relaxed);

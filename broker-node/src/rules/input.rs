@@ -19,7 +19,8 @@ pub const EVENTS: &[&str] = &[
 pub enum Input {
     /// A message a client (or the HTTP API) published.
     Message {
-        topic: String,
+        /// Shares the published message's buffer (no copy per input).
+        topic: bytestring::ByteString,
         payload: Bytes,
         qos: u8,
         retain: bool,
@@ -61,7 +62,7 @@ impl Input {
                 let value = json!({
                     "id": format!("{at_ms:013x}{:08x}", crc(topic, payload)),
                     "event": "message.publish",
-                    "topic": topic,
+                    "topic": &**topic,
                     "payload": String::from_utf8_lossy(payload),
                     "qos": qos,
                     "flags": {"retain": retain, "dup": false},
@@ -108,8 +109,13 @@ fn event_name(name: &str) -> String {
     name.replacen('_', ".", 1)
 }
 
+/// The node's name (read once: every input carries it).
 fn node() -> String {
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "skyport@127.0.0.1".to_owned())
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| {
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "skyport@127.0.0.1".to_owned())
+    })
+    .clone()
 }
 
 fn into_map(value: Value) -> Map<String, Value> {

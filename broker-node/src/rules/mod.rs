@@ -54,6 +54,8 @@ struct Inner {
     registry: tokio::sync::Mutex<Registry>,
     broker: OnceLock<Broker>,
     inputs_dropped: AtomicU64,
+    /// Seals resource secrets in the store.
+    key: skyport_secret_key::SecretKey,
 }
 
 /// How the node's rule engine is configured.
@@ -64,8 +66,12 @@ pub struct Settings {
 }
 
 impl Rules {
-    /// Opens the rule store at `path`; nothing runs until [`Rules::start`].
-    pub fn open(path: &std::path::Path) -> Result<Self, store::StoreError> {
+    /// Opens the rule store at `path`, whose resource secrets are sealed with `key`;
+    /// nothing runs until [`Rules::start`].
+    pub fn open(
+        path: &std::path::Path,
+        key: skyport_secret_key::SecretKey,
+    ) -> Result<Self, store::StoreError> {
         let store = RuleStore::open(path)?;
         let (inputs, pending) = flume::bounded(INPUT_QUEUE);
         Ok(Self {
@@ -78,6 +84,7 @@ impl Rules {
                 registry: tokio::sync::Mutex::new(Registry::default()),
                 broker: OnceLock::new(),
                 inputs_dropped: AtomicU64::new(0),
+                key,
             }),
         })
     }
@@ -130,7 +137,7 @@ impl Rules {
             return;
         }
         self.send(Input::Message {
-            topic: message.topic.to_string(),
+            topic: message.topic.clone(),
             payload: message.payload.clone(),
             qos: message.qos as u8,
             retain: message.retain,

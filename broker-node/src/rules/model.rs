@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use skyport_secret_key::{ExposeSecret, SecretKey};
 
 /// A stored rule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +54,55 @@ impl ResourceRecord {
             }
         }
         config
+    }
+}
+
+impl ResourceRecord {
+    /// The record as stored: every non-empty secret sealed with `key`, bound to this
+    /// resource and config key (a sealed value moved elsewhere does not open).
+    pub fn sealed(&self, key: &SecretKey) -> Self {
+        let mut record = self.clone();
+        for (name, value) in record.config.iter_mut() {
+            if let Value::String(text) = value {
+                if SECRET_KEYS.contains(&name.as_str())
+                    && !text.is_empty()
+                    && !SecretKey::is_sealed(text)
+                {
+                    *text = key.seal(text.as_bytes(), &self.secret_context(name));
+                }
+            }
+        }
+        record
+    }
+
+    /// The record as read back: sealed secrets opened with `key`. Also says whether a
+    /// secret was stored in the clear (written by an older node; to be sealed now).
+    pub fn opened(mut self, key: &SecretKey) -> Result<(Self, bool), String> {
+        let mut clear = false;
+        let contexts: Vec<(String, String)> = self
+            .config
+            .keys()
+            .filter(|k| SECRET_KEYS.contains(&k.as_str()))
+            .map(|k| (k.clone(), self.secret_context(k)))
+            .collect();
+        for (name, context) in contexts {
+            if let Some(Value::String(text)) = self.config.get_mut(&name) {
+                if SecretKey::is_sealed(text) {
+                    *text = key
+                        .open(text, &context)
+                        .map_err(|e| format!("config.{name}: {e}"))?
+                        .expose_secret()
+                        .to_owned();
+                } else if !text.is_empty() {
+                    clear = true;
+                }
+            }
+        }
+        Ok((self, clear))
+    }
+
+    fn secret_context(&self, name: &str) -> String {
+        format!("resource {} config.{name}", self.id)
     }
 }
 

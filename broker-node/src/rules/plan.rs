@@ -17,10 +17,20 @@ pub struct Plan {
 /// A change the plan does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("plan_not_supported: the {plan} plan does not include {what}")]
+    #[error("the {plan} plan does not include {what}")]
     NotSupported { plan: String, what: String },
-    #[error("plan_limit_reached: the {plan} plan allows {max} rules")]
+    #[error("the {plan} plan allows {max} rules")]
     LimitReached { plan: String, max: usize },
+}
+
+impl PlanError {
+    /// The stable problem code answered for it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotSupported { .. } => "plan_not_supported",
+            Self::LimitReached { .. } => "plan_limit_reached",
+        }
+    }
 }
 
 impl Plan {

@@ -101,9 +101,18 @@ impl Rules {
                 for (id, row) in rows {
                     let built = serde_json::from_slice::<ResourceRecord>(&row)
                         .map_err(|e| e.to_string())
-                        .and_then(|record| Resource::build(record, self.egress()));
+                        .and_then(|record| record.opened(&self.inner.key))
+                        .and_then(|(record, clear)| {
+                            Ok((Resource::build(record, self.egress())?, clear))
+                        });
                     match built {
-                        Ok(resource) => {
+                        Ok((resource, clear)) => {
+                            if clear {
+                                // Stored in the clear by an older node: sealed from now on.
+                                if let Err(e) = self.persist_resource(&resource.record).await {
+                                    tracing::error!(resource = %id, error = %e, "cannot seal the stored resource's secrets");
+                                }
+                            }
                             registry.resources.insert(id, Arc::new(resource));
                         }
                         Err(e) => {
@@ -361,13 +370,7 @@ impl Rules {
         let resource =
             Arc::new(Resource::build(record, self.egress()).map_err(RuleError::Invalid)?);
         resource.check().await.map_err(RuleError::Unreachable)?;
-        let row =
-            serde_json::to_vec(&resource.record).map_err(|e| RuleError::Invalid(e.to_string()))?;
-        let store = self.inner.store.clone();
-        let key = id.clone();
-        tokio::task::spawn_blocking(move || store.put_resource(&key, &row))
-            .await
-            .map_err(|e| RuleError::Invalid(e.to_string()))??;
+        self.persist_resource(&resource.record).await?;
         registry.resources.insert(id, resource.clone());
         Ok(resource)
     }
@@ -406,6 +409,18 @@ impl Rules {
             .await
             .map_err(|e| RuleError::Invalid(e.to_string()))??;
         registry.resources.remove(id);
+        Ok(())
+    }
+
+    /// Stores `record` durably, its secrets sealed.
+    async fn persist_resource(&self, record: &ResourceRecord) -> Result<(), RuleError> {
+        let row = serde_json::to_vec(&record.sealed(&self.inner.key))
+            .map_err(|e| RuleError::Invalid(e.to_string()))?;
+        let store = self.inner.store.clone();
+        let key = record.id.clone();
+        tokio::task::spawn_blocking(move || store.put_resource(&key, &row))
+            .await
+            .map_err(|e| RuleError::Invalid(e.to_string()))??;
         Ok(())
     }
 

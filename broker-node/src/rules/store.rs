@@ -2,10 +2,10 @@
 //! redb file beside the session store).
 //!
 //! Rules and resources are written durably by the API before it answers. Buffer entries
-//! are written by one writer thread that commits whatever has accumulated in one
-//! transaction without fsync, and makes everything durable twice a second and when the
-//! node stops: a planned restart keeps every buffered message, a crash may lose the last
-//! half second of them.
+//! are written by one writer thread that commits what has accumulated durably twice a
+//! second and when the node stops, leaving out entries delivered in the meantime: a
+//! planned restart keeps every buffered message, a crash may lose the last half second
+//! of them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -167,36 +167,50 @@ impl RuleStore {
     }
 }
 
-/// The buffer writer: one transaction per batch of ops, durable every [`SYNC_EVERY`].
+/// Pending ops beyond which the writer commits before the next sync is due.
+const MAX_PENDING: usize = 200_000;
+
+/// The buffer writer: ops accumulate in memory and are committed durably every
+/// [`SYNC_EVERY`] (or at once when asked to sync), after [`coalesce`] has dropped
+/// entries already delivered. Nothing is weaker than committing each batch without
+/// fsync (a crash loses the last half second either way), and a sink that keeps up
+/// costs no disk writes at all.
 fn write_buffers(db: &Database, rx: &flume::Receiver<BufferOp>) {
-    let mut dirty = false;
-    let mut synced = Instant::now();
+    let mut pending: Vec<BufferOp> = Vec::new();
+    let mut due = Instant::now() + SYNC_EVERY;
     loop {
-        let first = if dirty {
-            match rx.recv_timeout(SYNC_EVERY) {
-                Ok(op) => Some(op),
-                Err(flume::RecvTimeoutError::Timeout) => None,
-                Err(flume::RecvTimeoutError::Disconnected) => return,
-            }
+        let op = if pending.is_empty() {
+            rx.recv().map_err(|_| flume::RecvTimeoutError::Disconnected)
         } else {
-            match rx.recv() {
-                Ok(op) => Some(op),
-                Err(_) => return,
+            rx.recv_deadline(due)
+        };
+        let sync = match op {
+            Ok(op) => {
+                let mut sync = matches!(op, BufferOp::Sync(_));
+                if pending.is_empty() {
+                    due = Instant::now() + SYNC_EVERY;
+                }
+                pending.push(op);
+                for op in rx.try_iter().take(10_000) {
+                    sync |= matches!(op, BufferOp::Sync(_));
+                    pending.push(op);
+                }
+                sync
+            }
+            Err(flume::RecvTimeoutError::Timeout) => true,
+            Err(flume::RecvTimeoutError::Disconnected) => {
+                if pending.is_empty() {
+                    return;
+                }
+                true
             }
         };
-        let mut ops: Vec<BufferOp> = first.into_iter().collect();
-        ops.extend(rx.try_iter().take(10_000));
-        let mut replies = Vec::new();
-        let durable = ops.iter().any(|op| matches!(op, BufferOp::Sync(_)))
-            || (dirty && synced.elapsed() >= SYNC_EVERY);
-        if let Err(e) = apply(db, ops, durable, &mut replies) {
-            tracing::error!(error = %e, "cannot write the rule buffers");
+        if !(sync || Instant::now() >= due || pending.len() >= MAX_PENDING) {
+            continue;
         }
-        if durable {
-            dirty = false;
-            synced = Instant::now();
-        } else {
-            dirty = true;
+        let mut replies = Vec::new();
+        if let Err(e) = apply(db, coalesce(std::mem::take(&mut pending)), &mut replies) {
+            tracing::error!(error = %e, "cannot write the rule buffers");
         }
         for reply in replies {
             let _ = reply.send(());
@@ -204,18 +218,46 @@ fn write_buffers(db: &Database, rx: &flume::Receiver<BufferOp>) {
     }
 }
 
+/// Drops what needs no writing: entries a later op of the same batch deletes, and every
+/// deletion of an action but its furthest one.
+fn coalesce(ops: Vec<BufferOp>) -> Vec<BufferOp> {
+    use std::collections::HashMap;
+    let mut delete_to: HashMap<Arc<str>, u64> = HashMap::new();
+    let mut discarded_at: HashMap<Arc<str>, usize> = HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            BufferOp::DeleteUpTo { action, seq } => {
+                let to = delete_to.entry(action.clone()).or_insert(*seq);
+                *to = (*to).max(*seq);
+            }
+            BufferOp::DeleteAll { action } => {
+                discarded_at.insert(action.clone(), i);
+            }
+            BufferOp::Put { .. } | BufferOp::Sync(_) => {}
+        }
+    }
+    ops.into_iter()
+        .enumerate()
+        .filter(|(i, op)| match op {
+            BufferOp::Put { action, seq, .. } => {
+                delete_to.get(action).is_none_or(|to| seq > to)
+                    && discarded_at.get(action).is_none_or(|at| i > at)
+            }
+            BufferOp::DeleteUpTo { action, seq } => delete_to.get(action) == Some(seq),
+            BufferOp::DeleteAll { .. } | BufferOp::Sync(_) => true,
+        })
+        .map(|(_, op)| op)
+        .collect()
+}
+
+/// Applies `ops` in one durable transaction.
 fn apply(
     db: &Database,
     ops: Vec<BufferOp>,
-    durable: bool,
     replies: &mut Vec<oneshot::Sender<()>>,
 ) -> StoreResult<()> {
     let mut tx = db.begin_write()?;
-    tx.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    });
+    tx.set_durability(Durability::Immediate);
     {
         let mut table = tx.open_table(BUFFER)?;
         for op in ops {
@@ -235,4 +277,54 @@ fn apply(
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(action: &Arc<str>, seq: u64) -> BufferOp {
+        BufferOp::Put {
+            action: action.clone(),
+            seq,
+            data: bytes::Bytes::from_static(b"x"),
+        }
+    }
+
+    fn kept(ops: &[BufferOp]) -> Vec<String> {
+        ops.iter()
+            .map(|op| match op {
+                BufferOp::Put { action, seq, .. } => format!("put {action} {seq}"),
+                BufferOp::DeleteUpTo { action, seq } => format!("delete {action} ..={seq}"),
+                BufferOp::DeleteAll { action } => format!("discard {action}"),
+                BufferOp::Sync(_) => "sync".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn delivered_entries_are_never_written() {
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let ops = vec![
+            put(&a, 1),
+            put(&a, 2),
+            put(&b, 1),
+            BufferOp::DeleteUpTo {
+                action: a.clone(),
+                seq: 1,
+            },
+            put(&a, 3),
+            BufferOp::DeleteUpTo {
+                action: a.clone(),
+                seq: 2,
+            },
+            put(&b, 2),
+            BufferOp::DeleteAll { action: b.clone() },
+            put(&b, 3),
+        ];
+        assert_eq!(
+            kept(&coalesce(ops)),
+            ["put a 3", "delete a ..=2", "discard b", "put b 3"]
+        );
+    }
 }

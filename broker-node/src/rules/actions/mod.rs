@@ -1,9 +1,11 @@
 //! Actions: what a rule does with its output. Each is prepared once from its `params`
 //! (templates parsed, its resource looked up) and then delivers batches of outputs
-//! taken from its buffer. One file per sink.
+//! taken from its buffer. One file per sink (`insert.rs` serves both SQL databases).
 
+mod insert;
+mod nats;
 mod offline;
-mod pgsql;
+mod rabbit;
 mod redis;
 mod republish;
 mod webhook;
@@ -16,6 +18,7 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use super::resource::{self, Resource};
+use super::template::Template;
 use crate::broker::Broker;
 
 /// A prepared action.
@@ -23,7 +26,10 @@ pub enum Action {
     Republish(republish::Republish),
     WebHook(webhook::WebHook),
     Redis(redis::Redis),
-    Pgsql(pgsql::Pgsql),
+    /// `data_to_pgsql` and `data_to_mysql`.
+    Insert(insert::Insert),
+    Rabbit(rabbit::Rabbit),
+    Nats(nats::Nats),
     Offline(offline::Offline),
 }
 
@@ -141,6 +147,49 @@ pub fn catalogue() -> Vec<ActionInfo> {
             }),
         },
         ActionInfo {
+            name: "data_to_mysql",
+            for_: "$any",
+            types: vec![resource::MYSQL],
+            title: "Data to MySQL",
+            description:
+                "Insert each output into MySQL or MariaDB (batched into one multi-row INSERT)",
+            params: json!({
+                "$resource": {"type": "string", "required": true, "description": "A backend_mysql resource id"},
+                "sql": {"type": "string", "required": true, "description": "INSERT … VALUES (${a}, ${b}) template; values are bound as quoted literals"},
+                "batch_size": {"type": "number", "required": false, "default": 100, "description": "Rows per INSERT, 1 to 1000"},
+            }),
+        },
+        ActionInfo {
+            name: "data_to_rabbit",
+            for_: "$any",
+            types: vec![resource::RABBIT],
+            title: "Data to RabbitMQ",
+            description: "Publish each output to a RabbitMQ exchange (with publisher confirms)",
+            params: json!({
+                "$resource": {"type": "string", "required": true, "description": "A bridge_rabbit resource id"},
+                "exchange": {"type": "string", "required": true, "description": "Exchange name (declared by the action; \"\" is the default exchange)"},
+                "exchange_type": {"type": "string", "required": false, "default": "topic", "description": "direct, fanout, topic or headers"},
+                "durable": {"type": "boolean", "required": false, "default": false, "description": "Declare the exchange durable"},
+                "routing_key": {"type": "string", "required": false, "default": "", "description": "Routing key template, e.g. devices.${clientid}"},
+                "delivery_mode": {"type": "string", "required": false, "default": "non_persistent", "description": "non_persistent or persistent"},
+                "payload_tmpl": {"type": "string", "required": false, "default": "", "description": "Payload template; empty: the output as JSON"},
+            }),
+        },
+        ActionInfo {
+            name: "data_to_nats",
+            for_: "$any",
+            types: vec![resource::NATS],
+            title: "Data to NATS",
+            description:
+                "Publish each output on a NATS subject (optionally acknowledged by JetStream)",
+            params: json!({
+                "$resource": {"type": "string", "required": true, "description": "A bridge_nats resource id"},
+                "subject": {"type": "string", "required": true, "description": "Subject template, e.g. devices.${clientid}"},
+                "payload_tmpl": {"type": "string", "required": false, "default": "", "description": "Payload template; empty: the output as JSON"},
+                "jetstream": {"type": "boolean", "required": false, "default": false, "description": "Publish through JetStream: each message acknowledged by a stream, de-duplicated by message id"},
+            }),
+        },
+        ActionInfo {
             name: "offline_msg_to_redis",
             for_: "$any",
             types: vec![resource::REDIS],
@@ -201,8 +250,17 @@ impl Action {
             "data_to_redis" => {
                 Self::Redis(redis::Redis::prepare(params, resource(resource::REDIS)?).map_err(bad)?)
             }
-            "data_to_pgsql" => {
-                Self::Pgsql(pgsql::Pgsql::prepare(params, resource(resource::PGSQL)?).map_err(bad)?)
+            "data_to_pgsql" => Self::Insert(
+                insert::Insert::prepare(params, resource(resource::PGSQL)?).map_err(bad)?,
+            ),
+            "data_to_mysql" => Self::Insert(
+                insert::Insert::prepare(params, resource(resource::MYSQL)?).map_err(bad)?,
+            ),
+            "data_to_rabbit" => Self::Rabbit(
+                rabbit::Rabbit::prepare(params, resource(resource::RABBIT)?).map_err(bad)?,
+            ),
+            "data_to_nats" => {
+                Self::Nats(nats::Nats::prepare(params, resource(resource::NATS)?).map_err(bad)?)
             }
             "offline_msg_to_redis" => Self::Offline(
                 offline::Offline::prepare(params, resource(resource::REDIS)?).map_err(bad)?,
@@ -217,7 +275,9 @@ impl Action {
             Self::Republish(_) => None,
             Self::WebHook(a) => Some(&a.resource.record.id),
             Self::Redis(a) => Some(&a.resource.record.id),
-            Self::Pgsql(a) => Some(&a.resource.record.id),
+            Self::Insert(a) => Some(&a.resource.record.id),
+            Self::Rabbit(a) => Some(&a.resource.record.id),
+            Self::Nats(a) => Some(&a.resource.record.id),
             Self::Offline(a) => Some(&a.resource.record.id),
         }
     }
@@ -228,16 +288,19 @@ impl Action {
             Self::Republish(_) => 100,
             Self::WebHook(_) => 1,
             Self::Redis(_) => 500,
-            Self::Pgsql(a) => a.batch_size,
+            Self::Insert(a) => a.batch_size,
+            Self::Rabbit(_) | Self::Nats(_) => 500,
             Self::Offline(_) => 100,
         }
     }
 
-    /// Delivers `batch` (rule outputs, oldest first) as one unit.
+    /// Delivers `batch` (rule outputs, oldest first; `seqs` their buffer sequence
+    /// numbers) as one unit.
     pub async fn deliver(
         &self,
         broker: &Broker,
         batch: &[Map<String, Value>],
+        seqs: &[u64],
     ) -> Result<(), Failure> {
         match self {
             Self::Republish(a) => {
@@ -246,7 +309,9 @@ impl Action {
             }
             Self::WebHook(a) => a.deliver(batch).await,
             Self::Redis(a) => a.deliver(batch).await,
-            Self::Pgsql(a) => a.deliver(batch).await,
+            Self::Insert(a) => a.deliver(batch).await,
+            Self::Rabbit(a) => a.deliver(batch).await,
+            Self::Nats(a) => a.deliver(batch, seqs).await,
             Self::Offline(a) => a.deliver(broker, batch).await,
         }
     }
@@ -255,4 +320,13 @@ impl Action {
 /// A string param (`default` when absent).
 fn param(params: &Map<String, Value>, key: &str, default: &str) -> Result<String, String> {
     resource::string(params, key, Some(default))
+}
+
+/// A payload from `template`; an empty template gives the whole output as JSON.
+fn payload(template: &Template, output: &Map<String, Value>) -> String {
+    if template.is_empty() {
+        Value::Object(output.clone()).to_string()
+    } else {
+        template.render(output)
+    }
 }

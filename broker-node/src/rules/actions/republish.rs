@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::param;
+use super::{param, payload};
 use crate::broker::message::Message;
 use crate::broker::Broker;
 use crate::mqtt::QoS;
@@ -60,11 +60,7 @@ impl Republish {
                 tracing::debug!(%topic, "republish: not a topic name; skipped");
                 continue;
             }
-            let payload = if self.payload.is_empty() {
-                Value::Object(output.clone()).to_string()
-            } else {
-                self.payload.render(output)
-            };
+            let payload = payload(&self.payload, output);
             let qos = self.qos.unwrap_or_else(|| {
                 output
                     .get("qos")

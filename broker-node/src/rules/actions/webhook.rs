@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{param, Failure};
+use super::{param, payload, Failure};
 use crate::rules::resource::{self, Connection, Resource};
 use crate::rules::template::Template;
 
@@ -66,11 +66,7 @@ impl WebHook {
                     path.trim_start_matches('/')
                 );
             }
-            let body = if self.body.is_empty() {
-                Value::Object(output.clone()).to_string()
-            } else {
-                self.body.render(output)
-            };
+            let body = payload(&self.body, output);
             let mut request = client
                 .request(
                     self.method.clone().unwrap_or_else(|| method.clone()),

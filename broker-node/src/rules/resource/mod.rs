@@ -1,5 +1,14 @@
 //! Resources: the connections actions use (an HTTP client, a Redis connection, a
-//! PostgreSQL pool), built from a resource's config and checked at creation and on GET.
+//! PostgreSQL or MySQL pool, an AMQP channel, a NATS client), built from a resource's
+//! config and checked at creation and on GET. One file per kind of connection where it
+//! needs more than a few lines.
+
+mod amqp;
+mod nats;
+mod sql;
+
+pub use amqp::Amqp;
+pub use nats::Nats;
 
 use std::time::Duration;
 
@@ -14,7 +23,10 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WEB_HOOK: &str = "web_hook";
 pub const REDIS: &str = "backend_redis_single";
 pub const PGSQL: &str = "backend_pgsql";
-pub const TYPES: &[&str] = &[WEB_HOOK, REDIS, PGSQL];
+pub const MYSQL: &str = "backend_mysql";
+pub const RABBIT: &str = "bridge_rabbit";
+pub const NATS: &str = "bridge_nats";
+pub const TYPES: &[&str] = &[WEB_HOOK, REDIS, PGSQL, MYSQL, RABBIT, NATS];
 
 /// A live resource.
 pub struct Resource {
@@ -37,6 +49,12 @@ pub enum Connection {
     Pgsql {
         pool: sqlx::PgPool,
     },
+    Mysql {
+        pool: sqlx::MySqlPool,
+    },
+    // Boxed: an AMQP URI is large beside the other connections.
+    Rabbit(Box<Amqp>),
+    Nats(Nats),
 }
 
 /// Reads config key `key` as a string (`default` when absent).
@@ -81,6 +99,16 @@ pub fn headers(config: &Map<String, Value>, key: &str) -> Result<Vec<(String, St
             })
             .collect(),
         Some(other) => Err(format!("{key} must be an object; got {other}")),
+    }
+}
+
+/// Reads config key `key` as a boolean (`true`/`false` or their strings).
+pub fn boolean(config: &Map<String, Value>, key: &str, default: bool) -> Result<bool, String> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+        Some(other) => Err(format!("{key} must be true or false; got {other}")),
     }
 }
 
@@ -153,23 +181,14 @@ impl Resource {
                     conn: tokio::sync::Mutex::new(None),
                 }
             }
-            PGSQL => {
-                let (host, port) = server(config, 5432)?;
-                let options = sqlx::postgres::PgConnectOptions::new()
-                    .host(&host)
-                    .port(port)
-                    .database(&string(config, "database", None)?)
-                    .username(&string(config, "user", None)?)
-                    .password(&string(config, "password", Some(""))?)
-                    // Quoted literals (see actions/pgsql.rs) rely on it.
-                    .options([("standard_conforming_strings", "on")]);
-                let pool_size = unsigned(config, "pool_size", 8)?.clamp(1, 64) as u32;
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(pool_size)
-                    .acquire_timeout(CHECK_TIMEOUT)
-                    .connect_lazy_with(options);
-                Connection::Pgsql { pool }
-            }
+            PGSQL => Connection::Pgsql {
+                pool: sql::postgres(config)?,
+            },
+            MYSQL => Connection::Mysql {
+                pool: sql::mysql(config)?,
+            },
+            RABBIT => Connection::Rabbit(Box::new(Amqp::new(config)?)),
+            NATS => Connection::Nats(Nats::new(config)?),
             other => {
                 return Err(format!(
                     "type: unknown resource type {other:?}; known: {}",
@@ -205,6 +224,13 @@ impl Resource {
                     .await
                     .map(drop)
                     .map_err(|e| format!("PostgreSQL: {e}")),
+                Connection::Mysql { pool } => sqlx::query("SELECT 1")
+                    .execute(pool)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("MySQL: {e}")),
+                Connection::Rabbit(amqp) => amqp.channel().await.map(drop),
+                Connection::Nats(nats) => nats.check().await,
             }
         };
         tokio::time::timeout(CHECK_TIMEOUT, check)

@@ -1,6 +1,7 @@
-//! `data_to_pgsql`: an INSERT template per output; a batch becomes one multi-row INSERT
-//! (one statement: all rows or none). Values are rendered as quoted SQL literals, which
-//! PostgreSQL casts to each column's type.
+//! `data_to_pgsql` and `data_to_mysql`: an INSERT template per output; a batch becomes
+//! one multi-row INSERT (one statement: all rows or none). Values are rendered as quoted
+//! SQL literals, which the database casts to each column's type (both sessions treat a
+//! backslash as an ordinary character, see `resource/sql.rs`).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use super::{param, Failure};
 use crate::rules::resource::{self, Connection, Resource};
 use crate::rules::template::Template;
 
-pub struct Pgsql {
+pub struct Insert {
     pub resource: Arc<Resource>,
     /// Everything up to and including `VALUES`.
     head: String,
@@ -21,7 +22,7 @@ pub struct Pgsql {
     pub batch_size: usize,
 }
 
-impl Pgsql {
+impl Insert {
     pub fn prepare(params: &Map<String, Value>, resource: Arc<Resource>) -> Result<Self, String> {
         let sql = param(params, "sql", "")?;
         let upper = sql.to_ascii_uppercase();
@@ -60,14 +61,24 @@ impl Pgsql {
     }
 
     pub async fn deliver(&self, batch: &[Map<String, Value>]) -> Result<(), Failure> {
-        let Connection::Pgsql { pool } = &self.resource.conn else {
-            return Err(Failure::refused("not a backend_pgsql resource"));
-        };
         let statement = self.statement(batch);
-        match sqlx::raw_sql(&statement).execute(pool).await {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) => Err(Failure::refused(format!("PostgreSQL: {e}"))),
-            Err(e) => Err(Failure::retry(format!("PostgreSQL: {e}"))),
+        let (done, service) = match &self.resource.conn {
+            Connection::Pgsql { pool } => (
+                sqlx::raw_sql(&statement).execute(pool).await.map(drop),
+                "PostgreSQL",
+            ),
+            Connection::Mysql { pool } => (
+                sqlx::raw_sql(&statement).execute(pool).await.map(drop),
+                "MySQL",
+            ),
+            _ => return Err(Failure::refused("not an SQL resource")),
+        };
+        match done {
+            Ok(()) => Ok(()),
+            // The database refused the statement (a constraint, a bad value): trying
+            // again cannot help.
+            Err(sqlx::Error::Database(e)) => Err(Failure::refused(format!("{service}: {e}"))),
+            Err(e) => Err(Failure::retry(format!("{service}: {e}"))),
         }
     }
 }
@@ -93,7 +104,8 @@ fn tuple_end(text: &str, open: usize) -> Option<usize> {
 }
 
 /// A value as an SQL literal: NULL, or a single-quoted string (quotes doubled, NUL
-/// characters removed, which PostgreSQL text cannot hold).
+/// characters removed, which PostgreSQL text cannot hold; backslashes are ordinary
+/// characters in both databases' sessions).
 fn literal(value: Option<&Value>) -> String {
     let text = match value {
         None | Some(Value::Null) => return "NULL".to_owned(),
