@@ -7,6 +7,19 @@
 // the answer is not JSON) and resolves to the decoded answer.
 
 /**
+ * One of a rule's active alerts.
+ * @typedef {Object} ActiveAlertView
+ * @property {string} deployment_id
+ * @property {string|null} [fired_at]
+ * @property {string|null} [last_notified_at]
+ * @property {string} message - What the evaluation saw when it last changed the alert.
+ * @property {number} notifications - Notifications sent: the first and the repeats.
+ * @property {string} since - When the condition was first seen.
+ * @property {AlertStatus} status
+ * @property {string} subject - `<deployment id>`, `<deployment id>/tls` or `<deployment id>/domain/<name>`.
+ */
+
+/**
  * Body of `POST /deployments/{deployment_id}/domains`.
  * @typedef {Object} AddDomain
  * @property {string|null} [certificate] - PEM certificate chain for the domain (leaf first). Without it, Skyport's CA issues one (see `GET /deployments/{id}/ca.pem`).
@@ -24,6 +37,56 @@
 /**
  * Whether an add-on is in force on the broker yet.
  * @typedef {"provisioning"|"active"} AddOnStatus
+ */
+
+/**
+ * A project's channels.
+ * @typedef {Object} AlertChannelList
+ * @property {Array<AlertChannelView>} items
+ */
+
+/**
+ * An alert channel as listed: never its secret.
+ * @typedef {(ChannelTarget & {created_at: string, id: string, name: string, project_id: string})} AlertChannelView
+ */
+
+/**
+ * A project's rules.
+ * @typedef {Object} AlertRuleList
+ * @property {Array<AlertRuleView>} items
+ */
+
+/**
+ * Body of `POST /projects/{project_id}/alert-rules` and `PUT …/{rule_id}` (which
+ * replaces the rule).
+ * @typedef {Object} AlertRuleSpec
+ * @property {Array<string>} [channel_ids] - Channels of the project to notify (at most 16); empty: alerts are only in the event log.
+ * @property {Condition} condition
+ * @property {string|null} [deployment_id] - The one deployment of the project to watch; absent or `null`: all of them, including those created later.
+ * @property {boolean} [enabled] - Default `true`. Disabling a rule drops its active alerts without notifying.
+ * @property {string} name - 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
+ * @property {number|null} [repeat_interval_seconds] - Notify again this often (1 to 604800 seconds) while the alert stays active; absent or `null`: once.
+ */
+
+/**
+ * An alert rule with its active alerts.
+ * @typedef {Object} AlertRuleView
+ * @property {Array<ActiveAlertView>} alerts - Pending and firing alerts, by subject.
+ * @property {Array<string>} channel_ids
+ * @property {Condition} condition
+ * @property {string} created_at
+ * @property {string|null} [deployment_id]
+ * @property {boolean} enabled
+ * @property {string} id
+ * @property {string} name
+ * @property {string} project_id
+ * @property {number|null} [repeat_interval_seconds]
+ * @property {string} updated_at
+ */
+
+/**
+ * Whether an alert is waiting for its condition to hold long enough, or has fired.
+ * @typedef {"pending"|"firing"} AlertStatus
  */
 
 /**
@@ -96,6 +159,30 @@
  */
 
 /**
+ * Kinds of channel.
+ * @typedef {"webhook"|"email"} ChannelKind
+ */
+
+/**
+ * Where a channel sends alerts.
+ * @typedef {({type: "webhook", url: string}|{to: Array<string>, type: "email"})} ChannelTarget
+ */
+
+/**
+ * What a rule watches, on every deployment it applies to.
+ * @typedef {({kind: "sessions", percent: number}|{kind: "tps", percent: number}|{bytes: number, kind: "traffic", window_minutes: number}|{include_stopped?: boolean, kind: "deployment_not_running", minutes: number}|{days: number, kind: "certificate_expiring"}|{checks: number, kind: "domain_verification_failing"})} Condition
+ */
+
+/**
+ * Body of `POST /projects/{project_id}/alert-channels`.
+ * @typedef {Object} CreateAlertChannel
+ * @property {string} name - 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
+ * @property {Array<string>|null} [to] - Email: 1 to 16 recipient addresses.
+ * @property {ChannelKind} type
+ * @property {string|null} [url] - Webhooks: an absolute `http` or `https` URL, without credentials.
+ */
+
+/**
  * Body of `POST /projects/{project_id}/api-keys`.
  * @typedef {Object} CreateApiKey
  * @property {string} name - A label for the key: 1 to 64 letters, digits, spaces, `-`, `_` or `.`.
@@ -130,6 +217,11 @@
  * @typedef {Object} CreateUser
  * @property {string} email - E-mail address the user signs in with (kept in lower case).
  * @property {string} password - At least 10 characters; stored as an argon2id hash, never shown again.
+ */
+
+/**
+ * A newly created channel; a webhook's with its signing secret, shown only now.
+ * @typedef {(AlertChannelView & {secret?: string|null})} CreatedAlertChannel
  */
 
 /**
@@ -226,7 +318,7 @@
 
 /**
  * Type of a deployment event.
- * @typedef {"deployment.created"|"deployment.provisioning"|"deployment.running"|"deployment.stopped"|"deployment.started"|"deployment.tier_changed"|"deployment.failed"|"deployment.deleted"|"broker.restarted"|"tls.updated"|"tls.removed"|"domain.added"|"domain.verified"|"domain.removed"|"nat_gateway.created"|"nat_gateway.deleted"|"internal_endpoint.created"|"internal_endpoint.updated"|"internal_endpoint.deleted"} EventType
+ * @typedef {"deployment.created"|"deployment.provisioning"|"deployment.running"|"deployment.stopped"|"deployment.started"|"deployment.tier_changed"|"deployment.failed"|"deployment.deleted"|"broker.restarted"|"tls.updated"|"tls.removed"|"domain.added"|"domain.verified"|"domain.removed"|"nat_gateway.created"|"nat_gateway.deleted"|"internal_endpoint.created"|"internal_endpoint.updated"|"internal_endpoint.deleted"|"alert.fired"|"alert.resolved"|"certificate.renewed"|"certificate.expiring"} EventType
  */
 
 /**
@@ -990,6 +1082,92 @@ export function createClient(send) {
      * @returns {Promise<ProjectView>}
      */
     getProject: (project_id) => send("GET", `/projects/${p(project_id)}`, {}),
+
+    /**
+     * List a project's alert channels (any role).
+     * @param {string} project_id - Project id
+     * @returns {Promise<AlertChannelList>}
+     */
+    listChannels: (project_id) => send("GET", `/projects/${p(project_id)}/alert-channels`, {}),
+
+    /**
+     * Create an alert channel (owners and developers). A webhook's signing secret is in
+     * the answer, and only there.
+     * @param {string} project_id - Project id
+     * @param {CreateAlertChannel} body
+     * @returns {Promise<CreatedAlertChannel>}
+     */
+    createChannel: (project_id, body) => send("POST", `/projects/${p(project_id)}/alert-channels`, { body }),
+
+    /**
+     * One alert channel (any role).
+     * @param {string} project_id - Project id
+     * @param {string} channel_id - Alert channel id
+     * @returns {Promise<AlertChannelView>}
+     */
+    getChannel: (project_id, channel_id) => send("GET", `/projects/${p(project_id)}/alert-channels/${p(channel_id)}`, {}),
+
+    /**
+     * Delete an alert channel (owners and developers); 409 `channel_in_use` while a rule
+     * names it.
+     * @param {string} project_id - Project id
+     * @param {string} channel_id - Alert channel id
+     * @returns {Promise<null>}
+     */
+    deleteChannel: (project_id, channel_id) => send("DELETE", `/projects/${p(project_id)}/alert-channels/${p(channel_id)}`, {}),
+
+    /**
+     * Send a test notification to the channel now (owners and developers): 204 once the
+     * webhook answered 2xx or the SMTP server took the mail, else 502 `delivery_failed`
+     * with the reason.
+     * @param {string} project_id - Project id
+     * @param {string} channel_id - Alert channel id
+     * @returns {Promise<null>}
+     */
+    testChannel: (project_id, channel_id) => send("POST", `/projects/${p(project_id)}/alert-channels/${p(channel_id)}/test`, {}),
+
+    /**
+     * List a project's alert rules with their active alerts (any role).
+     * @param {string} project_id - Project id
+     * @returns {Promise<AlertRuleList>}
+     */
+    listRules: (project_id) => send("GET", `/projects/${p(project_id)}/alert-rules`, {}),
+
+    /**
+     * Create an alert rule (owners and developers). The leader evaluates it from its next
+     * pass on.
+     * @param {string} project_id - Project id
+     * @param {AlertRuleSpec} body
+     * @returns {Promise<AlertRuleView>}
+     */
+    createRule: (project_id, body) => send("POST", `/projects/${p(project_id)}/alert-rules`, { body }),
+
+    /**
+     * One alert rule with its active alerts (any role).
+     * @param {string} project_id - Project id
+     * @param {string} rule_id - Alert rule id
+     * @returns {Promise<AlertRuleView>}
+     */
+    getRule: (project_id, rule_id) => send("GET", `/projects/${p(project_id)}/alert-rules/${p(rule_id)}`, {}),
+
+    /**
+     * Replace an alert rule (owners and developers). Its active alerts stay and are
+     * evaluated against the new condition; disabling it drops them.
+     * @param {string} project_id - Project id
+     * @param {string} rule_id - Alert rule id
+     * @param {AlertRuleSpec} body
+     * @returns {Promise<AlertRuleView>}
+     */
+    putRule: (project_id, rule_id, body) => send("PUT", `/projects/${p(project_id)}/alert-rules/${p(rule_id)}`, { body }),
+
+    /**
+     * Delete an alert rule and its active alerts, without notifying (owners and
+     * developers).
+     * @param {string} project_id - Project id
+     * @param {string} rule_id - Alert rule id
+     * @returns {Promise<null>}
+     */
+    deleteRule: (project_id, rule_id) => send("DELETE", `/projects/${p(project_id)}/alert-rules/${p(rule_id)}`, {}),
 
     /**
      * List a project's API keys, without secrets (owners).

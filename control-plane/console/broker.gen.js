@@ -268,7 +268,7 @@
  * @property {Object} config
  * @property {string|null} [description]
  * @property {string|null} [id] - Its id (default: `resource:` and 8 hex digits).
- * @property {string} type - `web_hook` (`url`, `method`, `headers`, `request_timeout_ms`), `backend_redis_single` (`server` host:port, `database`, `password`) or `backend_pgsql` (`server`, `database`, `user`, `password`, `pool_size`).
+ * @property {string} type - `web_hook` (`url`, `method`, `headers`, `request_timeout_ms`), `backend_redis_single` (`server` host:port, `database`, `password`) or `backend_pgsql` / `backend_mysql` (`server`, `database`, `user`, `password`, `pool_size`), `bridge_rabbit` (`server`, `username`, `password`, `virtual_host`, `heartbeat`) or `bridge_nats` (`server`, `user`, `password` or `token`).
  */
 
 /**
@@ -363,6 +363,16 @@
  * @property {number} code - Always 0.
  * @property {Array<{username: string}>} data
  * @property {Meta} meta
+ */
+
+/**
+ * A refusal as `application/problem+json` (RFC 9457), the control plane's shape.
+ * @typedef {Object} Problem
+ * @property {string} code - Stable, machine-readable problem code.
+ * @property {string} detail - What went wrong, for people.
+ * @property {number} status - HTTP status code.
+ * @property {string} title - Short summary of the HTTP status.
+ * @property {string} type - Always `about:blank`; `code` identifies the problem.
  */
 
 /**
