@@ -247,27 +247,13 @@ macro_rules! certificate_sql_store {
             ) -> $crate::store::StoreResult<
                 Vec<($crate::domain::Id, $crate::store::network::DomainRecord)>,
             > {
-                let rows: Vec<$crate::store::network::DomainRow> = sqlx::query_as(&format!(
-                    "SELECT {} FROM deployment_domains \
-                     WHERE cert_source = 'skyport' AND cert_expires_at < $1 \
+                $crate::store::network::domains_with_projects!(
+                    self,
+                    "cert_source = 'skyport' AND cert_expires_at < $1 \
                      ORDER BY cert_expires_at LIMIT $2",
-                    $crate::store::network::DOMAIN_COLUMNS
-                ))
-                .bind(before)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let record: $crate::store::network::DomainRecord = row.try_into()?;
-                    let (project,): (String,) =
-                        sqlx::query_as("SELECT project_id FROM deployments WHERE id = $1")
-                            .bind(record.deployment_id.to_string())
-                            .fetch_one(&self.pool)
-                            .await?;
-                    out.push(($crate::store::sql::parse("project id", &project)?, record));
-                }
-                Ok(out)
+                    before,
+                    limit
+                )
             }
 
             async fn renew_domain_certificate(

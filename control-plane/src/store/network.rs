@@ -232,6 +232,44 @@ impl TryFrom<DomainRow> for DomainRecord {
     }
 }
 
+/// A domain row with its deployment's project.
+#[derive(sqlx::FromRow)]
+pub(super) struct DomainProjectRow {
+    #[sqlx(flatten)]
+    pub domain: DomainRow,
+    pub project_id: String,
+}
+
+impl TryFrom<DomainProjectRow> for (crate::domain::Id, DomainRecord) {
+    type Error = StoreError;
+
+    fn try_from(row: DomainProjectRow) -> Result<Self, Self::Error> {
+        let project = super::sql::parse("project id", &row.project_id)?;
+        Ok((project, row.domain.try_into()?))
+    }
+}
+
+/// Domains matching `$filter` (SQL after `WHERE`, binding `$1` to `$at` and `$2` to
+/// `$limit`), each with its deployment's project, in one query.
+macro_rules! domains_with_projects {
+    ($self:ident, $filter:expr, $at:expr, $limit:expr) => {{
+        let rows: Vec<$crate::store::network::DomainProjectRow> = sqlx::query_as(&format!(
+            "SELECT {}, (SELECT d.project_id FROM deployments d \
+               WHERE d.id = deployment_domains.deployment_id) AS project_id \
+             FROM deployment_domains WHERE {}",
+            $crate::store::network::DOMAIN_COLUMNS,
+            $filter
+        ))
+        .bind($at)
+        .bind($limit)
+        .fetch_all(&$self.pool)
+        .await?;
+        rows.into_iter().map(TryInto::try_into).collect()
+    }};
+}
+
+pub(super) use domains_with_projects;
+
 /// Implements [`NetworkStore`] for a backend struct with a `pool` field.
 macro_rules! network_sql_store {
     ($store:ty) => {
@@ -383,30 +421,13 @@ macro_rules! network_sql_store {
             ) -> $crate::store::StoreResult<
                 Vec<($crate::domain::Id, $crate::store::network::DomainRecord)>,
             > {
-                let rows: Vec<$crate::store::network::DomainRow> = sqlx::query_as(&format!(
-                    "SELECT {} FROM deployment_domains \
-                     WHERE status = 'pending_dns' AND next_check_at <= $1 \
+                $crate::store::network::domains_with_projects!(
+                    self,
+                    "status = 'pending_dns' AND next_check_at <= $1 \
                      ORDER BY next_check_at LIMIT $2",
-                    $crate::store::network::DOMAIN_COLUMNS
-                ))
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in rows {
-                    let record: $crate::store::network::DomainRecord = row.try_into()?;
-                    let (project,): (String,) =
-                        sqlx::query_as("SELECT project_id FROM deployments WHERE id = $1")
-                            .bind(record.deployment_id.to_string())
-                            .fetch_one(&self.pool)
-                            .await?;
-                    let project = project.parse().map_err(|_| {
-                        $crate::store::StoreError::Corrupt(format!("project id `{project}`"))
-                    })?;
-                    out.push((project, record));
-                }
-                Ok(out)
+                    now,
+                    limit
+                )
             }
 
             async fn put_nat_gateway(

@@ -140,11 +140,7 @@ pub fn catalogue() -> Vec<ActionInfo> {
             types: vec![resource::PGSQL],
             title: "Data to PostgreSQL",
             description: "Insert each output (batched into one multi-row INSERT)",
-            params: json!({
-                "$resource": {"type": "string", "required": true, "description": "A backend_pgsql resource id"},
-                "sql": {"type": "string", "required": true, "description": "INSERT … VALUES (${a}, ${b}) template; values are bound as quoted literals"},
-                "batch_size": {"type": "number", "required": false, "default": 100, "description": "Rows per INSERT, 1 to 1000"},
-            }),
+            params: insert_params(resource::PGSQL),
         },
         ActionInfo {
             name: "data_to_mysql",
@@ -153,11 +149,7 @@ pub fn catalogue() -> Vec<ActionInfo> {
             title: "Data to MySQL",
             description:
                 "Insert each output into MySQL or MariaDB (batched into one multi-row INSERT)",
-            params: json!({
-                "$resource": {"type": "string", "required": true, "description": "A backend_mysql resource id"},
-                "sql": {"type": "string", "required": true, "description": "INSERT … VALUES (${a}, ${b}) template; values are bound as quoted literals"},
-                "batch_size": {"type": "number", "required": false, "default": 100, "description": "Rows per INSERT, 1 to 1000"},
-            }),
+            params: insert_params(resource::MYSQL),
         },
         ActionInfo {
             name: "data_to_rabbit",
@@ -329,4 +321,13 @@ fn payload(template: &Template, output: &Map<String, Value>) -> String {
     } else {
         template.render(output)
     }
+}
+
+/// The parameters of an SQL insert action on a resource of `resource_type`.
+fn insert_params(resource_type: &str) -> serde_json::Value {
+    json!({
+        "$resource": {"type": "string", "required": true, "description": format!("A {resource_type} resource id")},
+        "sql": {"type": "string", "required": true, "description": "INSERT … VALUES (${a}, ${b}) template; values are bound as quoted literals"},
+        "batch_size": {"type": "number", "required": false, "default": 100, "description": "Rows per INSERT, 1 to 1000"},
+    })
 }
